@@ -1,0 +1,46 @@
+//! trove-api configuration (see `etc/trove-api.toml`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use trove_common::config::{AmqpConfig, DatabaseConfig};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// Base URL put in `links` (e.g. `https://db.example.com:8779`); empty = `http://<Host header>`.
+    pub public_endpoint: String,
+    /// JSON file mapping tokens to `{"project_id": "...", "roles": [...]}`.
+    pub token_file: PathBuf,
+    /// Largest page of instances or backups a list returns.
+    pub page_size: i64,
+    /// Seconds after which a silent heartbeat makes an instance show ERROR.
+    pub agent_heartbeat_expiry_secs: i64,
+    /// Seconds a recovery may run before the taskmanager gives up on it.
+    pub recovery_timeout_secs: i64,
+    /// Seconds a build, restart, delete or backup may stay silent before it turns into an error.
+    pub task_timeout_secs: i64,
+    /// Datastore used when a create names none.
+    pub default_datastore: String,
+    pub database: DatabaseConfig,
+    pub amqp: AmqpConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8779".into(),
+            public_endpoint: String::new(),
+            token_file: PathBuf::from("/etc/trove/tokens.json"),
+            page_size: 20,
+            agent_heartbeat_expiry_secs: 90,
+            recovery_timeout_secs: 3600,
+            task_timeout_secs: 1800,
+            default_datastore: "postgresql".into(),
+            database: DatabaseConfig::default(),
+            amqp: AmqpConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Instance rows as the API reads and writes them.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, types::Json};
+use uuid::Uuid;
+
+/// One instance with everything its views need, read in a single query.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InstanceRow {
+    pub id: Uuid,
+    pub name: String,
+    pub tenant_id: String,
+    pub flavor_id: String,
+    pub volume_size: Option<i32>,
+    pub task_id: i32,
+    pub address: Option<String>,
+    pub port: Option<i32>,
+    pub access: Option<Json<serde_json::Value>>,
+    pub region_id: String,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    pub status_id: i32,
+    pub status_updated: DateTime<Utc>,
+    pub datastore_version_id: Uuid,
+    pub ds_version_name: String,
+    pub ds_version_number: String,
+    pub ds_name: String,
+    pub fault_message: Option<String>,
+    pub fault_created: Option<DateTime<Utc>>,
+    pub fault_details: Option<String>,
+    pub recovery_id: Option<Uuid>,
+    pub recovery_phase: Option<String>,
+    pub recovery_progress: Option<Json<serde_json::Value>>,
+    pub recovery_backup_id: Option<Uuid>,
+    pub backup_running: bool,
+}
+
+const SELECT: &str = r#"
+SELECT i.id, i.name, i.tenant_id, i.flavor_id, i.volume_size, i.task_id, i.address, i.port,
+       i.access, i.region_id, i.created, i.updated,
+       s.status_id, s.updated_at AS status_updated,
+       dv.id AS datastore_version_id, dv.name AS ds_version_name, dv.version AS ds_version_number,
+       d.name AS ds_name,
+       f.message AS fault_message, f.created AS fault_created, f.details AS fault_details,
+       r.id AS recovery_id, r.phase AS recovery_phase, r.progress AS recovery_progress,
+       r.backup_id AS recovery_backup_id,
+       EXISTS (SELECT 1 FROM backups b WHERE b.instance_id = i.id AND NOT b.deleted
+               AND b.state IN ('NEW', 'BUILDING', 'SAVING')) AS backup_running
+FROM instances i
+JOIN service_statuses s ON s.instance_id = i.id
+JOIN datastore_versions dv ON dv.id = i.datastore_version_id
+JOIN datastores d ON d.id = dv.datastore_id
+LEFT JOIN LATERAL (SELECT message, created, details FROM instance_faults
+                   WHERE instance_id = i.id AND NOT deleted ORDER BY created DESC LIMIT 1) f ON true
+LEFT JOIN LATERAL (SELECT id, phase, progress, backup_id FROM recoveries
+                   WHERE instance_id = i.id AND state IN ('NEW', 'RUNNING') LIMIT 1) r ON true
+WHERE NOT i.deleted
+"#;
+
+/// A visible instance of `tenant` (any tenant when `tenant` is None, for admins).
+pub async fn find(
+    conn: &mut PgConnection,
+    id: Uuid,
+    tenant: Option<&str>,
+) -> sqlx::Result<Option<InstanceRow>> {
+    sqlx::query_as(&format!(
+        "{SELECT} AND i.id = $1 AND ($2::text IS NULL OR i.tenant_id = $2)"
+    ))
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A page of a tenant's instances ordered by id, as Trove pages them (`marker` = last id seen).
+pub async fn list(
+    conn: &mut PgConnection,
+    tenant: &str,
+    marker: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<InstanceRow>> {
+    sqlx::query_as(&format!(
+        "{SELECT} AND i.tenant_id = $1 AND ($2::uuid IS NULL OR i.id > $2) ORDER BY i.id LIMIT $3"
+    ))
+    .bind(tenant)
+    .bind(marker)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The columns a state transition needs, locked for the rest of the transaction.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LockedInstance {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub task_id: i32,
+    pub status_id: i32,
+    pub datastore_version_id: Uuid,
+    pub host: Option<String>,
+}
+
+pub async fn lock(
+    conn: &mut PgConnection,
+    id: Uuid,
+    tenant: Option<&str>,
+) -> sqlx::Result<Option<LockedInstance>> {
+    sqlx::query_as(
+        "SELECT i.id, i.tenant_id, i.task_id, s.status_id, i.datastore_version_id, i.host \
+         FROM instances i JOIN service_statuses s ON s.instance_id = i.id \
+         WHERE i.id = $1 AND NOT i.deleted AND ($2::text IS NULL OR i.tenant_id = $2) \
+         FOR UPDATE OF i",
+    )
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(conn)
+    .await
+}
+
+pub struct NewInstance<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub tenant_id: &'a str,
+    pub flavor_id: &'a str,
+    pub datastore_version_id: Uuid,
+    pub volume_size: Option<i32>,
+    pub access: Option<serde_json::Value>,
+    pub restored_from_backup: Option<Uuid>,
+    pub task_id: i32,
+    pub task_description: &'a str,
+    pub task_deadline: DateTime<Utc>,
+    pub status_id: i32,
+    pub status_description: &'a str,
+}
+
+pub async fn insert(conn: &mut PgConnection, n: &NewInstance<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO instances (id, name, tenant_id, flavor_id, datastore_version_id, volume_size, \
+         access, restored_from_backup, task_id, task_description, task_start_time, task_deadline) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11)",
+    )
+    .bind(n.id)
+    .bind(n.name)
+    .bind(n.tenant_id)
+    .bind(n.flavor_id)
+    .bind(n.datastore_version_id)
+    .bind(n.volume_size)
+    .bind(n.access.clone().map(Json))
+    .bind(n.restored_from_backup)
+    .bind(n.task_id)
+    .bind(n.task_description)
+    .bind(n.task_deadline)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO service_statuses (id, instance_id, status_id, status_description) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(n.id)
+    .bind(n.status_id)
+    .bind(n.status_description)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_task(
+    conn: &mut PgConnection,
+    id: Uuid,
+    task_id: i32,
+    description: &str,
+    deadline: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE instances SET task_id = $2, task_description = $3, task_start_time = now(), \
+         task_deadline = $4, updated = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(task_id)
+    .bind(description)
+    .bind(deadline)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn rename(conn: &mut PgConnection, id: Uuid, name: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE instances SET name = $2, updated = now() WHERE id = $1")
+        .bind(id)
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Queries the API runs against the control database; callers own the transactions.
+
+pub mod backups;
+pub mod catalog;
+pub mod instances;
+pub mod recoveries;

@@ -1,0 +1,225 @@
+//! Backups: list, create, show, delete.
+
+use axum::{
+    Extension, Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    routing::get,
+};
+use serde_json::{Value, json};
+use trove_common::{
+    outbox,
+    rpc::{
+        RpcMessage, topics,
+        taskmanager::{NewBackupInfo, TaskManagerMethod},
+    },
+    status::BackupState,
+};
+use uuid::Uuid;
+
+use super::instances::path_uuid;
+use crate::{
+    auth::Caller,
+    db::{backups, instances},
+    error::{ApiError, ApiResult},
+    extract::{JsonBody, Paging},
+    request_id::RequestId,
+    state::AppState,
+    validate::{self, bad},
+    views,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1.0/{tenant}/backups", get(list_backups).post(create_backup))
+        .route("/v1.0/{tenant}/backups/{id}", get(show_backup).delete(delete_backup))
+}
+
+/// Newest first. Unlike Trove, `next` appears only when another page really exists, so the
+/// CLI (which follows `next` until it is absent) terminates.
+pub async fn list_page(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    paging: &Paging,
+    instance_id: Option<Uuid>,
+    path: &str,
+) -> ApiResult<Json<Value>> {
+    let limit = paging.limit.unwrap_or(state.config.page_size).min(1000);
+    let offset = match paging.marker.as_deref() {
+        Some(m) => m
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| bad(format!("Invalid marker '{m}'; backup markers are offsets.")))?,
+        None => 0,
+    };
+    let instance_filter = match (instance_id, paging.param("instance_id")) {
+        (Some(i), _) => Some(i),
+        (None, Some(s)) => Some(
+            Uuid::parse_str(s).map_err(|_| bad(format!("instance_id '{s}' is not a valid UUID.")))?,
+        ),
+        (None, None) => None,
+    };
+    let filter = backups::ListFilter {
+        tenant: Some(tenant),
+        instance_id: instance_filter,
+        datastore: paging.param("datastore"),
+    };
+    let mut conn = state.pool.acquire().await?;
+    let mut rows = backups::list(&mut conn, &filter, offset, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let mut body = json!({"backups": rows.iter().map(views::backup).collect::<Vec<_>>()});
+    if more {
+        let base = super::base_url(state, headers);
+        body["links"] = json!([{
+            "rel": "next",
+            "href": format!("{base}/v1.0/{tenant}/{path}?limit={limit}&marker={}", offset + limit),
+        }]);
+    }
+    Ok(Json(body))
+}
+
+async fn list_backups(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    paging: Paging,
+) -> ApiResult<Json<Value>> {
+    list_page(&state, &tenant, &headers, &paging, None, "backups").await
+}
+
+async fn show_backup(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let id = path_uuid(&id)?;
+    let mut conn = state.pool.acquire().await?;
+    let b = backups::find(&mut conn, id, Some(&tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    Ok(Json(json!({"backup": views::backup(&b)})))
+}
+
+async fn create_backup(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(rid): Extension<RequestId>,
+    Path(tenant): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let b = validate::root(&body, "backup")?;
+    let name = validate::non_empty_name(b.get("name"), "backup 'name'")?;
+    let description = match b.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(bad("Validation error: backup['description'] must be a string")),
+    };
+    match b.get("incremental") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => {}
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => {
+            return Err(ApiError::NotImplemented(
+                "Incremental backups are not supported for postgresql; send incremental 0.".into(),
+            ));
+        }
+        Some(other) => {
+            return Err(bad(format!(
+                "Validation error: backup['incremental'] {other} is not of type 'integer' 0 or 1"
+            )));
+        }
+    }
+    if b.get("parent_id").is_some_and(|p| !p.is_null()) {
+        return Err(ApiError::NotImplemented(
+            "Incremental backups (parent_id) are not supported for postgresql.".into(),
+        ));
+    }
+    if b.get("restore_from").is_some() {
+        return Err(ApiError::NotImplemented(
+            "Registering a remote backup (restore_from) is not supported.".into(),
+        ));
+    }
+    let instance_id = validate::uuid_strict(
+        b.get("instance")
+            .ok_or_else(|| bad("Validation error: backup 'instance' is a required property"))?,
+        "backup['instance']",
+    )?;
+
+    let mut tx = state.pool.begin().await?;
+    let inst = instances::lock(&mut tx, instance_id, Some(&tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(instance_id))?;
+    super::instance_actions::ensure_available(&mut tx, &inst).await?;
+    let id = Uuid::new_v4();
+    backups::insert(
+        &mut tx,
+        &backups::NewBackup {
+            id,
+            name: &name,
+            description: description.as_deref(),
+            tenant_id: &tenant,
+            instance_id,
+            datastore_version_id: inst.datastore_version_id,
+            deadline: super::deadline_in(state.config.task_timeout_secs),
+        },
+    )
+    .await?;
+    let row = backups::find(&mut tx, id, Some(&tenant))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("backup {id} vanished inside its own transaction"))?;
+    let msg = RpcMessage::new(
+        &TaskManagerMethod::CreateBackup {
+            backup_info: NewBackupInfo {
+                id,
+                name: name.clone(),
+                instance_id,
+                backup_type: "full".into(),
+                datastore: row.ds_name.clone().unwrap_or_default(),
+                datastore_version: row.ds_version_name.clone().unwrap_or_default(),
+            },
+            instance_id,
+        },
+        super::context(&caller, &rid),
+    );
+    let oid = outbox::enqueue(&mut tx, topics::TASKMANAGER, &msg).await?;
+    tx.commit().await?;
+    super::flush_later(&state, vec![oid]);
+    tracing::info!(backup.id = %id, instance.id = %instance_id, "backup accepted");
+    Ok((StatusCode::ACCEPTED, Json(json!({"backup": views::backup(&row)}))))
+}
+
+async fn delete_backup(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(rid): Extension<RequestId>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let id = path_uuid(&id)?;
+    let mut tx = state.pool.begin().await?;
+    backups::find(&mut tx, id, Some(&tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    let st = backups::lock(&mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    if BackupState::parse(&st).is_some_and(BackupState::is_running) {
+        return Err(ApiError::Unprocessable(format!(
+            "Backup {id} is still running ({st}); delete it once it has finished."
+        )));
+    }
+    if backups::in_use_by_recovery(&mut tx, id).await? || backups::in_use_by_restore(&mut tx, id).await? {
+        return Err(ApiError::Unprocessable(format!(
+            "Backup {id} is being restored right now; delete it once that has finished."
+        )));
+    }
+    backups::mark_deleted(&mut tx, id).await?;
+    let msg = RpcMessage::new(
+        &TaskManagerMethod::DeleteBackup { backup_id: id },
+        super::context(&caller, &rid),
+    );
+    let oid = outbox::enqueue(&mut tx, topics::TASKMANAGER, &msg).await?;
+    tx.commit().await?;
+    super::flush_later(&state, vec![oid]);
+    Ok(StatusCode::ACCEPTED)
+}

@@ -1,0 +1,164 @@
+//! JSON views in Trove's shapes.
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use trove_common::{
+    status::{InstanceTask, ServiceStatus},
+    timefmt::trove_time,
+};
+
+use crate::{
+    db::{
+        backups::BackupRow,
+        catalog::{DatastoreRow, FlavorRow, VersionRow},
+        instances::InstanceRow,
+    },
+    instance_status,
+};
+
+/// Builds `self` and `bookmark` links.
+pub struct Links<'a> {
+    pub base: &'a str,
+    pub tenant: &'a str,
+}
+
+impl Links<'_> {
+    pub fn of(&self, collection: &str, id: &str) -> Value {
+        json!([
+            {"href": format!("{}/v1.0/{}/{collection}/{id}", self.base, self.tenant), "rel": "self"},
+            {"href": format!("{}/{collection}/{id}", self.base), "rel": "bookmark"},
+        ])
+    }
+}
+
+pub fn instance_summary(row: &InstanceRow, links: &Links<'_>, heartbeat_expiry_secs: i64) -> Value {
+    let task = InstanceTask::from_code(row.task_id).unwrap_or(InstanceTask::None);
+    let service = ServiceStatus::from_code(row.status_id).unwrap_or(ServiceStatus::Unknown);
+    let stale = (Utc::now() - row.status_updated).num_seconds() >= heartbeat_expiry_secs;
+    let derived = instance_status::derive(task, service, row.backup_running, stale);
+    let addresses: Vec<Value> = match (&row.address, row.port) {
+        (Some(a), Some(p)) => vec![json!({"address": a, "type": "private", "port": p})],
+        _ => vec![],
+    };
+    let ip: Vec<Value> = addresses.iter().map(|a| a["address"].clone()).collect();
+    json!({
+        "id": row.id,
+        "name": row.name,
+        "status": derived.status,
+        "operating_status": derived.operating_status,
+        "links": links.of("instances", &row.id.to_string()),
+        "flavor": {"id": row.flavor_id, "links": links.of("flavors", &row.flavor_id)},
+        "datastore": {"type": row.ds_name, "version": row.ds_version_name},
+        "region": row.region_id,
+        "access": row.access.as_ref().map(|a| a.0.clone()).unwrap_or_else(|| json!({})),
+        "volume": {"size": row.volume_size},
+        "ip": ip,
+        "addresses": addresses,
+    })
+}
+
+pub fn instance_detail(row: &InstanceRow, links: &Links<'_>, heartbeat_expiry_secs: i64) -> Value {
+    let mut v = instance_summary(row, links, heartbeat_expiry_secs);
+    let obj = v.as_object_mut().expect("summary is an object");
+    obj.insert(
+        "datastore".into(),
+        json!({"type": row.ds_name, "version": row.ds_version_name, "version_number": row.ds_version_number}),
+    );
+    obj.insert("created".into(), json!(trove_time(row.created)));
+    obj.insert("updated".into(), json!(trove_time(row.updated)));
+    obj.insert(
+        "service_status_updated".into(),
+        json!(trove_time(row.status_updated)),
+    );
+    if let (Some(message), Some(created)) = (&row.fault_message, row.fault_created) {
+        obj.insert(
+            "fault".into(),
+            json!({"message": message, "created": trove_time(created), "details": row.fault_details}),
+        );
+    }
+    if let Some(id) = row.recovery_id {
+        obj.insert(
+            "recovery".into(),
+            json!({
+                "id": id,
+                "backup": row.recovery_backup_id,
+                "phase": row.recovery_phase,
+                "progress": row.recovery_progress.as_ref().map(|p| p.0.clone()),
+            }),
+        );
+    }
+    v
+}
+
+pub fn backup(row: &BackupRow) -> Value {
+    let mut v = json!({
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "locationRef": row.location,
+        "instance_id": row.instance_id,
+        "created": trove_time(row.created),
+        "updated": trove_time(row.updated),
+        "size": row.size,
+        "status": row.state,
+        "parent_id": row.parent_id,
+        "project_id": row.tenant_id,
+        "checksum": row.checksum,
+        "backup_type": row.backup_type,
+        "stop_time": row.stop_time.map(trove_time),
+        "timeline": row.timeline,
+    });
+    if let (Some(vid), Some(ds), Some(ver)) = (
+        row.datastore_version_id,
+        &row.ds_name,
+        &row.ds_version_name,
+    ) {
+        v["datastore"] = json!({"type": ds, "version": ver, "version_id": vid});
+    }
+    v
+}
+
+pub fn version(v: &VersionRow, links: &Links<'_>, with_datastore: bool) -> Value {
+    let mut out = json!({
+        "id": v.id,
+        "name": v.name,
+        "version": v.version,
+        "links": links.of("datastores/versions", &v.id.to_string()),
+    });
+    if with_datastore {
+        out["datastore"] = json!(v.datastore_id);
+    }
+    out
+}
+
+pub fn datastore(d: &DatastoreRow, versions: &[VersionRow], links: &Links<'_>) -> Value {
+    let mut out = json!({
+        "id": d.id,
+        "name": d.name,
+        "links": links.of("datastores", &d.id.to_string()),
+        "versions": versions.iter().map(|v| version(v, links, false)).collect::<Vec<_>>(),
+    });
+    if let Some(def) = d.default_version_id {
+        out["default_version"] = json!(def);
+    }
+    out
+}
+
+pub fn flavor(f: &FlavorRow, links: &Links<'_>) -> Value {
+    // Trove's `id` is an integer when the id is one; `str_id` always holds the string.
+    let int_id = f
+        .id
+        .parse::<i64>()
+        .ok()
+        .filter(|_| !f.id.starts_with('0'));
+    json!({
+        "id": int_id.map(Value::from).unwrap_or(Value::Null),
+        "str_id": f.id,
+        "name": f.name,
+        "ram": f.ram,
+        "vcpus": f.vcpus,
+        "disk": f.disk,
+        "ephemeral": f.ephemeral,
+        "links": links.of("flavors", &f.id),
+    })
+}

@@ -1,0 +1,101 @@
+//! Casts from guest agents to the `trove-conductor` topic, served by the taskmanager.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Method;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatPayload {
+    /// A `ServiceStatus` description, e.g. `healthy`.
+    pub service_status: String,
+    /// Ours: where tenants connect, reported once the server listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Ours: why provisioning failed, shown to the user as the instance fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Stable codes for guest failures, so the control plane can tell them apart without parsing text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuestErrorCode {
+    ChecksumMismatch,
+    BackupNotFound,
+    RestoreFailed,
+    StartFailed,
+    HealthCheckFailed,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "args", rename_all = "snake_case")]
+pub enum ConductorMethod {
+    Heartbeat {
+        instance_id: Uuid,
+        payload: HeartbeatPayload,
+        sent: f64,
+    },
+    UpdateBackup {
+        instance_id: Uuid,
+        backup_id: Uuid,
+        sent: f64,
+        state: String,
+        #[serde(default)]
+        size: Option<f64>,
+        #[serde(default)]
+        checksum: Option<String>,
+        #[serde(default)]
+        location: Option<String>,
+        #[serde(default)]
+        backup_type: Option<String>,
+        #[serde(default)]
+        success: Option<bool>,
+        // Ours: what a later point-in-time recovery needs to know about the backup.
+        #[serde(default)]
+        start_lsn: Option<String>,
+        #[serde(default)]
+        stop_lsn: Option<String>,
+        #[serde(default)]
+        stop_time: Option<DateTime<Utc>>,
+        #[serde(default)]
+        timeline: Option<i32>,
+        #[serde(default)]
+        error: Option<String>,
+    },
+    /// Ours: progress and outcome of an in-place recovery.
+    UpdateRecovery {
+        instance_id: Uuid,
+        recovery_id: Uuid,
+        sent: f64,
+        phase: String,
+        /// `RUNNING`, `COMPLETED` or `FAILED`.
+        state: String,
+        #[serde(default)]
+        progress: Option<serde_json::Value>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        error_code: Option<GuestErrorCode>,
+    },
+    /// Ours: a guest host announces itself and its capacity.
+    HostHeartbeat {
+        host: String,
+        address: String,
+        capacity: i32,
+        sent: f64,
+    },
+    /// Ours: the guest finished removing an instance.
+    InstanceDeleted {
+        instance_id: Uuid,
+        sent: f64,
+    },
+}
+
+impl Method for ConductorMethod {
+    const VERSION: &'static str = "1.0";
+}

@@ -1,0 +1,59 @@
+//! Casts from the taskmanager to a guest agent: `guesthost.<host>` for provisioning,
+//! `guestagent.<instance_id>` for everything done to an instance it hosts.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Method;
+use super::taskmanager::{DatabaseSpec, UserSpec};
+
+/// Where a backup lives and how to check it (the seed's `backup_info {id, location, type, checksum}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupLocation {
+    pub id: Uuid,
+    /// Path of the backup's directory inside the backup store.
+    pub location: String,
+    #[serde(rename = "type")]
+    pub backup_type: String,
+    /// sha256 hex of the archive file.
+    pub checksum: String,
+}
+
+/// A backup the guest should take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TakeBackupInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub backup_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "args", rename_all = "snake_case")]
+pub enum GuestMethod {
+    /// Provision an instance on this host; with `backup_info` the data comes from a backup.
+    Prepare {
+        instance_id: Uuid,
+        memory_mb: i64,
+        #[serde(default)]
+        databases: Vec<DatabaseSpec>,
+        #[serde(default)]
+        users: Vec<UserSpec>,
+        backup_info: Option<BackupLocation>,
+        ds_version: String,
+    },
+    CreateBackup {
+        backup_info: TakeBackupInfo,
+    },
+    Restart {},
+    /// Ours: stop the server and remove the instance's files (Trove deletes the VM instead).
+    DeleteInstance {},
+    /// Recover the running instance in place from a backup.
+    DoRecovery {
+        recovery_id: Uuid,
+        backup_info: BackupLocation,
+    },
+}
+
+impl Method for GuestMethod {
+    const VERSION: &'static str = "1.3";
+}

@@ -1,0 +1,77 @@
+//! Casts from trove-api to the `taskmanager` topic (Trove's taskmanager API, version 1.0).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Method;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlavorRef {
+    pub id: String,
+    pub ram: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseSpec {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserSpec {
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub databases: Vec<DatabaseSpec>,
+}
+
+/// What the API hands the taskmanager to start a backup (Trove's `backup_info`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewBackupInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub instance_id: Uuid,
+    pub backup_type: String,
+    pub datastore: String,
+    pub datastore_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "args", rename_all = "snake_case")]
+pub enum TaskManagerMethod {
+    CreateInstance {
+        instance_id: Uuid,
+        name: String,
+        flavor: FlavorRef,
+        datastore_manager: String,
+        ds_version: String,
+        volume_size: Option<i32>,
+        backup_id: Option<Uuid>,
+        #[serde(default)]
+        databases: Vec<DatabaseSpec>,
+        #[serde(default)]
+        users: Vec<UserSpec>,
+    },
+    DeleteInstance {
+        instance_id: Uuid,
+    },
+    Restart {
+        instance_id: Uuid,
+    },
+    CreateBackup {
+        backup_info: NewBackupInfo,
+        instance_id: Uuid,
+    },
+    DeleteBackup {
+        backup_id: Uuid,
+    },
+    /// The seed's in-place recovery (never merged in Trove).
+    DoInstanceRecovery {
+        instance_id: Uuid,
+        backup_id: Uuid,
+        recovery_id: Uuid,
+    },
+}
+
+impl Method for TaskManagerMethod {
+    const VERSION: &'static str = "1.0";
+}

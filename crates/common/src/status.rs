@@ -1,0 +1,293 @@
+//! Status vocabularies with Trove's numeric codes, so operators and Trove tooling recognise them.
+
+use serde::{Deserialize, Serialize};
+
+/// Health of the database service on an instance (`service_statuses.status_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceStatus {
+    Running,
+    Blocked,
+    Paused,
+    Shutdown,
+    Deleted,
+    Crashed,
+    Failed,
+    Building,
+    Unknown,
+    New,
+    FailedTimeoutGuestagent,
+    InstanceReady,
+    RestartRequired,
+    Healthy,
+    Restarting,
+}
+
+impl ServiceStatus {
+    const ALL: [ServiceStatus; 15] = [
+        Self::Running,
+        Self::Blocked,
+        Self::Paused,
+        Self::Shutdown,
+        Self::Deleted,
+        Self::Crashed,
+        Self::Failed,
+        Self::Building,
+        Self::Unknown,
+        Self::New,
+        Self::FailedTimeoutGuestagent,
+        Self::InstanceReady,
+        Self::RestartRequired,
+        Self::Healthy,
+        Self::Restarting,
+    ];
+
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Running => 0x01,
+            Self::Blocked => 0x02,
+            Self::Paused => 0x03,
+            Self::Shutdown => 0x04,
+            Self::Deleted => 0x05,
+            Self::Crashed => 0x06,
+            Self::Failed => 0x08,
+            Self::Building => 0x09,
+            Self::Unknown => 0x16,
+            Self::New => 0x17,
+            Self::FailedTimeoutGuestagent => 0x18,
+            Self::InstanceReady => 0x19,
+            Self::RestartRequired => 0x20,
+            Self::Healthy => 0x21,
+            Self::Restarting => 0x22,
+        }
+    }
+
+    /// The text stored in `status_description` and sent in heartbeats.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Blocked => "blocked",
+            Self::Paused => "paused",
+            Self::Shutdown => "shutdown",
+            Self::Deleted => "deleted",
+            Self::Crashed => "crashed",
+            Self::Failed => "failed to spawn",
+            Self::Building => "building",
+            Self::Unknown => "unknown",
+            Self::New => "new",
+            Self::FailedTimeoutGuestagent => "guestagent error",
+            Self::InstanceReady => "instance ready",
+            Self::RestartRequired => "restart required",
+            Self::Healthy => "healthy",
+            Self::Restarting => "restarting",
+        }
+    }
+
+    /// What the API shows as `operating_status`.
+    pub fn api_status(self) -> &'static str {
+        match self {
+            Self::Running => "ACTIVE",
+            Self::Blocked => "BLOCKED",
+            Self::Paused | Self::Shutdown | Self::Crashed => "SHUTDOWN",
+            Self::Deleted => "DELETED",
+            Self::Failed => "FAILED",
+            Self::Building | Self::InstanceReady => "BUILD",
+            Self::Unknown | Self::FailedTimeoutGuestagent => "ERROR",
+            Self::New => "NEW",
+            Self::RestartRequired => "RESTART_REQUIRED",
+            Self::Healthy => "HEALTHY",
+            Self::Restarting => "RESTARTING",
+        }
+    }
+
+    pub fn from_code(code: i32) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    pub fn from_description(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.description() == text)
+    }
+
+    /// The database answers: the instance counts as up.
+    pub fn is_up(self) -> bool {
+        matches!(self, Self::Running | Self::Healthy)
+    }
+
+    /// Trove's `action_is_allowed`: statuses in which a user action may start.
+    pub fn action_is_allowed(self) -> bool {
+        matches!(
+            self,
+            Self::Running
+                | Self::Shutdown
+                | Self::Crashed
+                | Self::Blocked
+                | Self::Healthy
+                | Self::RestartRequired
+        )
+    }
+}
+
+/// The task running on an instance (`instances.task_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstanceTask {
+    None,
+    Deleting,
+    Rebooting,
+    Building,
+    BuildingErrorServer,
+    BuildingErrorTimeoutGa,
+    /// Ours: an in-place recovery runs.
+    Recovering,
+    /// Ours: a recovery failed in a way that left the instance in doubt.
+    RecoveryError,
+    /// Ours: a delete did not finish in time.
+    DeletingError,
+}
+
+impl InstanceTask {
+    const ALL: [InstanceTask; 9] = [
+        Self::None,
+        Self::Deleting,
+        Self::Rebooting,
+        Self::Building,
+        Self::BuildingErrorServer,
+        Self::BuildingErrorTimeoutGa,
+        Self::Recovering,
+        Self::RecoveryError,
+        Self::DeletingError,
+    ];
+
+    pub fn code(self) -> i32 {
+        match self {
+            Self::None => 1,
+            Self::Deleting => 2,
+            Self::Rebooting => 3,
+            Self::Building => 5,
+            Self::BuildingErrorServer => 0x51,
+            Self::BuildingErrorTimeoutGa => 0x5b,
+            // Trove's codes stop at 0x5d; ours start at 0x70 so they never collide.
+            Self::Recovering => 0x70,
+            Self::RecoveryError => 0x71,
+            Self::DeletingError => 0x72,
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::None => "No tasks for the instance.",
+            Self::Deleting => "Deleting the instance.",
+            Self::Rebooting => "Rebooting the instance.",
+            Self::Building => "The instance is building.",
+            Self::BuildingErrorServer => "Build error: Server.",
+            Self::BuildingErrorTimeoutGa => "Build error: guestagent timeout.",
+            Self::Recovering => "Recovering the instance from a backup.",
+            Self::RecoveryError => "Recovery error.",
+            Self::DeletingError => "Delete error.",
+        }
+    }
+
+    pub fn is_error(self) -> bool {
+        matches!(
+            self,
+            Self::BuildingErrorServer
+                | Self::BuildingErrorTimeoutGa
+                | Self::RecoveryError
+                | Self::DeletingError
+        )
+    }
+
+    pub fn from_code(code: i32) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.code() == code)
+    }
+}
+
+/// Backup states as Trove names them (`backups.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BackupState {
+    New,
+    Building,
+    Saving,
+    Completed,
+    Failed,
+    DeleteFailed,
+}
+
+impl BackupState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "NEW",
+            Self::Building => "BUILDING",
+            Self::Saving => "SAVING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::DeleteFailed => "DELETE_FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::New,
+            Self::Building,
+            Self::Saving,
+            Self::Completed,
+            Self::Failed,
+            Self::DeleteFailed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    pub fn is_running(self) -> bool {
+        matches!(self, Self::New | Self::Building | Self::Saving)
+    }
+}
+
+/// Where a recovery stands (`recoveries.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RecoveryState {
+    New,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl RecoveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "NEW",
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_status_codes_round_trip_and_match_trove() {
+        for s in ServiceStatus::ALL {
+            assert_eq!(ServiceStatus::from_code(s.code()), Some(s));
+            assert_eq!(ServiceStatus::from_description(s.description()), Some(s));
+        }
+        assert_eq!(ServiceStatus::Healthy.code(), 33);
+        assert_eq!(ServiceStatus::New.code(), 23);
+        assert_eq!(ServiceStatus::FailedTimeoutGuestagent.code(), 24);
+    }
+
+    #[test]
+    fn task_codes_round_trip_and_do_not_collide() {
+        for t in InstanceTask::ALL {
+            assert_eq!(InstanceTask::from_code(t.code()), Some(t));
+        }
+        assert_eq!(InstanceTask::Building.code(), 5);
+        assert_eq!(InstanceTask::Deleting.code(), 2);
+    }
+}

@@ -1,0 +1,99 @@
+//! The agent: the instances this host runs, their queue consumers, and adoption after a restart.
+
+use std::{collections::HashMap, sync::Arc};
+
+use anyhow::{Context, Result};
+use tokio::sync::Mutex;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use trove_common::{amqp::Bus, rpc::topics};
+use uuid::Uuid;
+
+use crate::{
+    config::GuestConfig,
+    hosted::{Hosted, InstanceRecord},
+    postgres::{PgBinaries, Runner},
+};
+
+pub struct Agent {
+    pub config: GuestConfig,
+    pub bus: Arc<Bus>,
+    pub bins: PgBinaries,
+    pub runner: Runner,
+    pub instances: Mutex<HashMap<Uuid, Arc<Hosted>>>,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+impl Agent {
+    pub fn hosted(&self, record: &InstanceRecord) -> Hosted {
+        Hosted::new(
+            record,
+            &self.config.data_root,
+            &self.config.listen_addresses,
+            self.bins.clone(),
+            self.runner.clone(),
+            self.shutdown.child_token(),
+        )
+    }
+
+    /// Registers a prepared instance and starts consuming its queue.
+    pub async fn attach(self: &Arc<Self>, hosted: Arc<Hosted>) {
+        self.instances.lock().await.insert(hosted.id, hosted.clone());
+        let agent = self.clone();
+        let id = hosted.id;
+        let cancel = hosted.cancel.clone();
+        self.tracker.spawn(async move {
+            let handler_agent = agent.clone();
+            let r = agent
+                .bus
+                .clone()
+                .serve(
+                    topics::guest(id),
+                    move |msg| {
+                        let agent = handler_agent.clone();
+                        let fut: trove_common::amqp::HandlerFuture = Box::pin(async move { agent.handle_instance_message(id, msg).await });
+                        fut
+                    },
+                    cancel,
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::error!(instance.id = %id, error = %format!("{e:#}"), "instance consumer stopped");
+            }
+        });
+    }
+
+    pub async fn get(&self, id: Uuid) -> Option<Arc<Hosted>> {
+        self.instances.lock().await.get(&id).cloned()
+    }
+
+    /// Adopts the instances found on disk after an agent restart: running servers are left
+    /// alone, stopped ones are started, and a recovery cut short mid-swap is undone.
+    pub async fn adopt(self: &Arc<Self>) -> Result<()> {
+        tokio::fs::create_dir_all(&self.config.data_root)
+            .await
+            .with_context(|| format!("creating {}", self.config.data_root.display()))?;
+        let mut entries = tokio::fs::read_dir(&self.config.data_root).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let dir = entry.path();
+            let Some(record) = Hosted::load_record(&dir).await? else {
+                continue;
+            };
+            let hosted = Arc::new(self.hosted(&record));
+            let data = &hosted.cluster.spec().data_dir;
+            let old = data.with_extension("old");
+            if !data.exists() && old.exists() {
+                tracing::warn!(instance.id = %record.id, "data directory missing after an interrupted recovery; restoring the previous one");
+                tokio::fs::rename(&old, data).await?;
+            }
+            if !hosted.cluster.is_running().await {
+                if let Err(e) = hosted.cluster.start().await {
+                    tracing::error!(instance.id = %record.id, error = %format!("{e:#}"), "could not start adopted instance");
+                }
+            }
+            tracing::info!(instance.id = %record.id, port = record.port, "instance adopted");
+            self.attach(hosted).await;
+        }
+        Ok(())
+    }
+}

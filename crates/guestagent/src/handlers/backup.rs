@@ -1,0 +1,83 @@
+//! `create_backup`: a full backup into the store, reported to the conductor.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use trove_common::{
+    rpc::{conductor::ConductorMethod, guest::TakeBackupInfo},
+    timefmt::epoch_seconds,
+};
+
+use crate::{
+    agent::Agent,
+    hosted::Hosted,
+    postgres::{ARCHIVE_FILE, take_backup},
+};
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+impl Agent {
+    pub(crate) async fn create_backup(&self, h: &Arc<Hosted>, info: TakeBackupInfo, rid: Option<String>) {
+        let _guard = h.op.lock().await;
+        let update = |state: &str| ConductorMethod::UpdateBackup {
+            instance_id: h.id,
+            backup_id: info.id,
+            sent: epoch_seconds(Utc::now()),
+            state: state.to_string(),
+            size: None,
+            checksum: None,
+            location: None,
+            backup_type: Some(info.backup_type.clone()),
+            success: None,
+            start_lsn: None,
+            stop_lsn: None,
+            stop_time: None,
+            timeline: None,
+            error: None,
+        };
+        self.report(update("BUILDING"), rid.clone()).await;
+        let dest = self.config.backup_store.join(info.id.to_string());
+        tracing::info!(instance.id = %h.id, backup.id = %info.id, "backup started");
+        let started = std::time::Instant::now();
+        let msg = match take_backup(&h.cluster, &info.id.to_string(), &dest).await {
+            Ok(m) => {
+                tracing::info!(instance.id = %h.id, backup.id = %info.id, bytes = m.size_bytes, duration_ms = started.elapsed().as_millis() as u64, "backup completed");
+                let mut u = update("COMPLETED");
+                if let ConductorMethod::UpdateBackup {
+                    size,
+                    checksum,
+                    location,
+                    success,
+                    start_lsn,
+                    stop_lsn,
+                    stop_time,
+                    timeline,
+                    ..
+                } = &mut u
+                {
+                    *size = Some(m.size_bytes as f64 / GIB);
+                    *checksum = Some(m.checksum.clone());
+                    *location = Some(format!("{}/{ARCHIVE_FILE}", info.id));
+                    *success = Some(true);
+                    *start_lsn = Some(m.start_lsn.clone());
+                    *stop_lsn = Some(m.stop_lsn.clone());
+                    *stop_time = Some(m.stop_time);
+                    *timeline = i32::try_from(m.timeline).ok();
+                }
+                u
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                tracing::warn!(instance.id = %h.id, backup.id = %info.id, error = %text, "backup failed");
+                let _ = tokio::fs::remove_dir_all(&dest).await;
+                let mut u = update("FAILED");
+                if let ConductorMethod::UpdateBackup { success, error, .. } = &mut u {
+                    *success = Some(false);
+                    *error = Some(text);
+                }
+                u
+            }
+        };
+        self.report(msg, rid).await;
+    }
+}

@@ -1,0 +1,46 @@
+//! `restart` and `delete_instance`.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use trove_common::{rpc::conductor::ConductorMethod, timefmt::epoch_seconds};
+
+use crate::{agent::Agent, hosted::Hosted};
+
+impl Agent {
+    pub(crate) async fn restart(&self, h: &Arc<Hosted>, rid: Option<String>) {
+        let _guard = h.op.lock().await;
+        if let Err(e) = h.cluster.stop().await {
+            tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "stop before restart failed");
+        }
+        if let Err(e) = h.cluster.start().await {
+            tracing::error!(instance.id = %h.id, error = %format!("{e:#}"), "restart failed");
+        }
+        self.send_status(h, None, rid).await;
+    }
+
+    pub(crate) async fn delete_instance(&self, h: &Arc<Hosted>, rid: Option<String>) {
+        let _guard = h.op.lock().await;
+        if let Err(e) = h.cluster.stop().await {
+            tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "stop before delete failed");
+        }
+        if let Err(e) = tokio::fs::remove_dir_all(&h.dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::error!(instance.id = %h.id, error = %e, "could not remove the instance directory");
+                return;
+            }
+        }
+        self.instances.lock().await.remove(&h.id);
+        self.report(
+            ConductorMethod::InstanceDeleted {
+                instance_id: h.id,
+                sent: epoch_seconds(Utc::now()),
+            },
+            rid,
+        )
+        .await;
+        // Stop consuming last: the delete message itself is acked by this consumer.
+        h.cancel.cancel();
+        tracing::info!(instance.id = %h.id, "instance removed from this host");
+    }
+}

@@ -1,0 +1,87 @@
+//! Handlers for `guesthost.<host>` (provisioning) and `guestagent.<instance_id>` (everything done
+//! to one instance), one file per concern.
+
+mod backup;
+mod lifecycle;
+mod prepare;
+mod recovery;
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::{Result, bail};
+use trove_common::{
+    amqp::Outcome,
+    rpc::{RpcMessage, guest::GuestMethod},
+};
+use uuid::Uuid;
+
+use crate::agent::Agent;
+
+impl Agent {
+    pub async fn handle_host_message(self: &Arc<Self>, msg: RpcMessage) -> Outcome {
+        let rid = msg.context.request_id.clone();
+        match msg.parse::<GuestMethod>() {
+            Ok(GuestMethod::Prepare {
+                instance_id,
+                databases,
+                users,
+                backup_info,
+                ..
+            }) => {
+                self.prepare(instance_id, databases, users, backup_info, rid)
+                    .await;
+                Outcome::Ack
+            }
+            Ok(other) => {
+                tracing::warn!(method = %msg.method, "instance method sent to the host queue: {other:?}");
+                Outcome::DeadLetter
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed host message");
+                Outcome::DeadLetter
+            }
+        }
+    }
+
+    pub async fn handle_instance_message(self: &Arc<Self>, id: Uuid, msg: RpcMessage) -> Outcome {
+        let rid = msg.context.request_id.clone();
+        let method = match msg.parse::<GuestMethod>() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(instance.id = %id, error = %e, "malformed instance message");
+                return Outcome::DeadLetter;
+            }
+        };
+        let Some(h) = self.get(id).await else {
+            tracing::warn!(instance.id = %id, method = %msg.method, "message for an instance this host does not run");
+            return Outcome::DeadLetter;
+        };
+        match method {
+            GuestMethod::CreateBackup { backup_info } => self.create_backup(&h, backup_info, rid).await,
+            GuestMethod::DoRecovery {
+                recovery_id,
+                backup_info,
+            } => self.do_recovery(&h, recovery_id, backup_info, rid).await,
+            GuestMethod::Restart {} => self.restart(&h, rid).await,
+            GuestMethod::DeleteInstance {} => self.delete_instance(&h, rid).await,
+            GuestMethod::Prepare { .. } => {
+                tracing::warn!(instance.id = %id, "prepare sent to an instance queue ignored");
+            }
+        }
+        Outcome::Ack
+    }
+
+    /// A location from the control plane, resolved inside the backup store and nowhere else.
+    pub fn store_path(&self, location: &str) -> Result<PathBuf> {
+        let rel = std::path::Path::new(location);
+        if location.is_empty()
+            || rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            bail!("backup location '{location}' is not a path inside the backup store");
+        }
+        Ok(self.config.backup_store.join(rel))
+    }
+}

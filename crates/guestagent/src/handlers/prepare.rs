@@ -1,0 +1,111 @@
+//! `prepare`: create a new instance, empty or restored from a backup. Idempotent: a redelivered
+//! prepare for an instance that is already prepared only reports its status again.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use trove_common::rpc::{
+    guest::BackupLocation,
+    taskmanager::{DatabaseSpec, UserSpec},
+};
+use uuid::Uuid;
+
+use crate::{
+    agent::Agent,
+    hosted::{Hosted, InstanceRecord},
+    postgres::{allocate_port, restore_new},
+};
+
+impl Agent {
+    pub(crate) async fn prepare(
+        self: &Arc<Self>,
+        instance_id: Uuid,
+        databases: Vec<DatabaseSpec>,
+        users: Vec<UserSpec>,
+        backup: Option<BackupLocation>,
+        rid: Option<String>,
+    ) {
+        if let Some(h) = self.get(instance_id).await {
+            self.send_status(&h, None, rid).await;
+            return;
+        }
+        let dir = self.config.data_root.join(instance_id.to_string());
+        // A directory without instance.json is a prepare that died half-way: start over.
+        if dir.exists() {
+            if let Ok(Some(record)) = Hosted::load_record(&dir).await {
+                let h = Arc::new(self.hosted(&record));
+                if !h.cluster.is_running().await {
+                    let _ = h.cluster.start().await;
+                }
+                self.attach(h.clone()).await;
+                self.send_status(&h, None, rid).await;
+                return;
+            }
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        }
+        let port = match allocate_port() {
+            Ok(p) => p,
+            Err(e) => {
+                self.report_prepare_failure(instance_id, port_placeholder(), &format!("{e:#}"), rid).await;
+                return;
+            }
+        };
+        let h = Arc::new(self.hosted(&InstanceRecord { id: instance_id, port }));
+        tracing::info!(instance.id = %instance_id, port, restore = backup.is_some(), "preparing instance");
+        match self.build(&h, &databases, &users, backup.as_ref()).await {
+            Ok(()) => {
+                self.attach(h.clone()).await;
+                self.send_status(&h, None, rid).await;
+                tracing::info!(instance.id = %instance_id, port, "instance prepared");
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                tracing::warn!(instance.id = %instance_id, error = %text, "prepare failed");
+                let _ = h.cluster.stop().await;
+                let _ = tokio::fs::remove_dir_all(&h.dir).await;
+                self.report_prepare_failure(instance_id, port, &text, rid).await;
+            }
+        }
+    }
+
+    async fn build(
+        &self,
+        h: &Hosted,
+        databases: &[DatabaseSpec],
+        users: &[UserSpec],
+        backup: Option<&BackupLocation>,
+    ) -> Result<()> {
+        tokio::fs::create_dir_all(&h.dir)
+            .await
+            .with_context(|| format!("creating {}", h.dir.display()))?;
+        match backup {
+            Some(b) => {
+                let archive = self.store_path(&b.location)?;
+                h.cluster.prepare_aux_dirs().await?;
+                restore_new(&h.cluster, &archive, &b.checksum, &|_, _| {}).await?;
+            }
+            None => {
+                h.cluster.init().await?;
+                h.cluster.start().await?;
+            }
+        }
+        for d in databases {
+            h.cluster.create_database(&d.name).await?;
+        }
+        for u in users {
+            let dbs: Vec<String> = u.databases.iter().map(|d| d.name.clone()).collect();
+            h.cluster.create_user(&u.name, &u.password, &dbs).await?;
+        }
+        h.save_record().await
+    }
+
+    async fn report_prepare_failure(&self, instance_id: Uuid, port: u16, error: &str, rid: Option<String>) {
+        let h = self.hosted(&InstanceRecord { id: instance_id, port });
+        self.send_status(&h, Some(error.to_string()), rid).await;
+    }
+}
+
+/// Reported when no port could even be allocated; the instance never listened anywhere.
+fn port_placeholder() -> u16 {
+    0
+}

@@ -1,0 +1,69 @@
+//! Periodic reports: the host's own heartbeat (registration and capacity) and one status
+//! heartbeat per instance.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use trove_common::{
+    rpc::conductor::{ConductorMethod, HeartbeatPayload},
+    status::ServiceStatus,
+    timefmt::epoch_seconds,
+};
+
+use crate::{agent::Agent, hosted::Hosted};
+
+impl Agent {
+    pub async fn run_heartbeats(self: Arc<Self>) {
+        let period = Duration::from_millis(self.config.heartbeat_interval_ms);
+        loop {
+            self.report(
+                ConductorMethod::HostHeartbeat {
+                    host: self.config.host.clone(),
+                    address: self.config.address.clone(),
+                    capacity: self.config.capacity,
+                    sent: epoch_seconds(Utc::now()),
+                },
+                None,
+            )
+            .await;
+            let hosted: Vec<Arc<Hosted>> = self.instances.lock().await.values().cloned().collect();
+            for h in hosted {
+                // An instance under an operation reports when the operation ends; a heartbeat
+                // taken mid-swap would only show a transient SHUTDOWN.
+                let Ok(_guard) = h.op.try_lock() else { continue };
+                self.send_status(&h, None, None).await;
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+    }
+
+    /// Probes the server and sends its status with the endpoint tenants use.
+    pub async fn send_status(&self, h: &Hosted, error: Option<String>, request_id: Option<String>) {
+        let status = if error.is_some() {
+            ServiceStatus::Failed
+        } else if h.cluster.is_healthy().await {
+            ServiceStatus::Healthy
+        } else if h.cluster.is_running().await {
+            ServiceStatus::Running
+        } else {
+            ServiceStatus::Shutdown
+        };
+        self.report(
+            ConductorMethod::Heartbeat {
+                instance_id: h.id,
+                payload: HeartbeatPayload {
+                    service_status: status.description().to_string(),
+                    address: Some(self.config.address.clone()),
+                    port: Some(h.port()),
+                    error,
+                },
+                sent: epoch_seconds(Utc::now()),
+            },
+            request_id,
+        )
+        .await;
+    }
+}

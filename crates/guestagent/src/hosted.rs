@@ -1,0 +1,89 @@
+//! One instance this host runs: its directory, its cluster, its on-disk record, and the lock that
+//! keeps two operations (a backup and a recovery, say) from touching it at once.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::postgres::{Cluster, ClusterSpec, PgBinaries, Runner};
+
+pub const RECORD_FILE: &str = "instance.json";
+
+/// What survives an agent restart: enough to adopt the running server again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub id: Uuid,
+    pub port: u16,
+}
+
+pub struct Hosted {
+    pub id: Uuid,
+    pub dir: PathBuf,
+    pub cluster: Cluster,
+    /// Held for the whole of any operation that stops, swaps or copies the data directory.
+    pub op: Mutex<()>,
+    /// Stops this instance's queue consumer when it is deleted.
+    pub cancel: CancellationToken,
+}
+
+impl Hosted {
+    pub fn new(
+        record: &InstanceRecord,
+        data_root: &Path,
+        listen_addresses: &str,
+        bins: PgBinaries,
+        runner: Runner,
+        cancel: CancellationToken,
+    ) -> Self {
+        let dir = data_root.join(record.id.to_string());
+        let mut spec = ClusterSpec::under(&dir, record.port);
+        spec.listen_addresses = listen_addresses.to_string();
+        Self {
+            id: record.id,
+            cluster: Cluster::new(spec, bins, runner),
+            dir,
+            op: Mutex::new(()),
+            cancel,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.cluster.spec().port
+    }
+
+    /// Writes `instance.json` atomically; its presence means the instance is fully prepared.
+    pub async fn save_record(&self) -> Result<()> {
+        let record = InstanceRecord {
+            id: self.id,
+            port: self.port(),
+        };
+        let tmp = self.dir.join(format!("{RECORD_FILE}.tmp"));
+        let path = self.dir.join(RECORD_FILE);
+        tokio::fs::write(&tmp, serde_json::to_vec_pretty(&record)?)
+            .await
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .with_context(|| format!("renaming {}", path.display()))?;
+        Ok(())
+    }
+
+    pub async fn load_record(dir: &Path) -> Result<Option<InstanceRecord>> {
+        match tokio::fs::read(dir.join(RECORD_FILE)).await {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("parsing {}", dir.join(RECORD_FILE).display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", dir.join(RECORD_FILE).display())),
+        }
+    }
+
+    /// Where finished recoveries are remembered, so a redelivered `do_recovery` is a no-op.
+    pub fn recovery_result_path(&self, recovery_id: Uuid) -> PathBuf {
+        self.dir.join("recoveries").join(format!("{recovery_id}.json"))
+    }
+}

@@ -1,0 +1,61 @@
+//! trove-guestagent: runs the managed PostgreSQL instances of one host, their backups and their
+//! in-place recoveries, and reports to the conductor.
+
+pub mod agent;
+pub mod config;
+mod handlers;
+mod heartbeat;
+pub mod hosted;
+pub mod postgres;
+mod report;
+
+use std::{collections::HashMap, sync::Arc};
+
+use anyhow::{Context, Result};
+use tokio::sync::Mutex;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use trove_common::{amqp::Bus, rpc::topics};
+
+use crate::{
+    agent::Agent,
+    config::GuestConfig,
+    postgres::{PgBinaries, Runner},
+};
+
+/// Runs the agent until `shutdown` is cancelled. Managed servers keep running after it stops;
+/// the next start adopts them.
+pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()> {
+    let runner = Runner::detect(&config.os_user).context("choosing how to run PostgreSQL commands")?;
+    tokio::fs::create_dir_all(&config.backup_store)
+        .await
+        .with_context(|| format!("creating the backup store {}", config.backup_store.display()))?;
+    let bus = Bus::connect(&config.amqp).await?;
+    let agent = Arc::new(Agent {
+        bins: PgBinaries::new(&config.pg_bin_dir),
+        config,
+        bus: bus.clone(),
+        runner,
+        instances: Mutex::new(HashMap::new()),
+        tracker: TaskTracker::new(),
+        shutdown: shutdown.clone(),
+    });
+    agent.adopt().await?;
+    {
+        let a = agent.clone();
+        agent.tracker.spawn(bus.clone().serve(
+            topics::guest_host(&agent.config.host),
+            move |msg| {
+                let a = a.clone();
+                let fut: trove_common::amqp::HandlerFuture = Box::pin(async move { a.handle_host_message(msg).await });
+                fut
+            },
+            shutdown.child_token(),
+        ));
+    }
+    agent.tracker.spawn(agent.clone().run_heartbeats());
+    tracing::info!(host = %agent.config.host, "trove-guestagent running");
+    shutdown.cancelled().await;
+    agent.tracker.close();
+    agent.tracker.wait().await;
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `heartbeat`: the service status, the endpoint, and the end of builds and restarts.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use trove_common::{
+    rpc::conductor::HeartbeatPayload,
+    status::{InstanceTask, ServiceStatus},
+};
+use uuid::Uuid;
+
+use super::sender_hosts;
+use crate::{
+    db::{faults, instances},
+    manager::TaskManager,
+};
+
+impl TaskManager {
+    pub(crate) async fn heartbeat(
+        &self,
+        sender: Option<&str>,
+        instance_id: Uuid,
+        payload: HeartbeatPayload,
+        sent: f64,
+    ) -> Result<()> {
+        let Some(status) = ServiceStatus::from_description(&payload.service_status) else {
+            tracing::warn!(instance.id = %instance_id, status = %payload.service_status, "heartbeat with an unknown status ignored");
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
+            return Ok(());
+        };
+        if inst.deleted || !sender_hosts(sender, &inst) {
+            return Ok(());
+        }
+        if !instances::message_is_fresh(&mut tx, instance_id, "heartbeat", sent).await? {
+            return Ok(());
+        }
+        instances::set_service_status(&mut tx, instance_id, status).await?;
+        if let (Some(addr), Some(port)) = (&payload.address, payload.port) {
+            instances::set_endpoint(&mut tx, instance_id, addr, port).await?;
+        }
+        let sent_at = DateTime::<Utc>::from_timestamp_micros((sent * 1e6) as i64);
+        let after_task_start = match (sent_at, inst.task_start_time) {
+            (Some(s), Some(t)) => s >= t,
+            _ => false,
+        };
+        match (inst.task(), status) {
+            (InstanceTask::Building, s) if s.is_up() => {
+                instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
+                tracing::info!(instance.id = %instance_id, "instance is up, build finished");
+            }
+            (InstanceTask::Building, ServiceStatus::Failed) => {
+                instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer).await?;
+                faults::record(
+                    &mut tx,
+                    instance_id,
+                    "The instance could not be prepared.",
+                    payload.error.as_deref().unwrap_or("the guest agent reported a failure"),
+                )
+                .await?;
+                tracing::warn!(instance.id = %instance_id, "instance build failed on the guest");
+            }
+            (InstanceTask::Rebooting, s) if s.is_up() && after_task_start => {
+                instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
+            }
+            _ => {}
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,27 @@
+//! `instance_deleted`: the guest removed the instance; the row is marked deleted.
+
+use anyhow::Result;
+use trove_common::rpc::topics;
+use uuid::Uuid;
+
+use super::sender_hosts;
+use crate::{db::instances, manager::TaskManager};
+
+impl TaskManager {
+    pub(crate) async fn instance_deleted(&self, sender: Option<&str>, instance_id: Uuid) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
+            return Ok(());
+        };
+        if inst.deleted || !sender_hosts(sender, &inst) {
+            return Ok(());
+        }
+        instances::mark_deleted(&mut tx, instance_id).await?;
+        tx.commit().await?;
+        if let Err(e) = self.bus.delete_queue(&topics::guest(instance_id)).await {
+            tracing::warn!(instance.id = %instance_id, error = %format!("{e:#}"), "could not delete the guest queue");
+        }
+        tracing::info!(instance.id = %instance_id, "instance deleted");
+        Ok(())
+    }
+}

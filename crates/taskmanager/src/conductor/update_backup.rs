@@ -1,0 +1,82 @@
+//! `update_backup`: backup progress and outcome from the guest.
+
+use anyhow::Result;
+use trove_common::{rpc::conductor::ConductorMethod, status::BackupState};
+
+use super::sender_hosts;
+use crate::{
+    db::{backups, instances},
+    manager::TaskManager,
+};
+
+impl TaskManager {
+    pub(crate) async fn update_backup(&self, sender: Option<&str>, msg: ConductorMethod) -> Result<()> {
+        let ConductorMethod::UpdateBackup {
+            instance_id,
+            backup_id,
+            state,
+            size,
+            checksum,
+            location,
+            start_lsn,
+            stop_lsn,
+            stop_time,
+            timeline,
+            error,
+            ..
+        } = msg
+        else {
+            return Ok(());
+        };
+        let Some(new_state) = BackupState::parse(&state) else {
+            tracing::warn!(backup.id = %backup_id, state, "backup update with an unknown state ignored");
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
+            return Ok(());
+        };
+        if !sender_hosts(sender, &inst) {
+            return Ok(());
+        }
+        let Some(b) = backups::lock(&mut tx, backup_id).await? else {
+            return Ok(());
+        };
+        let current = BackupState::parse(&b.state);
+        // Trove checks the backup belongs to the instance; finished backups never move again.
+        if b.instance_id != Some(instance_id) || current.is_none_or(|c| !c.is_running()) {
+            return Ok(());
+        }
+        match new_state {
+            BackupState::Completed => {
+                let (Some(location), Some(checksum)) = (location.as_deref(), checksum.as_deref()) else {
+                    backups::set_state(&mut tx, backup_id, "FAILED", Some("the guest reported no location or checksum")).await?;
+                    tx.commit().await?;
+                    return Ok(());
+                };
+                backups::complete(
+                    &mut tx,
+                    backup_id,
+                    &backups::Completed {
+                        location,
+                        checksum,
+                        size,
+                        start_lsn: start_lsn.as_deref(),
+                        stop_lsn: stop_lsn.as_deref(),
+                        stop_time,
+                        timeline,
+                    },
+                )
+                .await?;
+                tracing::info!(backup.id = %backup_id, "backup completed");
+            }
+            BackupState::Failed => {
+                backups::set_state(&mut tx, backup_id, "FAILED", error.as_deref()).await?;
+                tracing::warn!(backup.id = %backup_id, error = error.as_deref().unwrap_or(""), "backup failed");
+            }
+            other => backups::set_state(&mut tx, backup_id, other.as_str(), None).await?,
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

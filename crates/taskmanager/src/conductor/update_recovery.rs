@@ -1,0 +1,85 @@
+//! `update_recovery`: phases and progress while a recovery runs, then its outcome, which closes
+//! the instance's task at once.
+
+use anyhow::Result;
+use trove_common::{
+    rpc::conductor::ConductorMethod,
+    status::{InstanceTask, ServiceStatus},
+};
+
+use super::sender_hosts;
+use crate::{
+    db::{faults, instances, recoveries},
+    manager::TaskManager,
+};
+
+impl TaskManager {
+    pub(crate) async fn update_recovery(&self, sender: Option<&str>, msg: ConductorMethod) -> Result<()> {
+        let ConductorMethod::UpdateRecovery {
+            instance_id,
+            recovery_id,
+            phase,
+            state,
+            progress,
+            error,
+            error_code,
+            ..
+        } = msg
+        else {
+            return Ok(());
+        };
+        let mut tx = self.pool.begin().await?;
+        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
+            return Ok(());
+        };
+        if inst.deleted || !sender_hosts(sender, &inst) {
+            return Ok(());
+        }
+        let Some(rec) = recoveries::lock(&mut tx, recovery_id).await? else {
+            return Ok(());
+        };
+        if rec.instance_id != instance_id || matches!(rec.state.as_str(), "COMPLETED" | "FAILED") {
+            return Ok(());
+        }
+        match state.as_str() {
+            "RUNNING" => recoveries::set_progress(&mut tx, recovery_id, &phase, progress.as_ref()).await?,
+            "COMPLETED" => {
+                recoveries::set_progress(&mut tx, recovery_id, &phase, progress.as_ref()).await?;
+                recoveries::finish(&mut tx, recovery_id, "COMPLETED", "done", None).await?;
+                faults::clear(&mut tx, instance_id).await?;
+                if inst.task() == InstanceTask::Recovering {
+                    instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
+                }
+                // The guest checked health before reporting; show it now, not at the next heartbeat.
+                instances::set_service_status(&mut tx, instance_id, ServiceStatus::Healthy).await?;
+                tracing::info!(instance.id = %instance_id, recovery.id = %recovery_id, "recovery completed");
+            }
+            "FAILED" => {
+                let why = error.as_deref().unwrap_or("the guest agent reported a failure");
+                recoveries::finish(&mut tx, recovery_id, "FAILED", &phase, Some(why)).await?;
+                if inst.task() == InstanceTask::Recovering {
+                    instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
+                }
+                let code = error_code
+                    .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                    .unwrap_or_default();
+                faults::record(
+                    &mut tx,
+                    instance_id,
+                    &format!(
+                        "Recovery {recovery_id} from backup {} failed during {phase}; the instance still runs its previous data.",
+                        rec.backup_id
+                    ),
+                    &format!("{code}: {why}"),
+                )
+                .await?;
+                tracing::warn!(instance.id = %instance_id, recovery.id = %recovery_id, error = why, "recovery failed, instance kept its data");
+            }
+            other => {
+                tracing::warn!(recovery.id = %recovery_id, state = other, "recovery update with an unknown state ignored");
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

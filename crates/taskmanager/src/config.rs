@@ -1,0 +1,35 @@
+//! trove-taskmanager configuration (see `etc/trove-taskmanager.toml`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use trove_common::config::{AmqpConfig, DatabaseConfig};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskManagerConfig {
+    /// Root of the backup store shared with the guest agents (deleting a backup removes its
+    /// directory there).
+    pub backup_store: PathBuf,
+    /// How often the sweeper looks for unsent messages and overdue tasks.
+    pub sweep_interval_ms: u64,
+    /// Age after which an unsent outbox row is considered abandoned by its writer.
+    pub outbox_grace_ms: u64,
+    /// A guest host whose last heartbeat is older than this gets no new instances.
+    pub host_heartbeat_expiry_secs: i64,
+    pub database: DatabaseConfig,
+    pub amqp: AmqpConfig,
+}
+
+impl Default for TaskManagerConfig {
+    fn default() -> Self {
+        Self {
+            backup_store: PathBuf::from("/var/lib/trove/backups"),
+            sweep_interval_ms: 1000,
+            outbox_grace_ms: 2000,
+            host_heartbeat_expiry_secs: 60,
+            database: DatabaseConfig::default(),
+            amqp: AmqpConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Instance state transitions driven by the taskmanager and its conductor role.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use trove_common::status::{InstanceTask, ServiceStatus};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Instance {
+    pub id: Uuid,
+    pub task_id: i32,
+    pub task_start_time: Option<DateTime<Utc>>,
+    pub host: Option<String>,
+    pub deleted: bool,
+}
+
+impl Instance {
+    pub fn task(&self) -> InstanceTask {
+        InstanceTask::from_code(self.task_id).unwrap_or(InstanceTask::None)
+    }
+}
+
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Instance>> {
+    sqlx::query_as(
+        "SELECT id, task_id, task_start_time, host, deleted FROM instances WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn set_task(conn: &mut PgConnection, id: Uuid, task: InstanceTask) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE instances SET task_id = $2, task_description = $3, task_deadline = NULL, \
+         updated = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(task.code())
+    .bind(task.description())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_host(conn: &mut PgConnection, id: Uuid, host: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE instances SET host = $2, updated = now() WHERE id = $1")
+        .bind(id)
+        .bind(host)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_endpoint(conn: &mut PgConnection, id: Uuid, address: &str, port: u16) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE instances SET address = $2, port = $3, updated = now() \
+         WHERE id = $1 AND (address IS DISTINCT FROM $2 OR port IS DISTINCT FROM $3)",
+    )
+    .bind(id)
+    .bind(address)
+    .bind(i32::from(port))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_service_status(conn: &mut PgConnection, id: Uuid, status: ServiceStatus) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE service_statuses SET status_id = $2, status_description = $3, updated_at = now() \
+         WHERE instance_id = $1",
+    )
+    .bind(id)
+    .bind(status.code())
+    .bind(status.description())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE instances SET deleted = true, deleted_at = now(), task_id = $2, task_description = $3, \
+         task_deadline = NULL, updated = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(InstanceTask::None.code())
+    .bind(InstanceTask::None.description())
+    .execute(&mut *conn)
+    .await?;
+    set_service_status(conn, id, ServiceStatus::Deleted).await
+}
+
+/// Instances whose task outlived its deadline, locked; rows another replica holds are skipped.
+pub async fn overdue(conn: &mut PgConnection) -> sqlx::Result<Vec<Instance>> {
+    sqlx::query_as(
+        "SELECT id, task_id, task_start_time, host, deleted FROM instances \
+         WHERE NOT deleted AND task_deadline IS NOT NULL AND task_deadline < now() \
+         AND task_id IN (2, 3, 5) ORDER BY task_deadline LIMIT 50 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Trove's `conductor_lastseen`: false when a newer message of this kind was already applied.
+pub async fn message_is_fresh(
+    conn: &mut PgConnection,
+    instance_id: Uuid,
+    method: &str,
+    sent: f64,
+) -> sqlx::Result<bool> {
+    let applied: Option<f64> = sqlx::query_scalar(
+        "INSERT INTO conductor_lastseen (instance_id, method_name, sent) VALUES ($1, $2, $3) \
+         ON CONFLICT (instance_id, method_name) DO UPDATE SET sent = $3 \
+         WHERE conductor_lastseen.sent < $3 RETURNING sent",
+    )
+    .bind(instance_id)
+    .bind(method)
+    .bind(sent)
+    .fetch_optional(conn)
+    .await?;
+    Ok(applied.is_some())
+}

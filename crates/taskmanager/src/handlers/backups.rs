@@ -1,0 +1,75 @@
+//! `create_backup` and `delete_backup`.
+
+use anyhow::{Context, Result};
+use trove_common::rpc::{
+    RequestContext,
+    guest::{GuestMethod, TakeBackupInfo},
+    taskmanager::NewBackupInfo,
+    topics,
+};
+use uuid::Uuid;
+
+use crate::{
+    db::{backups, instances},
+    manager::TaskManager,
+};
+
+impl TaskManager {
+    pub(crate) async fn create_backup(
+        &self,
+        ctx: RequestContext,
+        info: NewBackupInfo,
+        instance_id: Uuid,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let Some(b) = backups::lock(&mut tx, info.id).await? else {
+            return Ok(());
+        };
+        if b.deleted || b.state != "NEW" {
+            return Ok(());
+        }
+        let host = instances::lock(&mut tx, instance_id)
+            .await?
+            .filter(|i| !i.deleted)
+            .and_then(|i| i.host);
+        if host.is_none() {
+            backups::set_state(&mut tx, info.id, "FAILED", Some("the instance has no guest host")).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        let oid = self
+            .enqueue_guest(
+                &mut tx,
+                &topics::guest(instance_id),
+                &GuestMethod::CreateBackup {
+                    backup_info: TakeBackupInfo {
+                        id: info.id,
+                        name: info.name,
+                        backup_type: info.backup_type,
+                    },
+                },
+                ctx,
+            )
+            .await?;
+        self.commit_and_send(tx, vec![oid]).await
+    }
+
+    /// The API already hid the backup; remove its files from the store.
+    pub(crate) async fn delete_backup(&self, backup_id: Uuid) -> Result<()> {
+        let dir = self.config.backup_store.join(backup_id.to_string());
+        let result = match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+        };
+        if let Err(e) = &result {
+            let mut tx = self.pool.begin().await?;
+            backups::set_state(&mut tx, backup_id, "DELETE_FAILED", Some(&format!("{e:#}"))).await?;
+            tx.commit().await?;
+            tracing::error!(backup.id = %backup_id, error = %format!("{e:#}"), "backup files could not be removed");
+            return Ok(());
+        }
+        tracing::info!(backup.id = %backup_id, "backup files removed");
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! `create_instance`: place the instance on a guest host and tell that host to prepare it.
+
+use anyhow::Result;
+use trove_common::{
+    rpc::{
+        RequestContext, topics,
+        guest::{BackupLocation, GuestMethod},
+        taskmanager::{DatabaseSpec, UserSpec},
+    },
+    status::{InstanceTask, ServiceStatus},
+};
+use uuid::Uuid;
+
+use crate::{
+    db::{backups, faults, hosts, instances},
+    manager::TaskManager,
+};
+
+impl TaskManager {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_instance(
+        &self,
+        ctx: RequestContext,
+        instance_id: Uuid,
+        memory_mb: i64,
+        ds_version: String,
+        backup_id: Option<Uuid>,
+        databases: Vec<DatabaseSpec>,
+        users: Vec<UserSpec>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
+            tracing::warn!(instance.id = %instance_id, "create_instance for an unknown instance ignored");
+            return Ok(());
+        };
+        // Redelivery after the host was chosen: the prepare is already in the outbox.
+        if inst.deleted || inst.task() != InstanceTask::Building || inst.host.is_some() {
+            return Ok(());
+        }
+        let Some(host) = hosts::choose(&mut tx, self.config.host_heartbeat_expiry_secs).await? else {
+            instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer).await?;
+            instances::set_service_status(&mut tx, instance_id, ServiceStatus::Failed).await?;
+            faults::record(
+                &mut tx,
+                instance_id,
+                "No guest host with free capacity is available.",
+                "Start a trove-guestagent or raise the capacity of a registered one, then create the instance again.",
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(instance.id = %instance_id, "no guest host available");
+            return Ok(());
+        };
+        let backup_info = match backup_id {
+            Some(bid) => match backups::lock(&mut tx, bid).await? {
+                Some(b) if b.state == "COMPLETED" && b.location.is_some() && b.checksum.is_some() => {
+                    Some(BackupLocation {
+                        id: b.id,
+                        location: b.location.unwrap_or_default(),
+                        backup_type: b.backup_type,
+                        checksum: b.checksum.unwrap_or_default(),
+                    })
+                }
+                _ => {
+                    instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer).await?;
+                    faults::record(
+                        &mut tx,
+                        instance_id,
+                        &format!("Backup {bid} is no longer available for a restore."),
+                        "",
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
+        instances::set_host(&mut tx, instance_id, &host).await?;
+        instances::set_service_status(&mut tx, instance_id, ServiceStatus::Building).await?;
+        let oid = self
+            .enqueue_guest(
+                &mut tx,
+                &topics::guest_host(&host),
+                &GuestMethod::Prepare {
+                    instance_id,
+                    memory_mb,
+                    databases,
+                    users,
+                    backup_info,
+                    ds_version,
+                },
+                ctx,
+            )
+            .await?;
+        self.commit_and_send(tx, vec![oid]).await?;
+        tracing::info!(instance.id = %instance_id, host = %host, "instance placed, prepare sent");
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! `delete_instance`: ask the guest to remove the instance; an unplaced one is deleted at once.
+
+use anyhow::Result;
+use trove_common::{
+    rpc::{RequestContext, guest::GuestMethod, topics},
+    status::InstanceTask,
+};
+use uuid::Uuid;
+
+use crate::{db::instances, manager::TaskManager};
+
+impl TaskManager {
+    pub(crate) async fn delete_instance(&self, ctx: RequestContext, instance_id: Uuid) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
+            return Ok(());
+        };
+        if inst.deleted || inst.task() != InstanceTask::Deleting {
+            return Ok(());
+        }
+        if inst.host.is_none() {
+            instances::mark_deleted(&mut tx, instance_id).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        let oid = self
+            .enqueue_guest(&mut tx, &topics::guest(instance_id), &GuestMethod::DeleteInstance {}, ctx)
+            .await?;
+        self.commit_and_send(tx, vec![oid]).await
+    }
+}

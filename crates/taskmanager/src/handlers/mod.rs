@@ -1,0 +1,57 @@
+//! Handlers for the `taskmanager` topic, one file per RPC method.
+
+mod backups;
+mod create_instance;
+mod delete_instance;
+mod recovery;
+mod restart;
+
+use trove_common::{
+    amqp::Outcome,
+    rpc::{RpcMessage, taskmanager::TaskManagerMethod},
+};
+
+use crate::manager::{TaskManager, outcome};
+
+impl TaskManager {
+    pub async fn handle_task(&self, msg: RpcMessage) -> Outcome {
+        let method = match msg.parse::<TaskManagerMethod>() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "unknown or malformed taskmanager message");
+                return Outcome::DeadLetter;
+            }
+        };
+        let ctx = msg.context.clone();
+        let name = msg.method.as_str();
+        let r = match method {
+            TaskManagerMethod::CreateInstance {
+                instance_id,
+                flavor,
+                ds_version,
+                backup_id,
+                databases,
+                users,
+                ..
+            } => {
+                self.create_instance(ctx, instance_id, flavor.ram, ds_version, backup_id, databases, users)
+                    .await
+            }
+            TaskManagerMethod::DeleteInstance { instance_id } => self.delete_instance(ctx, instance_id).await,
+            TaskManagerMethod::Restart { instance_id } => self.restart(ctx, instance_id).await,
+            TaskManagerMethod::CreateBackup { backup_info, instance_id } => {
+                self.create_backup(ctx, backup_info, instance_id).await
+            }
+            TaskManagerMethod::DeleteBackup { backup_id } => self.delete_backup(backup_id).await,
+            TaskManagerMethod::DoInstanceRecovery {
+                instance_id,
+                backup_id,
+                recovery_id,
+            } => {
+                self.do_instance_recovery(ctx, instance_id, backup_id, recovery_id)
+                    .await
+            }
+        };
+        outcome(name, r)
+    }
+}

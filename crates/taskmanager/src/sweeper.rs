@@ -1,0 +1,100 @@
+//! The sweeper: re-sends outbox rows nobody published, and turns silent tasks into errors a user
+//! can read, so nothing stays stuck.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+use trove_common::{
+    outbox,
+    status::{InstanceTask, ServiceStatus},
+};
+
+use crate::{
+    db::{backups, faults, instances, recoveries},
+    manager::TaskManager,
+};
+
+impl TaskManager {
+    pub async fn run_sweeper(&self, cancel: CancellationToken) {
+        let period = Duration::from_millis(self.config.sweep_interval_ms);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            if let Err(e) = self.sweep_once().await {
+                tracing::warn!(error = %format!("{e:#}"), "sweep failed");
+            }
+        }
+    }
+
+    pub async fn sweep_once(&self) -> Result<()> {
+        outbox::sweep(
+            &self.pool,
+            &self.bus,
+            Duration::from_millis(self.config.outbox_grace_ms),
+        )
+        .await?;
+        self.expire_tasks().await?;
+        self.expire_recoveries().await?;
+        let mut conn = self.pool.acquire().await?;
+        for (id, instance) in backups::fail_overdue(&mut conn).await? {
+            tracing::warn!(backup.id = %id, instance.id = ?instance, "backup timed out");
+        }
+        Ok(())
+    }
+
+    async fn expire_tasks(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for inst in instances::overdue(&mut tx).await? {
+            let (task, message) = match inst.task() {
+                InstanceTask::Building => {
+                    instances::set_service_status(&mut tx, inst.id, ServiceStatus::FailedTimeoutGuestagent).await?;
+                    (
+                        InstanceTask::BuildingErrorTimeoutGa,
+                        "The instance did not become active in time; the guest agent is silent.",
+                    )
+                }
+                InstanceTask::Deleting => (
+                    InstanceTask::DeletingError,
+                    "The instance could not be deleted in time; the guest agent is silent.",
+                ),
+                // A restart that never reported back leaves the server as the heartbeats say.
+                InstanceTask::Rebooting => (
+                    InstanceTask::None,
+                    "The restart did not finish in time; the guest agent is silent.",
+                ),
+                _ => continue,
+            };
+            instances::set_task(&mut tx, inst.id, task).await?;
+            faults::record(&mut tx, inst.id, message, "task deadline passed").await?;
+            tracing::warn!(instance.id = %inst.id, task = ?task, "task deadline passed");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn expire_recoveries(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for rec in recoveries::overdue(&mut tx).await? {
+            recoveries::finish(&mut tx, rec.id, "FAILED", "timed out", Some("the recovery did not finish before its deadline")).await?;
+            if let Some(inst) = instances::lock(&mut tx, rec.instance_id).await? {
+                if inst.task() == InstanceTask::Recovering {
+                    // We cannot know which data the instance serves now: show it as an error.
+                    instances::set_task(&mut tx, rec.instance_id, InstanceTask::RecoveryError).await?;
+                }
+                faults::record(
+                    &mut tx,
+                    rec.instance_id,
+                    &format!("Recovery {} from backup {} timed out.", rec.id, rec.backup_id),
+                    "the guest agent did not report the end of the recovery before its deadline",
+                )
+                .await?;
+            }
+            tracing::warn!(recovery.id = %rec.id, instance.id = %rec.instance_id, "recovery timed out");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,472 @@
+//! End-to-end test support: a whole trove-rs stack per test, on the real RabbitMQ (own vhost),
+//! the real control PostgreSQL (own database) and real managed PostgreSQL servers, torn down
+//! even when the test panics.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool, postgres::PgConnectOptions};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use trove_common::config::{AmqpConfig, DatabaseConfig};
+use uuid::Uuid;
+
+pub const TENANT_A: &str = "tenant-a";
+pub const TOKEN_A: &str = "token-a";
+pub const TENANT_B: &str = "tenant-b";
+pub const TOKEN_B: &str = "token-b";
+pub const TOKEN_ADMIN: &str = "token-admin";
+
+const CONTROL_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Which daemons a test runs; refusal tests need only the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Daemons {
+    pub taskmanager: bool,
+    pub guest: bool,
+}
+
+pub const ALL: Daemons = Daemons {
+    taskmanager: true,
+    guest: true,
+};
+pub const API_ONLY: Daemons = Daemons {
+    taskmanager: false,
+    guest: false,
+};
+
+pub struct Stack {
+    pub id: String,
+    pub root: PathBuf,
+    pub pool: PgPool,
+    pub api_url: String,
+    pub http: reqwest::Client,
+    pub db: DatabaseConfig,
+    pub amqp: AmqpConfig,
+    pub host: String,
+    cancels: HashMap<&'static str, CancellationToken>,
+    handles: Vec<JoinHandle<()>>,
+    cleanup: Cleanup,
+}
+
+/// Synchronous teardown that also runs when a test panics.
+struct Cleanup {
+    root: PathBuf,
+    db_name: String,
+    vhost: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        // Managed servers outlive the agent by design, so stop them here.
+        if let Ok(entries) = std::fs::read_dir(self.root.join("instances")) {
+            for e in entries.flatten() {
+                for data in ["data", "data.staging", "data.old"] {
+                    let dir = e.path().join(data);
+                    if dir.join("postmaster.pid").exists() {
+                        let _ = Command::new("runuser")
+                            .args(["-u", "postgres", "--"])
+                            .arg(format!("{PG_BIN}/pg_ctl"))
+                            .args(["-D"])
+                            .arg(&dir)
+                            .args(["-m", "immediate", "-w", "stop"])
+                            .output();
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db_name))
+            .output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+impl Stack {
+    pub async fn start(daemons: Daemons) -> Result<Stack> {
+        trove_common::telemetry::init("warn,trove_api=info,trove_taskmanager=info,trove_guestagent=info");
+        let id = Uuid::new_v4().simple().to_string()[..12].to_string();
+        let root = std::env::temp_dir().join(format!("trove-e2e-{id}"));
+        let db_name = format!("trove_e2e_{id}");
+        let vhost = format!("trove-e2e-{id}");
+        let cleanup = Cleanup {
+            root: root.clone(),
+            db_name: db_name.clone(),
+            vhost: vhost.clone(),
+        };
+        std::fs::create_dir_all(root.join("instances"))?;
+        std::fs::create_dir_all(root.join("backups"))?;
+        // The managed servers run as `postgres` and must traverse into their directories.
+        run(Command::new("chmod").args(["0755"]).arg(&root))?;
+
+        let mut admin = PgConnection::connect(CONTROL_ADMIN_URL).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{db_name}\""))
+            .execute(&mut admin)
+            .await?;
+        let db = DatabaseConfig {
+            url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+            max_connections: 5,
+            acquire_timeout_secs: 10,
+        };
+        let pool = trove_common::db::connect(&db).await?;
+        trove_common::schema::sync(&pool).await?;
+        trove_taskmanager::manage::bootstrap(&pool).await?;
+
+        run(Command::new("rabbitmqctl").args(["add_vhost", &vhost]))?;
+        run(Command::new("rabbitmqctl").args(["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]))?;
+        let amqp = AmqpConfig {
+            url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
+            exchange: "trove".into(),
+            prefetch: 8,
+            connect_timeout_secs: 10,
+        };
+
+        let token_file = root.join("tokens.json");
+        std::fs::write(
+            &token_file,
+            serde_json::to_vec(&json!({
+                TOKEN_A: {"project_id": TENANT_A, "roles": ["member"], "user": "alice"},
+                TOKEN_B: {"project_id": TENANT_B, "roles": ["member"], "user": "bob"},
+                TOKEN_ADMIN: {"project_id": "admin", "roles": ["admin"], "user": "admin"},
+            }))?,
+        )?;
+
+        let mut stack = Stack {
+            host: format!("host-{id}"),
+            id,
+            root,
+            pool,
+            api_url: String::new(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+            db,
+            amqp,
+            cancels: HashMap::new(),
+            handles: Vec::new(),
+            cleanup,
+        };
+
+        let api_cfg = trove_api::config::ApiConfig {
+            listen: "127.0.0.1:0".into(),
+            token_file,
+            database: stack.db.clone(),
+            amqp: stack.amqp.clone(),
+            ..Default::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        stack.api_url = format!("http://{}", listener.local_addr()?);
+        let cancel = CancellationToken::new();
+        stack.cancels.insert("api", cancel.clone());
+        stack.handles.push(tokio::spawn(async move {
+            if let Err(e) = trove_api::run(api_cfg, listener, cancel).await {
+                eprintln!("trove-api stopped: {e:#}");
+            }
+        }));
+        if daemons.taskmanager {
+            stack.start_taskmanager();
+        }
+        if daemons.guest {
+            stack.start_guest();
+            let host = stack.host.clone();
+            let pool = stack.pool.clone();
+            wait_until("the guest host registers", Duration::from_secs(30), || async {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM guest_hosts WHERE id = $1")
+                    .bind(&host)
+                    .fetch_one(&pool)
+                    .await?;
+                Ok((n == 1).then_some(()))
+            })
+            .await?;
+        }
+        wait_until("the API answers", Duration::from_secs(30), || async {
+            Ok(stack.http.get(format!("{}/", stack.api_url)).send().await.ok().map(|_| ()))
+        })
+        .await?;
+        Ok(stack)
+    }
+
+    pub fn start_taskmanager(&mut self) {
+        let cfg = trove_taskmanager::config::TaskManagerConfig {
+            backup_store: self.root.join("backups"),
+            sweep_interval_ms: 200,
+            outbox_grace_ms: 1000,
+            host_heartbeat_expiry_secs: 30,
+            database: self.db.clone(),
+            amqp: self.amqp.clone(),
+        };
+        let cancel = CancellationToken::new();
+        self.cancels.insert("taskmanager", cancel.clone());
+        self.handles.push(tokio::spawn(async move {
+            if let Err(e) = trove_taskmanager::run(cfg, cancel).await {
+                eprintln!("trove-taskmanager stopped: {e:#}");
+            }
+        }));
+    }
+
+    pub fn start_guest(&mut self) {
+        let cfg = trove_guestagent::config::GuestConfig {
+            host: self.host.clone(),
+            address: "127.0.0.1".into(),
+            capacity: 10,
+            data_root: self.root.join("instances"),
+            backup_store: self.root.join("backups"),
+            heartbeat_interval_ms: 300,
+            amqp: self.amqp.clone(),
+            ..Default::default()
+        };
+        let cancel = CancellationToken::new();
+        self.cancels.insert("guest", cancel.clone());
+        self.handles.push(tokio::spawn(async move {
+            if let Err(e) = trove_guestagent::run(cfg, cancel).await {
+                eprintln!("trove-guestagent stopped: {e:#}");
+            }
+        }));
+    }
+
+    /// Stops one daemon (`api`, `taskmanager` or `guest`), as a crash would.
+    pub fn stop(&mut self, daemon: &str) {
+        if let Some(c) = self.cancels.remove(daemon) {
+            c.cancel();
+        }
+    }
+
+    pub fn backup_store(&self) -> PathBuf {
+        self.root.join("backups")
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Result<(StatusCode, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.api_url));
+        if let Some(t) = token {
+            req = req.header("X-Auth-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = resp.text().await?;
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            if !ct.starts_with("application/json") {
+                bail!("{path} answered {status} with content-type {ct}: {text}");
+            }
+            serde_json::from_str(&text).with_context(|| format!("{path} body: {text}"))?
+        };
+        Ok((status, value))
+    }
+
+    /// Sends raw bytes with a given content type (for malformed-input tests).
+    pub async fn post_raw(&self, path: &str, token: &str, content_type: &str, body: &str) -> Result<(StatusCode, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.api_url))
+            .header("X-Auth-Token", token)
+            .header("Content-Type", content_type)
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).with_context(|| format!("body: {text}"))?))
+    }
+
+    pub async fn get_a(&self, path: &str) -> Result<(StatusCode, Value)> {
+        self.call(Method::GET, &format!("/v1.0/{TENANT_A}{path}"), Some(TOKEN_A), None).await
+    }
+
+    pub async fn post_a(&self, path: &str, body: Value) -> Result<(StatusCode, Value)> {
+        self.call(Method::POST, &format!("/v1.0/{TENANT_A}{path}"), Some(TOKEN_A), Some(body)).await
+    }
+
+    /// Creates an instance for tenant A with database `appdb` and user `app`/`app-secret-1`.
+    pub async fn create_instance(&self, name: &str, restore_from: Option<Uuid>) -> Result<Uuid> {
+        let mut body = json!({"instance": {
+            "name": name,
+            "flavorRef": "1",
+            "volume": {"size": 1},
+            "datastore": {"type": "postgresql", "version": "15"},
+        }});
+        match restore_from {
+            Some(b) => body["instance"]["restorePoint"] = json!({"backupRef": b}),
+            None => {
+                body["instance"]["databases"] = json!([{"name": "appdb"}]);
+                body["instance"]["users"] = json!([{"name": "app", "password": "app-secret-1", "databases": [{"name": "appdb"}]}]);
+            }
+        }
+        let (status, v) = self.post_a("/instances", body).await?;
+        if status != StatusCode::OK {
+            bail!("create answered {status}: {v}");
+        }
+        Ok(Uuid::parse_str(v["instance"]["id"].as_str().context("no id")?)?)
+    }
+
+    pub async fn instance(&self, id: Uuid) -> Result<Value> {
+        let (status, v) = self.get_a(&format!("/instances/{id}")).await?;
+        if status != StatusCode::OK {
+            bail!("show answered {status}: {v}");
+        }
+        Ok(v["instance"].clone())
+    }
+
+    /// Waits until the instance shows `status`/`operating_status`; fails early on ERROR.
+    pub async fn wait_status(&self, id: Uuid, status: &str, operating: &str, timeout: Duration) -> Result<Value> {
+        wait_until(&format!("instance {id} to be {status}/{operating}"), timeout, || async {
+            let v = self.instance(id).await?;
+            if v["status"] == status && v["operating_status"] == operating {
+                return Ok(Some(v));
+            }
+            if v["status"] == "ERROR" && status != "ERROR" {
+                bail!("instance went to ERROR: {v}");
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    pub async fn wait_active(&self, id: Uuid) -> Result<Value> {
+        self.wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(90)).await
+    }
+
+    pub async fn backup(&self, instance: Uuid, name: &str) -> Result<Value> {
+        let (status, v) = self
+            .post_a("/backups", json!({"backup": {"name": name, "instance": instance, "incremental": 0}}))
+            .await?;
+        if status != StatusCode::ACCEPTED {
+            bail!("backup answered {status}: {v}");
+        }
+        let id = v["backup"]["id"].as_str().context("no backup id")?.to_string();
+        wait_until(&format!("backup {id} to complete"), Duration::from_secs(90), || async {
+            let (_, b) = self.get_a(&format!("/backups/{id}")).await?;
+            match b["backup"]["status"].as_str() {
+                Some("COMPLETED") => Ok(Some(b["backup"].clone())),
+                Some("FAILED") => bail!("backup failed: {b}"),
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// Connects to a managed instance over TCP, as a tenant would, using its `addresses`.
+    pub async fn connect_instance(&self, id: Uuid) -> Result<PgConnection> {
+        let v = self.instance(id).await?;
+        let addr = &v["addresses"][0];
+        let host = addr["address"].as_str().context("no address")?;
+        let port = addr["port"].as_u64().context("no port")? as u16;
+        let opts = PgConnectOptions::new()
+            .host(host)
+            .port(port)
+            .username("app")
+            .password("app-secret-1")
+            .database("appdb");
+        Ok(PgConnection::connect_with(&opts).await?)
+    }
+
+    /// The instance's rows, as the control database holds them, for nothing-changed checks.
+    pub async fn snapshot(&self, id: Uuid) -> Result<Value> {
+        let row: (i32, String, chrono::DateTime<chrono::Utc>, i64, i64, i64) = sqlx::query_as(
+            "SELECT i.task_id, i.name, i.updated, \
+             (SELECT count(*) FROM recoveries r WHERE r.instance_id = i.id), \
+             (SELECT count(*) FROM backups b WHERE b.instance_id = i.id), \
+             (SELECT count(*) FROM outbox) FROM instances i WHERE i.id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(json!({"task": row.0, "name": row.1, "updated": row.2, "recoveries": row.3, "backups": row.4, "outbox": row.5}))
+    }
+
+    /// At the end of a test: nothing is left pending in the control plane.
+    pub async fn assert_quiescent(&self) -> Result<()> {
+        wait_until("the control plane to go quiet", Duration::from_secs(30), || async {
+            let (outbox, recoveries, tasks): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM outbox), \
+                 (SELECT count(*) FROM recoveries WHERE state IN ('NEW', 'RUNNING')), \
+                 (SELECT count(*) FROM instances WHERE NOT deleted AND task_id <> 1)",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok((outbox == 0 && recoveries == 0 && tasks == 0).then_some(()))
+        })
+        .await
+    }
+
+    pub fn instance_dir(&self, id: Uuid) -> PathBuf {
+        self.root.join("instances").join(id.to_string())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub async fn shutdown(mut self) {
+        for (_, c) in self.cancels.drain() {
+            c.cancel();
+        }
+        for h in self.handles.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+        self.pool.close().await;
+        let _ = &self.cleanup;
+    }
+}
+
+/// Polls `probe` every 100 ms until it yields a value or `timeout` passes.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match probe().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            match last_err {
+                Some(e) => bail!("timed out after {timeout:?} waiting for {what}: {e:#}"),
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Ids from the `t` table, sorted.
+pub async fn ids(conn: &mut PgConnection, table: &str) -> Result<Vec<i32>> {
+    Ok(sqlx::query_scalar(&format!("SELECT id FROM {table} ORDER BY id"))
+        .fetch_all(conn)
+        .await?)
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the three daemons on the real broker, control database and managed servers.
+
+mod api_basics;
+mod recover;
+mod refusals;
+mod restore;

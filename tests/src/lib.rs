@@ -87,7 +87,10 @@ impl Drop for Cleanup {
         let _ = std::fs::remove_dir_all(&self.root);
         let _ = Command::new("psql")
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db_name))
+            .arg(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.db_name
+            ))
             .output();
         let _ = Command::new("rabbitmqctl")
             .args(["delete_vhost", &self.vhost])
@@ -98,17 +101,16 @@ impl Drop for Cleanup {
 fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
 
 impl Stack {
     pub async fn start(daemons: Daemons) -> Result<Stack> {
-        trove_common::telemetry::init("warn,trove_api=info,trove_taskmanager=info,trove_guestagent=info");
+        trove_common::telemetry::init(
+            "warn,trove_api=info,trove_taskmanager=info,trove_guestagent=info",
+        );
         let id = Uuid::new_v4().simple().to_string()[..12].to_string();
         let root = std::env::temp_dir().join(format!("trove-e2e-{id}"));
         let db_name = format!("trove_e2e_{id}");
@@ -137,7 +139,15 @@ impl Stack {
         trove_taskmanager::manage::bootstrap(&pool).await?;
 
         run(Command::new("rabbitmqctl").args(["add_vhost", &vhost]))?;
-        run(Command::new("rabbitmqctl").args(["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]))?;
+        run(Command::new("rabbitmqctl").args([
+            "set_permissions",
+            "-p",
+            &vhost,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]))?;
         let amqp = AmqpConfig {
             url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
             exchange: "trove".into(),
@@ -161,7 +171,9 @@ impl Stack {
             root,
             pool,
             api_url: String::new(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
             db,
             amqp,
             cancels: HashMap::new(),
@@ -192,17 +204,28 @@ impl Stack {
             stack.start_guest();
             let host = stack.host.clone();
             let pool = stack.pool.clone();
-            wait_until("the guest host registers", Duration::from_secs(30), || async {
-                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM guest_hosts WHERE id = $1")
-                    .bind(&host)
-                    .fetch_one(&pool)
-                    .await?;
-                Ok((n == 1).then_some(()))
-            })
+            wait_until(
+                "the guest host registers",
+                Duration::from_secs(30),
+                || async {
+                    let n: i64 =
+                        sqlx::query_scalar("SELECT count(*) FROM guest_hosts WHERE id = $1")
+                            .bind(&host)
+                            .fetch_one(&pool)
+                            .await?;
+                    Ok((n == 1).then_some(()))
+                },
+            )
             .await?;
         }
         wait_until("the API answers", Duration::from_secs(30), || async {
-            Ok(stack.http.get(format!("{}/", stack.api_url)).send().await.ok().map(|_| ()))
+            Ok(stack
+                .http
+                .get(format!("{}/", stack.api_url))
+                .send()
+                .await
+                .ok()
+                .map(|_| ()))
         })
         .await?;
         Ok(stack)
@@ -257,7 +280,13 @@ impl Stack {
         self.root.join("backups")
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Result<(StatusCode, Value)> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
         let mut req = self.http.request(method, format!("{}{path}", self.api_url));
         if let Some(t) = token {
             req = req.header("X-Auth-Token", t);
@@ -286,7 +315,13 @@ impl Stack {
     }
 
     /// Sends raw bytes with a given content type (for malformed-input tests).
-    pub async fn post_raw(&self, path: &str, token: &str, content_type: &str, body: &str) -> Result<(StatusCode, Value)> {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<(StatusCode, Value)> {
         let resp = self
             .http
             .post(format!("{}{path}", self.api_url))
@@ -297,15 +332,30 @@ impl Stack {
             .await?;
         let status = resp.status();
         let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).with_context(|| format!("body: {text}"))?))
+        Ok((
+            status,
+            serde_json::from_str(&text).with_context(|| format!("body: {text}"))?,
+        ))
     }
 
     pub async fn get_a(&self, path: &str) -> Result<(StatusCode, Value)> {
-        self.call(Method::GET, &format!("/v1.0/{TENANT_A}{path}"), Some(TOKEN_A), None).await
+        self.call(
+            Method::GET,
+            &format!("/v1.0/{TENANT_A}{path}"),
+            Some(TOKEN_A),
+            None,
+        )
+        .await
     }
 
     pub async fn post_a(&self, path: &str, body: Value) -> Result<(StatusCode, Value)> {
-        self.call(Method::POST, &format!("/v1.0/{TENANT_A}{path}"), Some(TOKEN_A), Some(body)).await
+        self.call(
+            Method::POST,
+            &format!("/v1.0/{TENANT_A}{path}"),
+            Some(TOKEN_A),
+            Some(body),
+        )
+        .await
     }
 
     /// Creates an instance for tenant A with database `appdb` and user `app`/`app-secret-1`.
@@ -327,7 +377,9 @@ impl Stack {
         if status != StatusCode::OK {
             bail!("create answered {status}: {v}");
         }
-        Ok(Uuid::parse_str(v["instance"]["id"].as_str().context("no id")?)?)
+        Ok(Uuid::parse_str(
+            v["instance"]["id"].as_str().context("no id")?,
+        )?)
     }
 
     pub async fn instance(&self, id: Uuid) -> Result<Value> {
@@ -339,40 +391,61 @@ impl Stack {
     }
 
     /// Waits until the instance shows `status`/`operating_status`; fails early on ERROR.
-    pub async fn wait_status(&self, id: Uuid, status: &str, operating: &str, timeout: Duration) -> Result<Value> {
-        wait_until(&format!("instance {id} to be {status}/{operating}"), timeout, || async {
-            let v = self.instance(id).await?;
-            if v["status"] == status && v["operating_status"] == operating {
-                return Ok(Some(v));
-            }
-            if v["status"] == "ERROR" && status != "ERROR" {
-                bail!("instance went to ERROR: {v}");
-            }
-            Ok(None)
-        })
+    pub async fn wait_status(
+        &self,
+        id: Uuid,
+        status: &str,
+        operating: &str,
+        timeout: Duration,
+    ) -> Result<Value> {
+        wait_until(
+            &format!("instance {id} to be {status}/{operating}"),
+            timeout,
+            || async {
+                let v = self.instance(id).await?;
+                if v["status"] == status && v["operating_status"] == operating {
+                    return Ok(Some(v));
+                }
+                if v["status"] == "ERROR" && status != "ERROR" {
+                    bail!("instance went to ERROR: {v}");
+                }
+                Ok(None)
+            },
+        )
         .await
     }
 
     pub async fn wait_active(&self, id: Uuid) -> Result<Value> {
-        self.wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(90)).await
+        self.wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(90))
+            .await
     }
 
     pub async fn backup(&self, instance: Uuid, name: &str) -> Result<Value> {
         let (status, v) = self
-            .post_a("/backups", json!({"backup": {"name": name, "instance": instance, "incremental": 0}}))
+            .post_a(
+                "/backups",
+                json!({"backup": {"name": name, "instance": instance, "incremental": 0}}),
+            )
             .await?;
         if status != StatusCode::ACCEPTED {
             bail!("backup answered {status}: {v}");
         }
-        let id = v["backup"]["id"].as_str().context("no backup id")?.to_string();
-        wait_until(&format!("backup {id} to complete"), Duration::from_secs(90), || async {
-            let (_, b) = self.get_a(&format!("/backups/{id}")).await?;
-            match b["backup"]["status"].as_str() {
-                Some("COMPLETED") => Ok(Some(b["backup"].clone())),
-                Some("FAILED") => bail!("backup failed: {b}"),
-                _ => Ok(None),
-            }
-        })
+        let id = v["backup"]["id"]
+            .as_str()
+            .context("no backup id")?
+            .to_string();
+        wait_until(
+            &format!("backup {id} to complete"),
+            Duration::from_secs(90),
+            || async {
+                let (_, b) = self.get_a(&format!("/backups/{id}")).await?;
+                match b["backup"]["status"].as_str() {
+                    Some("COMPLETED") => Ok(Some(b["backup"].clone())),
+                    Some("FAILED") => bail!("backup failed: {b}"),
+                    _ => Ok(None),
+                }
+            },
+        )
         .await
     }
 
@@ -402,21 +475,27 @@ impl Stack {
         .bind(id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(json!({"task": row.0, "name": row.1, "updated": row.2, "recoveries": row.3, "backups": row.4, "outbox": row.5}))
+        Ok(
+            json!({"task": row.0, "name": row.1, "updated": row.2, "recoveries": row.3, "backups": row.4, "outbox": row.5}),
+        )
     }
 
     /// At the end of a test: nothing is left pending in the control plane.
     pub async fn assert_quiescent(&self) -> Result<()> {
-        wait_until("the control plane to go quiet", Duration::from_secs(30), || async {
-            let (outbox, recoveries, tasks): (i64, i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM outbox), \
+        wait_until(
+            "the control plane to go quiet",
+            Duration::from_secs(30),
+            || async {
+                let (outbox, recoveries, tasks): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT count(*) FROM outbox), \
                  (SELECT count(*) FROM recoveries WHERE state IN ('NEW', 'RUNNING')), \
                  (SELECT count(*) FROM instances WHERE NOT deleted AND task_id <> 1)",
-            )
-            .fetch_one(&self.pool)
-            .await?;
-            Ok((outbox == 0 && recoveries == 0 && tasks == 0).then_some(()))
-        })
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((outbox == 0 && recoveries == 0 && tasks == 0).then_some(()))
+            },
+        )
         .await
     }
 
@@ -466,7 +545,9 @@ where
 
 /// Ids from the `t` table, sorted.
 pub async fn ids(conn: &mut PgConnection, table: &str) -> Result<Vec<i32>> {
-    Ok(sqlx::query_scalar(&format!("SELECT id FROM {table} ORDER BY id"))
-        .fetch_all(conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar(&format!("SELECT id FROM {table} ORDER BY id"))
+            .fetch_all(conn)
+            .await?,
+    )
 }

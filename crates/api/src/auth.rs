@@ -53,15 +53,21 @@ pub struct Caller {
 }
 
 /// Middleware for everything under `/v1.0/{tenant}/`.
-pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let token = req
         .headers()
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let Some(token) = token else {
-        return ApiError::Unauthorized("Authentication required: send an X-Auth-Token header.".into())
-            .into_response();
+        return ApiError::Unauthorized(
+            "Authentication required: send an X-Auth-Token header.".into(),
+        )
+        .into_response();
     };
     let Some(entry) = state.tokens.get(&token).cloned() else {
         return ApiError::Unauthorized("The request you have made requires authentication.".into())

@@ -26,12 +26,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::BadRequest(format!("Cannot read the request body: {e}")))?;
-        if let Some(ct) = &content_type {
-            if !ct.starts_with("application/json") {
-                return Err(ApiError::BadMediaType(format!(
-                    "Unsupported Content-Type {ct}; send application/json."
-                )));
-            }
+        if let Some(ct) = &content_type
+            && !ct.starts_with("application/json")
+        {
+            return Err(ApiError::BadMediaType(format!(
+                "Unsupported Content-Type {ct}; send application/json."
+            )));
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("The request body is empty.".into()));
@@ -67,7 +67,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
             match k {
                 "limit" => {
                     let n: i64 = v.parse().map_err(|_| {
-                        ApiError::BadRequest(format!("limit must be a positive integer, got '{v}'."))
+                        ApiError::BadRequest(format!(
+                            "limit must be a positive integer, got '{v}'."
+                        ))
                     })?;
                     if n < 1 {
                         return Err(ApiError::BadRequest(format!(

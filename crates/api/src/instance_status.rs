@@ -8,12 +8,19 @@ pub struct Derived {
     pub operating_status: &'static str,
 }
 
-pub fn derive(task: InstanceTask, service: ServiceStatus, backup_running: bool, heartbeat_stale: bool) -> Derived {
+pub fn derive(
+    task: InstanceTask,
+    service: ServiceStatus,
+    backup_running: bool,
+    heartbeat_stale: bool,
+) -> Derived {
     // Trove applies staleness at read time only, and only while no task runs.
     let service = if heartbeat_stale
         && task == InstanceTask::None
-        && !matches!(service, ServiceStatus::RestartRequired | ServiceStatus::New | ServiceStatus::Deleted)
-    {
+        && !matches!(
+            service,
+            ServiceStatus::RestartRequired | ServiceStatus::New | ServiceStatus::Deleted
+        ) {
         ServiceStatus::FailedTimeoutGuestagent
     } else {
         service
@@ -29,8 +36,12 @@ pub fn derive(task: InstanceTask, service: ServiceStatus, backup_running: bool, 
             _ if backup_running => "BACKUP",
             _ => match service {
                 ServiceStatus::Running | ServiceStatus::Healthy => "ACTIVE",
-                ServiceStatus::New | ServiceStatus::Building | ServiceStatus::InstanceReady => "BUILD",
-                ServiceStatus::Shutdown | ServiceStatus::Crashed | ServiceStatus::Paused => "SHUTDOWN",
+                ServiceStatus::New | ServiceStatus::Building | ServiceStatus::InstanceReady => {
+                    "BUILD"
+                }
+                ServiceStatus::Shutdown | ServiceStatus::Crashed | ServiceStatus::Paused => {
+                    "SHUTDOWN"
+                }
                 ServiceStatus::Restarting => "REBOOT",
                 ServiceStatus::RestartRequired => "RESTART_REQUIRED",
                 ServiceStatus::Failed
@@ -58,7 +69,12 @@ mod tests {
 
     #[test]
     fn recovery_shows_recover_and_hides_operating_status() {
-        let d = derive(InstanceTask::Recovering, ServiceStatus::Healthy, false, false);
+        let d = derive(
+            InstanceTask::Recovering,
+            ServiceStatus::Healthy,
+            false,
+            false,
+        );
         assert_eq!(d.status, "RECOVER");
         assert_eq!(d.operating_status, "");
     }
@@ -83,7 +99,12 @@ mod tests {
 
     #[test]
     fn error_task_wins() {
-        let d = derive(InstanceTask::BuildingErrorTimeoutGa, ServiceStatus::Healthy, false, false);
+        let d = derive(
+            InstanceTask::BuildingErrorTimeoutGa,
+            ServiceStatus::Healthy,
+            false,
+            false,
+        );
         assert_eq!(d.status, "ERROR");
     }
 }

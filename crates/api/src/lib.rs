@@ -48,7 +48,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Runs the API on `listener` until `shutdown` is cancelled.
-pub async fn run(config: ApiConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(
+    config: ApiConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let tokens = Tokens::load(&config.token_file)?;
     let pool = control_db::connect(&config.database).await?;
     schema::ensure_current(&pool).await?;

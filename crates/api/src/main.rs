@@ -24,7 +24,9 @@ fn config_flag() -> Result<Option<PathBuf>> {
         match a.as_str() {
             "--config" => path = Some(PathBuf::from(args.next().context("--config needs a path")?)),
             "-h" | "--help" => {
-                println!("usage: trove-api [--config FILE]   (env overrides: TROVE_API__SECTION__KEY)");
+                println!(
+                    "usage: trove-api [--config FILE]   (env overrides: TROVE_API__SECTION__KEY)"
+                );
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other}; try --help"),

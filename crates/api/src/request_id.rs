@@ -1,12 +1,7 @@
 //! Gives every request an `x-openstack-request-id`, puts it in a tracing span and hands it to
 //! handlers so it follows the work into RPC contexts.
 
-use axum::{
-    extract::Request,
-    http::HeaderValue,
-    middleware::Next,
-    response::Response,
-};
+use axum::{extract::Request, http::HeaderValue, middleware::Next, response::Response};
 use tracing::Instrument;
 
 #[derive(Debug, Clone)]
@@ -18,7 +13,8 @@ pub async fn assign(mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request.id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = next.run(req).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-openstack-request-id", v.clone());
+        resp.headers_mut()
+            .insert("x-openstack-request-id", v.clone());
         // python-troveclient prints this one in error messages.
         resp.headers_mut().insert("x-compute-request-id", v);
     }

@@ -10,7 +10,10 @@ pub fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 /// The object under `key` at the top of a body (`{"instance": {...}}`).
-pub fn root<'a>(body: &'a Value, key: &str) -> Result<&'a serde_json::Map<String, Value>, ApiError> {
+pub fn root<'a>(
+    body: &'a Value,
+    key: &str,
+) -> Result<&'a serde_json::Map<String, Value>, ApiError> {
     body.get(key)
         .ok_or_else(|| bad(format!("Validation error: '{key}' is a required property")))?
         .as_object()
@@ -37,7 +40,11 @@ pub fn uuid_ref(v: &Value, what: &str) -> Result<Uuid, ApiError> {
         .as_str()
         .ok_or_else(|| bad(format!("Validation error: {what} must be a UUID string")))?;
     let last = s.trim_end_matches('/').rsplit('/').next().unwrap_or(s);
-    Uuid::parse_str(last).map_err(|_| bad(format!("Validation error: {what} '{s}' is not a valid UUID")))
+    Uuid::parse_str(last).map_err(|_| {
+        bad(format!(
+            "Validation error: {what} '{s}' is not a valid UUID"
+        ))
+    })
 }
 
 /// A bare UUID only.
@@ -45,7 +52,11 @@ pub fn uuid_strict(v: &Value, what: &str) -> Result<Uuid, ApiError> {
     let s = v
         .as_str()
         .ok_or_else(|| bad(format!("Validation error: {what} must be a UUID string")))?;
-    Uuid::parse_str(s).map_err(|_| bad(format!("Validation error: {what} '{s}' is not a valid UUID")))
+    Uuid::parse_str(s).map_err(|_| {
+        bad(format!(
+            "Validation error: {what} '{s}' is not a valid UUID"
+        ))
+    })
 }
 
 /// A flavor reference: a string, an integer or an href.
@@ -61,7 +72,9 @@ pub fn flavor_ref(v: Option<&Value>) -> Result<String, ApiError> {
         Some(other) => Err(bad(format!(
             "Validation error: instance['flavorRef'] {other} is not a valid flavor reference"
         ))),
-        None => Err(bad("Validation error: instance 'flavorRef' is a required property")),
+        None => Err(bad(
+            "Validation error: instance 'flavorRef' is a required property",
+        )),
     }
 }
 
@@ -69,7 +82,9 @@ pub fn flavor_ref(v: Option<&Value>) -> Result<String, ApiError> {
 pub fn volume_size(v: Option<&Value>) -> Result<Option<i32>, ApiError> {
     let Some(vol) = v else { return Ok(None) };
     let Some(size) = vol.get("size") else {
-        return Err(bad("Validation error: instance['volume'] 'size' is a required property"));
+        return Err(bad(
+            "Validation error: instance['volume'] 'size' is a required property",
+        ));
     };
     let n = match size {
         Value::Number(n) => n.as_i64(),
@@ -86,10 +101,9 @@ pub fn volume_size(v: Option<&Value>) -> Result<Option<i32>, ApiError> {
 
 /// PostgreSQL identifiers tenants may create: plain names, no reserved ones.
 pub fn pg_identifier(name: &str, what: &str) -> Result<(), ApiError> {
-    let ok_chars = name
-        .chars()
-        .enumerate()
-        .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || (i > 0 && (c.is_ascii_digit() || c == '-')));
+    let ok_chars = name.chars().enumerate().all(|(i, c)| {
+        c.is_ascii_alphabetic() || c == '_' || (i > 0 && (c.is_ascii_digit() || c == '-'))
+    });
     if name.is_empty() || name.len() > 63 || !ok_chars {
         return Err(bad(format!(
             "Validation error: {what} '{name}' must be 1-63 characters of letters, digits, '_' or '-', starting with a letter or '_'"
@@ -97,7 +111,9 @@ pub fn pg_identifier(name: &str, what: &str) -> Result<(), ApiError> {
     }
     let reserved = ["postgres", "template0", "template1", "root", "public"];
     if reserved.contains(&name.to_ascii_lowercase().as_str()) || name.starts_with("pg_") {
-        return Err(bad(format!("Validation error: {what} '{name}' is reserved")));
+        return Err(bad(format!(
+            "Validation error: {what} '{name}' is reserved"
+        )));
     }
     Ok(())
 }
@@ -127,7 +143,12 @@ mod tests {
         assert_eq!(volume_size(Some(&json!({"size": "2"}))).ok(), Some(Some(2)));
         assert!(volume_size(Some(&json!({"size": 0}))).is_err());
         assert_eq!(flavor_ref(Some(&json!(2))).ok().as_deref(), Some("2"));
-        assert_eq!(flavor_ref(Some(&json!("http://h/flavors/7"))).ok().as_deref(), Some("7"));
+        assert_eq!(
+            flavor_ref(Some(&json!("http://h/flavors/7")))
+                .ok()
+                .as_deref(),
+            Some("7")
+        );
     }
 
     #[test]

@@ -108,11 +108,9 @@ pub fn backup(row: &BackupRow) -> Value {
         "stop_time": row.stop_time.map(trove_time),
         "timeline": row.timeline,
     });
-    if let (Some(vid), Some(ds), Some(ver)) = (
-        row.datastore_version_id,
-        &row.ds_name,
-        &row.ds_version_name,
-    ) {
+    if let (Some(vid), Some(ds), Some(ver)) =
+        (row.datastore_version_id, &row.ds_name, &row.ds_version_name)
+    {
         v["datastore"] = json!({"type": ds, "version": ver, "version_id": vid});
     }
     v
@@ -146,11 +144,7 @@ pub fn datastore(d: &DatastoreRow, versions: &[VersionRow], links: &Links<'_>) -
 
 pub fn flavor(f: &FlavorRow, links: &Links<'_>) -> Value {
     // Trove's `id` is an integer when the id is one; `str_id` always holds the string.
-    let int_id = f
-        .id
-        .parse::<i64>()
-        .ok()
-        .filter(|_| !f.id.starts_with('0'));
+    let int_id = f.id.parse::<i64>().ok().filter(|_| !f.id.starts_with('0'));
     json!({
         "id": int_id.map(Value::from).unwrap_or(Value::Null),
         "str_id": f.id,

@@ -122,7 +122,9 @@ fn set_path(root: &mut toml::Value, path: &[String], v: toml::Value) -> Result<(
         .with_context(|| format!("{last} is not inside a section"))?;
     // A string-typed default keeps a numeric-looking override as a string (e.g. a host name "123").
     let v = match (table.get(last), v) {
-        (Some(toml::Value::String(_)), toml::Value::Integer(i)) => toml::Value::String(i.to_string()),
+        (Some(toml::Value::String(_)), toml::Value::Integer(i)) => {
+            toml::Value::String(i.to_string())
+        }
         (_, v) => v,
     };
     table.insert(last.clone(), v);
@@ -145,8 +147,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("trove-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("c.toml");
-        std::fs::write(&file, "name = \"x\"\n[amqp]\nexchange = \"fromfile\"\nprefetch = 3\n")
-            .expect("write");
+        std::fs::write(
+            &file,
+            "name = \"x\"\n[amqp]\nexchange = \"fromfile\"\nprefetch = 3\n",
+        )
+        .expect("write");
         // SAFETY of the test: the variable name is unique to this test.
         unsafe_env_set("TROVETESTCFG__AMQP__PREFETCH", "5");
         let s: Sample = load(Some(&file), "TROVETESTCFG").expect("load");

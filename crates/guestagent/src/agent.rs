@@ -38,7 +38,10 @@ impl Agent {
 
     /// Registers a prepared instance and starts consuming its queue.
     pub async fn attach(self: &Arc<Self>, hosted: Arc<Hosted>) {
-        self.instances.lock().await.insert(hosted.id, hosted.clone());
+        self.instances
+            .lock()
+            .await
+            .insert(hosted.id, hosted.clone());
         let agent = self.clone();
         let id = hosted.id;
         let cancel = hosted.cancel.clone();
@@ -86,10 +89,10 @@ impl Agent {
                 tracing::warn!(instance.id = %record.id, "data directory missing after an interrupted recovery; restoring the previous one");
                 tokio::fs::rename(&old, data).await?;
             }
-            if !hosted.cluster.is_running().await {
-                if let Err(e) = hosted.cluster.start().await {
-                    tracing::error!(instance.id = %record.id, error = %format!("{e:#}"), "could not start adopted instance");
-                }
+            if !hosted.cluster.is_running().await
+                && let Err(e) = hosted.cluster.start().await
+            {
+                tracing::error!(instance.id = %record.id, error = %format!("{e:#}"), "could not start adopted instance");
             }
             tracing::info!(instance.id = %record.id, port = record.port, "instance adopted");
             self.attach(hosted).await;

@@ -30,7 +30,9 @@ impl Agent {
             for h in hosted {
                 // An instance under an operation reports when the operation ends; a heartbeat
                 // taken mid-swap would only show a transient SHUTDOWN.
-                let Ok(_guard) = h.op.try_lock() else { continue };
+                let Ok(_guard) = h.op.try_lock() else {
+                    continue;
+                };
                 self.send_status(&h, None, None).await;
             }
             tokio::select! {

@@ -78,12 +78,16 @@ impl Hosted {
                 format!("parsing {}", dir.join(RECORD_FILE).display())
             })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", dir.join(RECORD_FILE).display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("reading {}", dir.join(RECORD_FILE).display()))
+            }
         }
     }
 
     /// Where finished recoveries are remembered, so a redelivered `do_recovery` is a no-op.
     pub fn recovery_result_path(&self, recovery_id: Uuid) -> PathBuf {
-        self.dir.join("recoveries").join(format!("{recovery_id}.json"))
+        self.dir
+            .join("recoveries")
+            .join(format!("{recovery_id}.json"))
     }
 }

@@ -25,10 +25,16 @@ use crate::{
 /// Runs the agent until `shutdown` is cancelled. Managed servers keep running after it stops;
 /// the next start adopts them.
 pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()> {
-    let runner = Runner::detect(&config.os_user).context("choosing how to run PostgreSQL commands")?;
+    let runner =
+        Runner::detect(&config.os_user).context("choosing how to run PostgreSQL commands")?;
     tokio::fs::create_dir_all(&config.backup_store)
         .await
-        .with_context(|| format!("creating the backup store {}", config.backup_store.display()))?;
+        .with_context(|| {
+            format!(
+                "creating the backup store {}",
+                config.backup_store.display()
+            )
+        })?;
     let bus = Bus::connect(&config.amqp).await?;
     let agent = Arc::new(Agent {
         bins: PgBinaries::new(&config.pg_bin_dir),
@@ -46,7 +52,8 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
             topics::guest_host(&agent.config.host),
             move |msg| {
                 let a = a.clone();
-                let fut: trove_common::amqp::HandlerFuture = Box::pin(async move { a.handle_host_message(msg).await });
+                let fut: trove_common::amqp::HandlerFuture =
+                    Box::pin(async move { a.handle_host_message(msg).await });
                 fut
             },
             shutdown.child_token(),

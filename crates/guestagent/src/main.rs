@@ -14,7 +14,9 @@ async fn main() -> Result<()> {
         match a.as_str() {
             "--config" => path = Some(PathBuf::from(args.next().context("--config needs a path")?)),
             "-h" | "--help" => {
-                println!("usage: trove-guestagent [--config FILE]   (env overrides: TROVE_GUEST__SECTION__KEY)");
+                println!(
+                    "usage: trove-guestagent [--config FILE]   (env overrides: TROVE_GUEST__SECTION__KEY)"
+                );
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other}; try --help"),

@@ -14,12 +14,15 @@ async fn main() -> Result<()> {
         match a.as_str() {
             "--config" => path = Some(PathBuf::from(args.next().context("--config needs a path")?)),
             "-h" | "--help" => {
-                println!("usage: trove-taskmanager [--config FILE]   (env overrides: TROVE_TASKMANAGER__SECTION__KEY)");
+                println!(
+                    "usage: trove-taskmanager [--config FILE]   (env overrides: TROVE_TASKMANAGER__SECTION__KEY)"
+                );
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other}; try --help"),
         }
     }
-    let config: TaskManagerConfig = trove_common::config::load(path.as_deref(), "TROVE_TASKMANAGER")?;
+    let config: TaskManagerConfig =
+        trove_common::config::load(path.as_deref(), "TROVE_TASKMANAGER")?;
     trove_taskmanager::run(config, trove_common::shutdown::signal_token()).await
 }

@@ -43,7 +43,14 @@ pub async fn register_datastore_version(
     Ok(v_id)
 }
 
-pub async fn add_flavor(pool: &PgPool, id: &str, name: &str, ram: i32, vcpus: i32, disk: i32) -> Result<()> {
+pub async fn add_flavor(
+    pool: &PgPool,
+    id: &str,
+    name: &str,
+    ram: i32,
+    vcpus: i32,
+    disk: i32,
+) -> Result<()> {
     if id.is_empty() || name.is_empty() || ram <= 0 || vcpus <= 0 || disk < 0 {
         bail!("a flavor needs an id, a name, ram > 0, vcpus > 0 and disk >= 0");
     }

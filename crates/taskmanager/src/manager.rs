@@ -47,7 +47,11 @@ impl TaskManager {
     }
 
     /// Commits, then publishes what the transaction enqueued.
-    pub async fn commit_and_send(&self, tx: Transaction<'_, Postgres>, ids: Vec<i64>) -> Result<()> {
+    pub async fn commit_and_send(
+        &self,
+        tx: Transaction<'_, Postgres>,
+        ids: Vec<i64>,
+    ) -> Result<()> {
         tx.commit().await?;
         outbox::flush(&self.pool, &self.bus, &ids).await;
         Ok(())

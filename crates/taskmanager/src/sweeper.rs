@@ -50,7 +50,12 @@ impl TaskManager {
         for inst in instances::overdue(&mut tx).await? {
             let (task, message) = match inst.task() {
                 InstanceTask::Building => {
-                    instances::set_service_status(&mut tx, inst.id, ServiceStatus::FailedTimeoutGuestagent).await?;
+                    instances::set_service_status(
+                        &mut tx,
+                        inst.id,
+                        ServiceStatus::FailedTimeoutGuestagent,
+                    )
+                    .await?;
                     (
                         InstanceTask::BuildingErrorTimeoutGa,
                         "The instance did not become active in time; the guest agent is silent.",
@@ -78,16 +83,27 @@ impl TaskManager {
     async fn expire_recoveries(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for rec in recoveries::overdue(&mut tx).await? {
-            recoveries::finish(&mut tx, rec.id, "FAILED", "timed out", Some("the recovery did not finish before its deadline")).await?;
+            recoveries::finish(
+                &mut tx,
+                rec.id,
+                "FAILED",
+                "timed out",
+                Some("the recovery did not finish before its deadline"),
+            )
+            .await?;
             if let Some(inst) = instances::lock(&mut tx, rec.instance_id).await? {
                 if inst.task() == InstanceTask::Recovering {
                     // We cannot know which data the instance serves now: show it as an error.
-                    instances::set_task(&mut tx, rec.instance_id, InstanceTask::RecoveryError).await?;
+                    instances::set_task(&mut tx, rec.instance_id, InstanceTask::RecoveryError)
+                        .await?;
                 }
                 faults::record(
                     &mut tx,
                     rec.instance_id,
-                    &format!("Recovery {} from backup {} timed out.", rec.id, rec.backup_id),
+                    &format!(
+                        "Recovery {} from backup {} timed out.",
+                        rec.id, rec.backup_id
+                    ),
                     "the guest agent did not report the end of the recovery before its deadline",
                 )
                 .await?;

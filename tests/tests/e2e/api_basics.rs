@@ -34,7 +34,14 @@ async fn catalogue_versions_and_unknown_routes_answer_in_trove_shapes() -> Resul
     let (status, nf) = stack.get_a("/instances/not-a-uuid").await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(nf["itemNotFound"]["code"], 404);
-    let (status, _) = stack.call(Method::DELETE, "/v1.0/tenant-a/flavors", Some(TOKEN_A), None).await?;
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            "/v1.0/tenant-a/flavors",
+            Some(TOKEN_A),
+            None,
+        )
+        .await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let (_, list) = stack.get_a("/instances").await?;
     assert_eq!(list, json!({"instances": []}));
@@ -65,9 +72,13 @@ async fn create_refuses_bad_input_and_writes_nothing() -> Result<()> {
         .post_a("/instances", json!({"instance": {"name": "x", "flavorRef": "1", "restorePoint": {"backupRef": uuid::Uuid::new_v4()}}}))
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND, "{resp}");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM instances").fetch_one(&stack.pool).await?;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
+        .fetch_one(&stack.pool)
+        .await?;
     assert_eq!(n, 0);
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&stack.pool).await?;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&stack.pool)
+        .await?;
     assert_eq!(n, 0);
     stack.shutdown().await;
     Ok(())

@@ -49,7 +49,11 @@ async fn recover_brings_back_exactly_the_backup_rows() -> Result<()> {
     assert_eq!(r["datastore"], "postgresql");
     assert_eq!(r["recovered_from_backup"], backup["id"]);
     assert_eq!(r["point_in_time"], backup["stop_time"]);
-    assert!(r["recovery_id"].as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()));
+    assert!(
+        r["recovery_id"]
+            .as_str()
+            .is_some_and(|s| uuid::Uuid::parse_str(s).is_ok())
+    );
     // The instance shows RECOVER while the work runs (set in the same transaction as the 202).
     let during = stack.instance(id).await?;
     assert_eq!(during["status"], "RECOVER", "{during}");
@@ -66,7 +70,9 @@ async fn recover_brings_back_exactly_the_backup_rows() -> Result<()> {
         rows,
         vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]
     );
-    let keep: i32 = sqlx::query_scalar("SELECT x FROM keep").fetch_one(&mut conn).await?;
+    let keep: i32 = sqlx::query_scalar("SELECT x FROM keep")
+        .fetch_one(&mut conn)
+        .await?;
     assert_eq!(keep, 42);
     let state: String = sqlx::query_scalar("SELECT state FROM recoveries WHERE id = $1::uuid")
         .bind(r["recovery_id"].as_str())
@@ -74,7 +80,9 @@ async fn recover_brings_back_exactly_the_backup_rows() -> Result<()> {
         .await?;
     assert_eq!(state, "COMPLETED");
     // The recovered instance takes writes.
-    sqlx::query("INSERT INTO t VALUES (10, 'new')").execute(&mut conn).await?;
+    sqlx::query("INSERT INTO t VALUES (10, 'new')")
+        .execute(&mut conn)
+        .await?;
     assert_eq!(ids(&mut conn, "t").await?, vec![1, 2, 3, 10]);
     stack.assert_quiescent().await?;
     stack.shutdown().await;
@@ -91,7 +99,9 @@ async fn recover_from_a_corrupted_backup_fails_and_keeps_serving_current_data() 
         .execute(&mut conn)
         .await?;
     let backup = stack.backup(id, "to-be-corrupted").await?;
-    sqlx::query("INSERT INTO t VALUES (3)").execute(&mut conn).await?;
+    sqlx::query("INSERT INTO t VALUES (3)")
+        .execute(&mut conn)
+        .await?;
     drop(conn);
     // Corrupt the archive in the store: flip bytes in the middle.
     let archive = stack
@@ -105,10 +115,16 @@ async fn recover_from_a_corrupted_backup_fails_and_keeps_serving_current_data() 
     std::fs::write(&archive, bytes)?;
 
     let (status, body) = stack
-        .post_a(&format!("/instances/{id}/recover"), json!({"recovery": {"backup": backup["id"]}}))
+        .post_a(
+            &format!("/instances/{id}/recover"),
+            json!({"recovery": {"backup": backup["id"]}}),
+        )
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let rid = body["recovery"]["recovery_id"].as_str().expect("recovery id").to_string();
+    let rid = body["recovery"]["recovery_id"]
+        .as_str()
+        .expect("recovery id")
+        .to_string();
 
     let state = wait_until("the recovery to fail", Duration::from_secs(60), || async {
         let s: String = sqlx::query_scalar("SELECT state FROM recoveries WHERE id = $1::uuid")
@@ -121,8 +137,16 @@ async fn recover_from_a_corrupted_backup_fails_and_keeps_serving_current_data() 
     assert_eq!(state, "FAILED");
     let inst = stack.wait_active(id).await?;
     let fault = &inst["fault"];
-    assert!(fault["message"].as_str().is_some_and(|m| m.contains(&rid)), "{inst}");
-    assert!(fault["details"].as_str().is_some_and(|d| d.contains("checksum")), "{inst}");
+    assert!(
+        fault["message"].as_str().is_some_and(|m| m.contains(&rid)),
+        "{inst}"
+    );
+    assert!(
+        fault["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("checksum")),
+        "{inst}"
+    );
     // The instance still serves the data it had, including what was written after the backup.
     let mut conn = stack.connect_instance(id).await?;
     assert_eq!(ids(&mut conn, "t").await?, vec![1, 2, 3]);

@@ -35,8 +35,21 @@ async fn fixture_instance(stack: &Stack, tenant: &str) -> Result<Uuid> {
 }
 
 /// Inserts a backup of `instance` in `state`, of the given datastore.
-async fn fixture_backup(stack: &Stack, tenant: &str, instance: Uuid, state: &str, datastore: &str) -> Result<Uuid> {
-    let dsv = trove_taskmanager::manage::register_datastore_version(&stack.pool, datastore, "1", "1", datastore).await?;
+async fn fixture_backup(
+    stack: &Stack,
+    tenant: &str,
+    instance: Uuid,
+    state: &str,
+    datastore: &str,
+) -> Result<Uuid> {
+    let dsv = trove_taskmanager::manage::register_datastore_version(
+        &stack.pool,
+        datastore,
+        "1",
+        "1",
+        datastore,
+    )
+    .await?;
     if datastore != "postgresql" {
         // Registering another datastore must not change postgresql's default.
     }
@@ -96,8 +109,17 @@ async fn assert_refused(
         .await?;
     assert_eq!(status, want, "{resp}");
     assert_eq!(resp[fault]["code"], want.as_u16(), "{resp}");
-    assert!(resp[fault]["message"].as_str().is_some_and(|m| !m.is_empty()), "{resp}");
-    assert_eq!(stack.snapshot(instance).await?, before, "a refusal changed state");
+    assert!(
+        resp[fault]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{resp}"
+    );
+    assert_eq!(
+        stack.snapshot(instance).await?,
+        before,
+        "a refusal changed state"
+    );
     Ok(resp)
 }
 
@@ -111,17 +133,48 @@ async fn recover_returns_404_for_unknown_or_foreign_instances_and_backups() -> R
     // Unknown instance.
     let unknown = Uuid::new_v4();
     let (status, resp) = stack
-        .call(Method::POST, &format!("/v1.0/{TENANT_A}/instances/{unknown}/recover"), Some(TOKEN_A),
-              Some(json!({"recovery": {"backup": a_backup}})))
+        .call(
+            Method::POST,
+            &format!("/v1.0/{TENANT_A}/instances/{unknown}/recover"),
+            Some(TOKEN_A),
+            Some(json!({"recovery": {"backup": a_backup}})),
+        )
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND, "{resp}");
     assert_eq!(resp["itemNotFound"]["code"], 404);
     // Another tenant's instance, through one's own tenant path.
-    assert_refused(&stack, b, TENANT_A, TOKEN_A, json!({"recovery": {"backup": a_backup}}), StatusCode::NOT_FOUND, "itemNotFound").await?;
+    assert_refused(
+        &stack,
+        b,
+        TENANT_A,
+        TOKEN_A,
+        json!({"recovery": {"backup": a_backup}}),
+        StatusCode::NOT_FOUND,
+        "itemNotFound",
+    )
+    .await?;
     // Unknown backup.
-    assert_refused(&stack, a, TENANT_A, TOKEN_A, json!({"recovery": {"backup": Uuid::new_v4()}}), StatusCode::NOT_FOUND, "itemNotFound").await?;
+    assert_refused(
+        &stack,
+        a,
+        TENANT_A,
+        TOKEN_A,
+        json!({"recovery": {"backup": Uuid::new_v4()}}),
+        StatusCode::NOT_FOUND,
+        "itemNotFound",
+    )
+    .await?;
     // Another tenant's backup.
-    assert_refused(&stack, a, TENANT_A, TOKEN_A, json!({"recovery": {"backup": b_backup}}), StatusCode::NOT_FOUND, "itemNotFound").await?;
+    assert_refused(
+        &stack,
+        a,
+        TENANT_A,
+        TOKEN_A,
+        json!({"recovery": {"backup": b_backup}}),
+        StatusCode::NOT_FOUND,
+        "itemNotFound",
+    )
+    .await?;
     stack.shutdown().await;
     Ok(())
 }
@@ -132,10 +185,22 @@ async fn recover_returns_409_when_the_backup_is_not_completed() -> Result<()> {
     let a = fixture_instance(&stack, TENANT_A).await?;
     for state in ["NEW", "BUILDING", "FAILED"] {
         let bk = fixture_backup(&stack, TENANT_A, a, state, "postgresql").await?;
-        let resp = assert_refused(&stack, a, TENANT_A, TOKEN_A, json!({"recovery": {"backup": bk}}), StatusCode::CONFLICT, "conflict").await;
+        let resp = assert_refused(
+            &stack,
+            a,
+            TENANT_A,
+            TOKEN_A,
+            json!({"recovery": {"backup": bk}}),
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
         // A running backup also makes the instance busy; the backup's own state is checked first.
         resp?;
-        sqlx::query("DELETE FROM backups WHERE id = $1").bind(bk).execute(&stack.pool).await?;
+        sqlx::query("DELETE FROM backups WHERE id = $1")
+            .bind(bk)
+            .execute(&stack.pool)
+            .await?;
     }
     stack.shutdown().await;
     Ok(())
@@ -146,8 +211,22 @@ async fn recover_returns_400_for_a_backup_of_another_datastore() -> Result<()> {
     let stack = Stack::start(API_ONLY).await?;
     let a = fixture_instance(&stack, TENANT_A).await?;
     let bk = fixture_backup(&stack, TENANT_A, a, "COMPLETED", "mysql").await?;
-    let resp = assert_refused(&stack, a, TENANT_A, TOKEN_A, json!({"recovery": {"backup": bk}}), StatusCode::BAD_REQUEST, "badRequest").await?;
-    assert!(resp["badRequest"]["message"].as_str().is_some_and(|m| m.contains("mysql")), "{resp}");
+    let resp = assert_refused(
+        &stack,
+        a,
+        TENANT_A,
+        TOKEN_A,
+        json!({"recovery": {"backup": bk}}),
+        StatusCode::BAD_REQUEST,
+        "badRequest",
+    )
+    .await?;
+    assert!(
+        resp["badRequest"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("mysql")),
+        "{resp}"
+    );
     stack.shutdown().await;
     Ok(())
 }
@@ -162,21 +241,63 @@ async fn recover_returns_422_when_the_instance_is_busy() -> Result<()> {
     // Another task runs.
     sqlx::query("UPDATE instances SET task_id = 3, task_description = 'Rebooting the instance.' WHERE id = $1")
         .bind(a).execute(&stack.pool).await?;
-    assert_refused(&stack, a, TENANT_A, TOKEN_A, body.clone(), StatusCode::UNPROCESSABLE_ENTITY, "unprocessableEntity").await?;
-    sqlx::query("UPDATE instances SET task_id = 1 WHERE id = $1").bind(a).execute(&stack.pool).await?;
+    assert_refused(
+        &stack,
+        a,
+        TENANT_A,
+        TOKEN_A,
+        body.clone(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessableEntity",
+    )
+    .await?;
+    sqlx::query("UPDATE instances SET task_id = 1 WHERE id = $1")
+        .bind(a)
+        .execute(&stack.pool)
+        .await?;
 
     // A backup runs.
     let running = fixture_backup(&stack, TENANT_A, a, "BUILDING", "postgresql").await?;
-    assert_refused(&stack, a, TENANT_A, TOKEN_A, body.clone(), StatusCode::UNPROCESSABLE_ENTITY, "unprocessableEntity").await?;
-    sqlx::query("DELETE FROM backups WHERE id = $1").bind(running).execute(&stack.pool).await?;
+    assert_refused(
+        &stack,
+        a,
+        TENANT_A,
+        TOKEN_A,
+        body.clone(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessableEntity",
+    )
+    .await?;
+    sqlx::query("DELETE FROM backups WHERE id = $1")
+        .bind(running)
+        .execute(&stack.pool)
+        .await?;
 
     // A recovery runs: the first is accepted (nothing consumes it here), the second refused.
-    let (status, resp) = stack.post_a(&format!("/instances/{a}/recover"), body.clone()).await?;
+    let (status, resp) = stack
+        .post_a(&format!("/instances/{a}/recover"), body.clone())
+        .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
-    let resp = assert_refused(&stack, a, TENANT_A, TOKEN_A, body, StatusCode::UNPROCESSABLE_ENTITY, "unprocessableEntity").await?;
-    assert!(resp["unprocessableEntity"]["message"].as_str().is_some_and(|m| m.contains("not currently available")), "{resp}");
+    let resp = assert_refused(
+        &stack,
+        a,
+        TENANT_A,
+        TOKEN_A,
+        body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessableEntity",
+    )
+    .await?;
+    assert!(
+        resp["unprocessableEntity"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not currently available")),
+        "{resp}"
+    );
     let active: i64 = sqlx::query_scalar("SELECT count(*) FROM recoveries WHERE instance_id = $1")
-        .bind(a).fetch_one(&stack.pool).await?;
+        .bind(a)
+        .fetch_one(&stack.pool)
+        .await?;
     assert_eq!(active, 1);
     stack.shutdown().await;
     Ok(())
@@ -200,12 +321,23 @@ async fn recover_returns_400_for_malformed_input() -> Result<()> {
         json!({"recovery": {"backup": bk, "surprise": 1}}),
     ];
     for body in cases {
-        assert_refused(&stack, a, TENANT_A, TOKEN_A, body, StatusCode::BAD_REQUEST, "badRequest").await?;
+        assert_refused(
+            &stack,
+            a,
+            TENANT_A,
+            TOKEN_A,
+            body,
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+        )
+        .await?;
     }
     let path = format!("/v1.0/{TENANT_A}/instances/{a}/recover");
     let before = stack.snapshot(a).await?;
     for raw in ["{", "[1,2]", "", "{\"recovery\": {\"backup\": }"] {
-        let (status, resp) = stack.post_raw(&path, TOKEN_A, "application/json", raw).await?;
+        let (status, resp) = stack
+            .post_raw(&path, TOKEN_A, "application/json", raw)
+            .await?;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{raw}: {resp}");
         assert_eq!(resp["badRequest"]["code"], 400);
     }
@@ -225,12 +357,18 @@ async fn recover_requires_a_valid_token_for_the_path_tenant() -> Result<()> {
     let body = json!({"recovery": {"backup": bk}});
     let before = stack.snapshot(a).await?;
     let path = format!("/v1.0/{TENANT_A}/instances/{a}/recover");
-    let (status, resp) = stack.call(Method::POST, &path, None, Some(body.clone())).await?;
+    let (status, resp) = stack
+        .call(Method::POST, &path, None, Some(body.clone()))
+        .await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{resp}");
     assert_eq!(resp["unauthorized"]["code"], 401);
-    let (status, _) = stack.call(Method::POST, &path, Some("wrong"), Some(body.clone())).await?;
+    let (status, _) = stack
+        .call(Method::POST, &path, Some("wrong"), Some(body.clone()))
+        .await?;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, resp) = stack.call(Method::POST, &path, Some(TOKEN_B), Some(body)).await?;
+    let (status, resp) = stack
+        .call(Method::POST, &path, Some(TOKEN_B), Some(body))
+        .await?;
     assert_eq!(status, StatusCode::FORBIDDEN, "{resp}");
     assert_eq!(resp["forbidden"]["code"], 403);
     assert_eq!(stack.snapshot(a).await?, before);

@@ -4,7 +4,8 @@ use anyhow::Result;
 use trove_e2e::{ALL, Stack, ids};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn restore_into_a_new_instance_holds_the_backup_rows_and_leaves_the_source_alone() -> Result<()> {
+async fn restore_into_a_new_instance_holds_the_backup_rows_and_leaves_the_source_alone()
+-> Result<()> {
     let stack = Stack::start(ALL).await?;
     let src = stack.create_instance("pg-source", None).await?;
     stack.wait_active(src).await?;
@@ -13,13 +14,18 @@ async fn restore_into_a_new_instance_holds_the_backup_rows_and_leaves_the_source
         .execute(&mut conn)
         .await?;
     let backup = stack.backup(src, "for-restore").await?;
-    sqlx::query("INSERT INTO t VALUES (4)").execute(&mut conn).await?;
+    sqlx::query("INSERT INTO t VALUES (4)")
+        .execute(&mut conn)
+        .await?;
     drop(conn);
 
     let bid = uuid::Uuid::parse_str(backup["id"].as_str().expect("id"))?;
     let copy = stack.create_instance("pg-copy", Some(bid)).await?;
     let inst = stack.wait_active(copy).await?;
-    assert_ne!(inst["addresses"][0]["port"], stack.instance(src).await?["addresses"][0]["port"]);
+    assert_ne!(
+        inst["addresses"][0]["port"],
+        stack.instance(src).await?["addresses"][0]["port"]
+    );
 
     let mut conn = stack.connect_instance(copy).await?;
     assert_eq!(ids(&mut conn, "t").await?, vec![1, 2, 3]);

@@ -134,9 +134,11 @@ pub async fn in_use_by_restore(conn: &mut PgConnection, id: Uuid) -> sqlx::Resul
 
 /// Hides the backup at once; the taskmanager removes its files from the store.
 pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE backups SET deleted = true, deleted_at = now(), updated = now() WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE backups SET deleted = true, deleted_at = now(), updated = now() WHERE id = $1",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -53,7 +53,10 @@ pub async fn datastore(conn: &mut PgConnection, key: &str) -> sqlx::Result<Optio
     .await
 }
 
-pub async fn versions_of(conn: &mut PgConnection, datastore_id: Uuid) -> sqlx::Result<Vec<VersionRow>> {
+pub async fn versions_of(
+    conn: &mut PgConnection,
+    datastore_id: Uuid,
+) -> sqlx::Result<Vec<VersionRow>> {
     sqlx::query_as(&format!(
         "{VERSION_SELECT} WHERE v.datastore_id = $1 ORDER BY v.name"
     ))

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use trove_common::{
     outbox,
     rpc::{
-        RpcMessage, topics,
+        RpcMessage,
         taskmanager::{NewBackupInfo, TaskManagerMethod},
+        topics,
     },
     status::BackupState,
 };
@@ -31,8 +32,14 @@ use crate::{
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1.0/{tenant}/backups", get(list_backups).post(create_backup))
-        .route("/v1.0/{tenant}/backups/{id}", get(show_backup).delete(delete_backup))
+        .route(
+            "/v1.0/{tenant}/backups",
+            get(list_backups).post(create_backup),
+        )
+        .route(
+            "/v1.0/{tenant}/backups/{id}",
+            get(show_backup).delete(delete_backup),
+        )
 }
 
 /// Newest first. Unlike Trove, `next` appears only when another page really exists, so the
@@ -57,7 +64,8 @@ pub async fn list_page(
     let instance_filter = match (instance_id, paging.param("instance_id")) {
         (Some(i), _) => Some(i),
         (None, Some(s)) => Some(
-            Uuid::parse_str(s).map_err(|_| bad(format!("instance_id '{s}' is not a valid UUID.")))?,
+            Uuid::parse_str(s)
+                .map_err(|_| bad(format!("instance_id '{s}' is not a valid UUID.")))?,
         ),
         (None, None) => None,
     };
@@ -114,7 +122,11 @@ async fn create_backup(
     let description = match b.get("description") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(bad("Validation error: backup['description'] must be a string")),
+        Some(_) => {
+            return Err(bad(
+                "Validation error: backup['description'] must be a string",
+            ));
+        }
     };
     match b.get("incremental") {
         None | Some(Value::Null) => {}
@@ -186,7 +198,10 @@ async fn create_backup(
     tx.commit().await?;
     super::flush_later(&state, vec![oid]);
     tracing::info!(backup.id = %id, instance.id = %instance_id, "backup accepted");
-    Ok((StatusCode::ACCEPTED, Json(json!({"backup": views::backup(&row)}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"backup": views::backup(&row)})),
+    ))
 }
 
 async fn delete_backup(
@@ -208,7 +223,9 @@ async fn delete_backup(
             "Backup {id} is still running ({st}); delete it once it has finished."
         )));
     }
-    if backups::in_use_by_recovery(&mut tx, id).await? || backups::in_use_by_restore(&mut tx, id).await? {
+    if backups::in_use_by_recovery(&mut tx, id).await?
+        || backups::in_use_by_restore(&mut tx, id).await?
+    {
         return Err(ApiError::Unprocessable(format!(
             "Backup {id} is being restored right now; delete it once that has finished."
         )));

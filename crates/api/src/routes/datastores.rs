@@ -19,10 +19,19 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1.0/{tenant}/datastores", get(list_datastores))
-        .route("/v1.0/{tenant}/datastores/versions/{id}", get(show_version_by_id))
+        .route(
+            "/v1.0/{tenant}/datastores/versions/{id}",
+            get(show_version_by_id),
+        )
         .route("/v1.0/{tenant}/datastores/{ds}", get(show_datastore))
-        .route("/v1.0/{tenant}/datastores/{ds}/versions", get(list_versions))
-        .route("/v1.0/{tenant}/datastores/{ds}/versions/{version}", get(show_version))
+        .route(
+            "/v1.0/{tenant}/datastores/{ds}/versions",
+            get(list_versions),
+        )
+        .route(
+            "/v1.0/{tenant}/datastores/{ds}/versions/{version}",
+            get(show_version),
+        )
 }
 
 async fn list_datastores(
@@ -101,7 +110,9 @@ async fn show_version(
         .ok_or_else(|| ApiError::NotFound(format!("Datastore '{ds}' cannot be found.")))?;
     let v = catalog::version_of(&mut conn, d.id, &version)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Datastore version '{version}' cannot be found.")))?;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("Datastore version '{version}' cannot be found."))
+        })?;
     Ok(Json(json!({"version": views::version(&v, &links, true)})))
 }
 

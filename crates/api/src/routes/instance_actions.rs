@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use trove_common::{
     outbox,
-    rpc::{RpcMessage, topics, taskmanager::TaskManagerMethod},
+    rpc::{RpcMessage, taskmanager::TaskManagerMethod, topics},
     status::{InstanceTask, ServiceStatus},
 };
 
@@ -27,8 +27,14 @@ use crate::{
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1.0/{tenant}/instances/{id}/action", post(act_on_instance))
-        .route("/v1.0/{tenant}/instances/{id}/backups", get(list_instance_backups))
+        .route(
+            "/v1.0/{tenant}/instances/{id}/action",
+            post(act_on_instance),
+        )
+        .route(
+            "/v1.0/{tenant}/instances/{id}/backups",
+            get(list_instance_backups),
+        )
 }
 
 /// Trove's `validate_can_perform_action`: no task, a service that can take an action, no
@@ -77,15 +83,24 @@ async fn act_on_instance(
     let obj = body.as_object().expect("JsonBody only yields objects");
     let action = match obj.keys().next() {
         Some(k) if obj.len() == 1 => k.as_str(),
-        _ => return Err(bad("Exactly one action must be given, e.g. {\"restart\": {}}.")),
+        _ => {
+            return Err(bad(
+                "Exactly one action must be given, e.g. {\"restart\": {}}.",
+            ));
+        }
     };
     if action != "restart" {
         return Err(ApiError::NotImplemented(format!(
             "Action '{action}' is not supported; supported actions: restart."
         )));
     }
-    if !matches!(obj.get("restart"), Some(Value::Object(_)) | Some(Value::Null)) {
-        return Err(bad("Validation error: restart must be an object, e.g. {\"restart\": {}}."));
+    if !matches!(
+        obj.get("restart"),
+        Some(Value::Object(_)) | Some(Value::Null)
+    ) {
+        return Err(bad(
+            "Validation error: restart must be an object, e.g. {\"restart\": {}}.",
+        ));
     }
     let mut tx = state.pool.begin().await?;
     let inst = instances::lock(&mut tx, id, Some(&tenant))
@@ -123,5 +138,13 @@ async fn list_instance_backups(
             .await?
             .ok_or_else(|| ApiError::not_found(id))?;
     }
-    super::backups::list_page(&state, &tenant, &headers, &paging, Some(id), &format!("instances/{id}/backups")).await
+    super::backups::list_page(
+        &state,
+        &tenant,
+        &headers,
+        &paging,
+        Some(id),
+        &format!("instances/{id}/backups"),
+    )
+    .await
 }

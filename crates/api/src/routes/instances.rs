@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use trove_common::{
     outbox,
     rpc::{
-        RpcMessage, topics,
+        RpcMessage,
         taskmanager::{DatabaseSpec, FlavorRef, TaskManagerMethod, UserSpec},
+        topics,
     },
     status::{BackupState, InstanceTask, ServiceStatus},
 };
@@ -30,8 +31,14 @@ use crate::{
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1.0/{tenant}/instances", get(list_instances).post(create_instance))
-        .route("/v1.0/{tenant}/instances/detail", get(list_instances_detail))
+        .route(
+            "/v1.0/{tenant}/instances",
+            get(list_instances).post(create_instance),
+        )
+        .route(
+            "/v1.0/{tenant}/instances/detail",
+            get(list_instances_detail),
+        )
         .route(
             "/v1.0/{tenant}/instances/{id}",
             get(show_instance)
@@ -53,7 +60,10 @@ async fn list_page(
     paging: &Paging,
     detail: bool,
 ) -> ApiResult<Json<Value>> {
-    let limit = paging.limit.unwrap_or(state.config.page_size).min(state.config.page_size);
+    let limit = paging
+        .limit
+        .unwrap_or(state.config.page_size)
+        .min(state.config.page_size);
     let marker = match paging.marker.as_deref() {
         Some(m) => Some(Uuid::parse_str(m).map_err(|_| bad(format!("Invalid marker '{m}'.")))?),
         None => None,
@@ -76,14 +86,16 @@ async fn list_page(
         })
         .collect();
     let mut body = json!({"instances": items});
-    if more {
-        if let Some(last) = rows.last() {
-            let path = if detail { "instances/detail" } else { "instances" };
-            body["links"] = json!([{
-                "rel": "next",
-                "href": format!("{base}/v1.0/{tenant}/{path}?limit={limit}&marker={}", last.id),
-            }]);
-        }
+    if more && let Some(last) = rows.last() {
+        let path = if detail {
+            "instances/detail"
+        } else {
+            "instances"
+        };
+        body["links"] = json!([{
+            "rel": "next",
+            "href": format!("{base}/v1.0/{tenant}/{path}?limit={limit}&marker={}", last.id),
+        }]);
     }
     Ok(Json(body))
 }
@@ -171,15 +183,23 @@ fn parse_databases_and_users(
                 .get("password")
                 .and_then(Value::as_str)
                 .filter(|p| !p.is_empty())
-                .ok_or_else(|| bad(format!("Validation error: user '{name}' needs a non-empty 'password'")))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "Validation error: user '{name}' needs a non-empty 'password'"
+                    ))
+                })?;
             let mut granted = Vec::new();
             if let Some(ds) = u.get("databases") {
                 let ds = ds.as_array().ok_or_else(|| {
-                    bad(format!("Validation error: databases of user '{name}' must be a list"))
+                    bad(format!(
+                        "Validation error: databases of user '{name}' must be a list"
+                    ))
                 })?;
                 for d in ds {
                     let dn = d.get("name").and_then(Value::as_str).ok_or_else(|| {
-                        bad(format!("Validation error: each database of user '{name}' needs a 'name'"))
+                        bad(format!(
+                            "Validation error: each database of user '{name}' needs a 'name'"
+                        ))
                     })?;
                     if !dbs.iter().any(|x| x.name == dn) {
                         return Err(bad(format!(
@@ -219,9 +239,9 @@ async fn create_instance(
     let backup_ref = match inst.get("restorePoint") {
         None | Some(Value::Null) => None,
         Some(rp) => {
-            let r = rp
-                .get("backupRef")
-                .ok_or_else(|| bad("Validation error: restorePoint 'backupRef' is a required property"))?;
+            let r = rp.get("backupRef").ok_or_else(|| {
+                bad("Validation error: restorePoint 'backupRef' is a required property")
+            })?;
             if rp.get("point_in_time").is_some() || rp.get("instanceRef").is_some() {
                 return Err(ApiError::NotImplemented(
                     "Restoring to a point in time is not available yet; restore a whole backup with restorePoint.backupRef alone.".into(),
@@ -280,7 +300,12 @@ async fn create_instance(
                 }
                 (_, d) => d,
             }
-            .ok_or_else(|| bad(format!("Datastore '{}' has no default version; specify one.", ds.name)))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "Datastore '{}' has no default version; specify one.",
+                    ds.name
+                ))
+            })?;
             catalog::version_by_id(&mut tx, vid)
                 .await?
                 .ok_or_else(|| bad(format!("Datastore version '{vid}' cannot be found.")))?
@@ -292,14 +317,14 @@ async fn create_instance(
             version.name
         )));
     }
-    if let Some(b) = &backup {
-        if b.ds_name.as_deref() != Some(ds.name.as_str()) {
-            return Err(bad(format!(
-                "The backup is of datastore {}, not {}.",
-                b.ds_name.as_deref().unwrap_or("unknown"),
-                ds.name
-            )));
-        }
+    if let Some(b) = &backup
+        && b.ds_name.as_deref() != Some(ds.name.as_str())
+    {
+        return Err(bad(format!(
+            "The backup is of datastore {}, not {}.",
+            b.ds_name.as_deref().unwrap_or("unknown"),
+            ds.name
+        )));
     }
 
     let id = Uuid::new_v4();

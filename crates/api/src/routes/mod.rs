@@ -29,7 +29,11 @@ pub fn context(caller: &Caller, rid: &RequestId) -> RequestContext {
 /// Base URL for links: the configured public endpoint, else the request's Host.
 pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if !state.config.public_endpoint.is_empty() {
-        return state.config.public_endpoint.trim_end_matches('/').to_string();
+        return state
+            .config
+            .public_endpoint
+            .trim_end_matches('/')
+            .to_string();
     }
     let host = headers
         .get(header::HOST)

@@ -10,7 +10,7 @@ use axum::{
 use serde_json::{Value, json};
 use trove_common::{
     outbox,
-    rpc::{RpcMessage, topics, taskmanager::TaskManagerMethod},
+    rpc::{RpcMessage, taskmanager::TaskManagerMethod, topics},
     status::{BackupState, InstanceTask},
     timefmt::trove_time,
 };
@@ -28,8 +28,14 @@ use crate::{
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1.0/{tenant}/instances/{id}/recover", post(recover_instance))
-        .route("/v1.0/{tenant}/instances/{id}/restore", post(recover_instance))
+        .route(
+            "/v1.0/{tenant}/instances/{id}/recover",
+            post(recover_instance),
+        )
+        .route(
+            "/v1.0/{tenant}/instances/{id}/restore",
+            post(recover_instance),
+        )
 }
 
 /// The parsed body: which backup, and (checked) which instance.
@@ -108,7 +114,15 @@ async fn recover_instance(
 
     let recovery_id = Uuid::new_v4();
     let deadline = super::deadline_in(state.config.recovery_timeout_secs);
-    recoveries::insert(&mut tx, recovery_id, id, backup.id, backup.stop_time, deadline).await?;
+    recoveries::insert(
+        &mut tx,
+        recovery_id,
+        id,
+        backup.id,
+        backup.stop_time,
+        deadline,
+    )
+    .await?;
     instances::set_task(
         &mut tx,
         id,
@@ -152,9 +166,21 @@ mod tests {
         let p = Uuid::new_v4();
         let other = Uuid::new_v4();
         let b = Uuid::new_v4();
-        assert!(parse(&json!({"recovery": {"instance": p.to_string(), "backup": b.to_string()}}), p).is_ok());
+        assert!(
+            parse(
+                &json!({"recovery": {"instance": p.to_string(), "backup": b.to_string()}}),
+                p
+            )
+            .is_ok()
+        );
         assert!(parse(&json!({"recovery": {"backup": b.to_string()}}), p).is_ok());
-        assert!(parse(&json!({"recovery": {"instance": other.to_string(), "backup": b.to_string()}}), p).is_err());
+        assert!(
+            parse(
+                &json!({"recovery": {"instance": other.to_string(), "backup": b.to_string()}}),
+                p
+            )
+            .is_err()
+        );
         assert!(parse(&json!({"recovery": {"instance": p.to_string()}}), p).is_err());
         assert!(parse(&json!({"recovery": {"backup": "not-a-uuid"}}), p).is_err());
         assert!(parse(&json!({"recover": {}}), p).is_err());

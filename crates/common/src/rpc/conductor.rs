@@ -90,10 +90,7 @@ pub enum ConductorMethod {
         sent: f64,
     },
     /// Ours: the guest finished removing an instance.
-    InstanceDeleted {
-        instance_id: Uuid,
-        sent: f64,
-    },
+    InstanceDeleted { instance_id: Uuid, sent: f64 },
 }
 
 impl Method for ConductorMethod {

@@ -104,7 +104,10 @@ impl RpcMessage {
             request_id: str_of(&ctx, "request_id"),
             project_id: str_of(&ctx, "project_id"),
             user: str_of(&ctx, "user"),
-            is_admin: ctx.get("is_admin").and_then(Value::as_bool).unwrap_or(false),
+            is_admin: ctx
+                .get("is_admin")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             roles: ctx
                 .get("roles")
                 .and_then(Value::as_array)

@@ -17,7 +17,12 @@ use crate::{
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 impl Agent {
-    pub(crate) async fn create_backup(&self, h: &Arc<Hosted>, info: TakeBackupInfo, rid: Option<String>) {
+    pub(crate) async fn create_backup(
+        &self,
+        h: &Arc<Hosted>,
+        info: TakeBackupInfo,
+        rid: Option<String>,
+    ) {
         let _guard = h.op.lock().await;
         let update = |state: &str| ConductorMethod::UpdateBackup {
             instance_id: h.id,

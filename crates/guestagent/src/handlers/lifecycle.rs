@@ -24,11 +24,11 @@ impl Agent {
         if let Err(e) = h.cluster.stop().await {
             tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "stop before delete failed");
         }
-        if let Err(e) = tokio::fs::remove_dir_all(&h.dir).await {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::error!(instance.id = %h.id, error = %e, "could not remove the instance directory");
-                return;
-            }
+        if let Err(e) = tokio::fs::remove_dir_all(&h.dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(instance.id = %h.id, error = %e, "could not remove the instance directory");
+            return;
         }
         self.instances.lock().await.remove(&h.id);
         self.report(

@@ -57,7 +57,9 @@ impl Agent {
             return Outcome::DeadLetter;
         };
         match method {
-            GuestMethod::CreateBackup { backup_info } => self.create_backup(&h, backup_info, rid).await,
+            GuestMethod::CreateBackup { backup_info } => {
+                self.create_backup(&h, backup_info, rid).await
+            }
             GuestMethod::DoRecovery {
                 recovery_id,
                 backup_info,

@@ -46,11 +46,20 @@ impl Agent {
         let port = match allocate_port() {
             Ok(p) => p,
             Err(e) => {
-                self.report_prepare_failure(instance_id, port_placeholder(), &format!("{e:#}"), rid).await;
+                self.report_prepare_failure(
+                    instance_id,
+                    port_placeholder(),
+                    &format!("{e:#}"),
+                    rid,
+                )
+                .await;
                 return;
             }
         };
-        let h = Arc::new(self.hosted(&InstanceRecord { id: instance_id, port }));
+        let h = Arc::new(self.hosted(&InstanceRecord {
+            id: instance_id,
+            port,
+        }));
         tracing::info!(instance.id = %instance_id, port, restore = backup.is_some(), "preparing instance");
         match self.build(&h, &databases, &users, backup.as_ref()).await {
             Ok(()) => {
@@ -63,7 +72,8 @@ impl Agent {
                 tracing::warn!(instance.id = %instance_id, error = %text, "prepare failed");
                 let _ = h.cluster.stop().await;
                 let _ = tokio::fs::remove_dir_all(&h.dir).await;
-                self.report_prepare_failure(instance_id, port, &text, rid).await;
+                self.report_prepare_failure(instance_id, port, &text, rid)
+                    .await;
             }
         }
     }
@@ -99,8 +109,17 @@ impl Agent {
         h.save_record().await
     }
 
-    async fn report_prepare_failure(&self, instance_id: Uuid, port: u16, error: &str, rid: Option<String>) {
-        let h = self.hosted(&InstanceRecord { id: instance_id, port });
+    async fn report_prepare_failure(
+        &self,
+        instance_id: Uuid,
+        port: u16,
+        error: &str,
+        rid: Option<String>,
+    ) {
+        let h = self.hosted(&InstanceRecord {
+            id: instance_id,
+            port,
+        });
         self.send_status(&h, Some(error.to_string()), rid).await;
     }
 }

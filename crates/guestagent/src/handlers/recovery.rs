@@ -28,7 +28,10 @@ struct Outcome {
 fn classify(error: &str) -> GuestErrorCode {
     if error.contains("checksum mismatch") {
         GuestErrorCode::ChecksumMismatch
-    } else if error.contains("No such file") || error.contains("not found") || error.contains("does not exist") {
+    } else if error.contains("No such file")
+        || error.contains("not found")
+        || error.contains("does not exist")
+    {
         GuestErrorCode::BackupNotFound
     } else if error.contains("health") {
         GuestErrorCode::HealthCheckFailed
@@ -49,12 +52,13 @@ impl Agent {
     ) {
         let _guard = h.op.lock().await;
         let result_path = h.recovery_result_path(recovery_id);
-        if let Ok(bytes) = tokio::fs::read(&result_path).await {
-            if let Ok(done) = serde_json::from_slice::<Outcome>(&bytes) {
-                tracing::info!(recovery.id = %recovery_id, "recovery already finished, reporting again");
-                self.send_recovery(h.id, recovery_id, &done, None, rid).await;
-                return;
-            }
+        if let Ok(bytes) = tokio::fs::read(&result_path).await
+            && let Ok(done) = serde_json::from_slice::<Outcome>(&bytes)
+        {
+            tracing::info!(recovery.id = %recovery_id, "recovery already finished, reporting again");
+            self.send_recovery(h.id, recovery_id, &done, None, rid)
+                .await;
+            return;
         }
         tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, backup.id = %backup.id, "recovery started");
         let started = std::time::Instant::now();
@@ -82,7 +86,13 @@ impl Agent {
                         *p = (done, total);
                     }
                 };
-                let work = recover_in_place(&h.cluster, &archive, &backup.checksum, &phase_cb, &progress_cb);
+                let work = recover_in_place(
+                    &h.cluster,
+                    &archive,
+                    &backup.checksum,
+                    &phase_cb,
+                    &progress_cb,
+                );
                 tokio::pin!(work);
                 let result = loop {
                     tokio::select! {
@@ -116,18 +126,29 @@ impl Agent {
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         match &outcome.error {
-            None => tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, duration_ms, "recovery completed"),
-            Some(e) => tracing::warn!(instance.id = %h.id, recovery.id = %recovery_id, duration_ms, error = %e, "recovery failed, previous data kept"),
+            None => {
+                tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, duration_ms, "recovery completed")
+            }
+            Some(e) => {
+                tracing::warn!(instance.id = %h.id, recovery.id = %recovery_id, duration_ms, error = %e, "recovery failed, previous data kept")
+            }
         }
         if let Some(parent) = result_path.parent() {
             let _ = tokio::fs::create_dir_all(parent).await;
         }
-        if let Ok(bytes) = serde_json::to_vec(&outcome) {
-            if let Err(e) = tokio::fs::write(&result_path, bytes).await {
-                tracing::warn!(recovery.id = %recovery_id, error = %e, "could not remember the recovery outcome");
-            }
+        if let Ok(bytes) = serde_json::to_vec(&outcome)
+            && let Err(e) = tokio::fs::write(&result_path, bytes).await
+        {
+            tracing::warn!(recovery.id = %recovery_id, error = %e, "could not remember the recovery outcome");
         }
-        self.send_recovery(h.id, recovery_id, &outcome, Some(serde_json::json!({"duration_ms": duration_ms})), rid).await;
+        self.send_recovery(
+            h.id,
+            recovery_id,
+            &outcome,
+            Some(serde_json::json!({"duration_ms": duration_ms})),
+            rid,
+        )
+        .await;
     }
 
     async fn send_recovery(
@@ -162,7 +183,9 @@ mod tests {
     #[test]
     fn checksum_errors_are_classified() {
         assert_eq!(
-            classify("in-place recovery failed during phase verifying: checksum mismatch: expected a got b"),
+            classify(
+                "in-place recovery failed during phase verifying: checksum mismatch: expected a got b"
+            ),
             GuestErrorCode::ChecksumMismatch
         );
     }

@@ -294,8 +294,7 @@ impl Cluster {
         let secret = quote_literal(password)?;
         let mut conn = self.connect().await?;
         // quote_literal relies on this; it is the default, but a tenant could change it with ALTER SYSTEM.
-        run_sql(&mut conn, "SET standard_conforming_strings = on")
-            .await?;
+        run_sql(&mut conn, "SET standard_conforming_strings = on").await?;
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
                 .bind(name)
@@ -303,21 +302,30 @@ impl Cluster {
                 .await
                 .context("checking whether the role exists")?;
         let verb = if exists { "ALTER" } else { "CREATE" };
-        run_sql(&mut conn, &format!("{verb} ROLE {user} WITH LOGIN PASSWORD {secret}"))
-            .await
-            .with_context(|| format!("{} role {name:?}", verb.to_lowercase()))?;
+        run_sql(
+            &mut conn,
+            &format!("{verb} ROLE {user} WITH LOGIN PASSWORD {secret}"),
+        )
+        .await
+        .with_context(|| format!("{} role {name:?}", verb.to_lowercase()))?;
         for database in databases {
             let db = quote_ident(database)?;
-            run_sql(&mut conn, &format!(
-                "GRANT ALL ON DATABASE {db} TO {user}; ALTER DATABASE {db} OWNER TO {user}"
-            ))
+            run_sql(
+                &mut conn,
+                &format!(
+                    "GRANT ALL ON DATABASE {db} TO {user}; ALTER DATABASE {db} OWNER TO {user}"
+                ),
+            )
             .await
             .with_context(|| format!("granting database {database:?} to {name:?}"))?;
             // Schema privileges live inside each database, so they need a connection to it.
             let mut db_conn = self.connect_to(database).await?;
-            run_sql(&mut db_conn, &format!("GRANT ALL ON SCHEMA public TO {user}"))
-                .await
-                .with_context(|| format!("granting schema public of {database:?} to {name:?}"))?;
+            run_sql(
+                &mut db_conn,
+                &format!("GRANT ALL ON SCHEMA public TO {user}"),
+            )
+            .await
+            .with_context(|| format!("granting schema public of {database:?} to {name:?}"))?;
             let _ = db_conn.close().await;
         }
         let _ = conn.close().await;

@@ -51,12 +51,16 @@ impl TaskManager {
                 tracing::info!(instance.id = %instance_id, "instance is up, build finished");
             }
             (InstanceTask::Building, ServiceStatus::Failed) => {
-                instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer).await?;
+                instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer)
+                    .await?;
                 faults::record(
                     &mut tx,
                     instance_id,
                     "The instance could not be prepared.",
-                    payload.error.as_deref().unwrap_or("the guest agent reported a failure"),
+                    payload
+                        .error
+                        .as_deref()
+                        .unwrap_or("the guest agent reported a failure"),
                 )
                 .await?;
                 tracing::warn!(instance.id = %instance_id, "instance build failed on the guest");

@@ -15,10 +15,14 @@ impl TaskManager {
         sent: f64,
     ) -> Result<()> {
         if sender != Some(host) || host.is_empty() || capacity < 0 {
-            tracing::warn!(host, "host heartbeat with a mismatched sender or bad capacity ignored");
+            tracing::warn!(
+                host,
+                "host heartbeat with a mismatched sender or bad capacity ignored"
+            );
             return Ok(());
         }
-        let seen = DateTime::<Utc>::from_timestamp_micros((sent * 1e6) as i64).unwrap_or_else(Utc::now);
+        let seen =
+            DateTime::<Utc>::from_timestamp_micros((sent * 1e6) as i64).unwrap_or_else(Utc::now);
         // A guest clock ahead of ours must not keep a dead host eligible.
         let seen = seen.min(Utc::now());
         let mut conn = self.pool.acquire().await?;

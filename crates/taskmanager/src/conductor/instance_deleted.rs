@@ -8,7 +8,11 @@ use super::sender_hosts;
 use crate::{db::instances, manager::TaskManager};
 
 impl TaskManager {
-    pub(crate) async fn instance_deleted(&self, sender: Option<&str>, instance_id: Uuid) -> Result<()> {
+    pub(crate) async fn instance_deleted(
+        &self,
+        sender: Option<&str>,
+        instance_id: Uuid,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
             return Ok(());

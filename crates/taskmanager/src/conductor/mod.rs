@@ -29,13 +29,28 @@ impl TaskManager {
         let sender = msg.context.guest_host.clone();
         let name = msg.method.clone();
         let r = match method {
-            ConductorMethod::Heartbeat { instance_id, payload, sent } => {
-                self.heartbeat(sender.as_deref(), instance_id, payload, sent).await
+            ConductorMethod::Heartbeat {
+                instance_id,
+                payload,
+                sent,
+            } => {
+                self.heartbeat(sender.as_deref(), instance_id, payload, sent)
+                    .await
             }
-            ConductorMethod::UpdateBackup { .. } => self.update_backup(sender.as_deref(), method).await,
-            ConductorMethod::UpdateRecovery { .. } => self.update_recovery(sender.as_deref(), method).await,
-            ConductorMethod::HostHeartbeat { host, address, capacity, sent } => {
-                self.host_heartbeat(sender.as_deref(), &host, &address, capacity, sent).await
+            ConductorMethod::UpdateBackup { .. } => {
+                self.update_backup(sender.as_deref(), method).await
+            }
+            ConductorMethod::UpdateRecovery { .. } => {
+                self.update_recovery(sender.as_deref(), method).await
+            }
+            ConductorMethod::HostHeartbeat {
+                host,
+                address,
+                capacity,
+                sent,
+            } => {
+                self.host_heartbeat(sender.as_deref(), &host, &address, capacity, sent)
+                    .await
             }
             ConductorMethod::InstanceDeleted { instance_id, .. } => {
                 self.instance_deleted(sender.as_deref(), instance_id).await

@@ -10,7 +10,11 @@ use crate::{
 };
 
 impl TaskManager {
-    pub(crate) async fn update_backup(&self, sender: Option<&str>, msg: ConductorMethod) -> Result<()> {
+    pub(crate) async fn update_backup(
+        &self,
+        sender: Option<&str>,
+        msg: ConductorMethod,
+    ) -> Result<()> {
         let ConductorMethod::UpdateBackup {
             instance_id,
             backup_id,
@@ -49,8 +53,15 @@ impl TaskManager {
         }
         match new_state {
             BackupState::Completed => {
-                let (Some(location), Some(checksum)) = (location.as_deref(), checksum.as_deref()) else {
-                    backups::set_state(&mut tx, backup_id, "FAILED", Some("the guest reported no location or checksum")).await?;
+                let (Some(location), Some(checksum)) = (location.as_deref(), checksum.as_deref())
+                else {
+                    backups::set_state(
+                        &mut tx,
+                        backup_id,
+                        "FAILED",
+                        Some("the guest reported no location or checksum"),
+                    )
+                    .await?;
                     tx.commit().await?;
                     return Ok(());
                 };

@@ -14,7 +14,11 @@ use crate::{
 };
 
 impl TaskManager {
-    pub(crate) async fn update_recovery(&self, sender: Option<&str>, msg: ConductorMethod) -> Result<()> {
+    pub(crate) async fn update_recovery(
+        &self,
+        sender: Option<&str>,
+        msg: ConductorMethod,
+    ) -> Result<()> {
         let ConductorMethod::UpdateRecovery {
             instance_id,
             recovery_id,
@@ -42,7 +46,9 @@ impl TaskManager {
             return Ok(());
         }
         match state.as_str() {
-            "RUNNING" => recoveries::set_progress(&mut tx, recovery_id, &phase, progress.as_ref()).await?,
+            "RUNNING" => {
+                recoveries::set_progress(&mut tx, recovery_id, &phase, progress.as_ref()).await?
+            }
             "COMPLETED" => {
                 recoveries::set_progress(&mut tx, recovery_id, &phase, progress.as_ref()).await?;
                 recoveries::finish(&mut tx, recovery_id, "COMPLETED", "done", None).await?;
@@ -55,13 +61,20 @@ impl TaskManager {
                 tracing::info!(instance.id = %instance_id, recovery.id = %recovery_id, "recovery completed");
             }
             "FAILED" => {
-                let why = error.as_deref().unwrap_or("the guest agent reported a failure");
+                let why = error
+                    .as_deref()
+                    .unwrap_or("the guest agent reported a failure");
                 recoveries::finish(&mut tx, recovery_id, "FAILED", &phase, Some(why)).await?;
                 if inst.task() == InstanceTask::Recovering {
                     instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
                 }
                 let code = error_code
-                    .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                    .map(|c| {
+                        serde_json::to_value(c)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    })
                     .unwrap_or_default();
                 faults::record(
                     &mut tx,

@@ -26,7 +26,12 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Back
     .await
 }
 
-pub async fn set_state(conn: &mut PgConnection, id: Uuid, state: &str, error: Option<&str>) -> sqlx::Result<()> {
+pub async fn set_state(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: &str,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE backups SET state = $2, error = coalesce($3, error), updated = now() WHERE id = $1",
     )

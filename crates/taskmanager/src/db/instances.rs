@@ -51,7 +51,12 @@ pub async fn set_host(conn: &mut PgConnection, id: Uuid, host: &str) -> sqlx::Re
     Ok(())
 }
 
-pub async fn set_endpoint(conn: &mut PgConnection, id: Uuid, address: &str, port: u16) -> sqlx::Result<()> {
+pub async fn set_endpoint(
+    conn: &mut PgConnection,
+    id: Uuid,
+    address: &str,
+    port: u16,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE instances SET address = $2, port = $3, updated = now() \
          WHERE id = $1 AND (address IS DISTINCT FROM $2 OR port IS DISTINCT FROM $3)",
@@ -64,7 +69,11 @@ pub async fn set_endpoint(conn: &mut PgConnection, id: Uuid, address: &str, port
     Ok(())
 }
 
-pub async fn set_service_status(conn: &mut PgConnection, id: Uuid, status: ServiceStatus) -> sqlx::Result<()> {
+pub async fn set_service_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: ServiceStatus,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE service_statuses SET status_id = $2, status_description = $3, updated_at = now() \
          WHERE instance_id = $1",

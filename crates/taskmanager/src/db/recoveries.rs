@@ -12,18 +12,22 @@ pub struct Recovery {
 }
 
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Recovery>> {
-    sqlx::query_as("SELECT id, instance_id, backup_id, state FROM recoveries WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(
+        "SELECT id, instance_id, backup_id, state FROM recoveries WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn set_running(conn: &mut PgConnection, id: Uuid, phase: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE recoveries SET state = 'RUNNING', phase = $2, updated = now() WHERE id = $1")
-        .bind(id)
-        .bind(phase)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE recoveries SET state = 'RUNNING', phase = $2, updated = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(phase)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -44,7 +48,13 @@ pub async fn set_progress(
     Ok(())
 }
 
-pub async fn finish(conn: &mut PgConnection, id: Uuid, state: &str, phase: &str, error: Option<&str>) -> sqlx::Result<()> {
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: &str,
+    phase: &str,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE recoveries SET state = $2, phase = $3, error = $4, finished = now(), updated = now() WHERE id = $1",
     )

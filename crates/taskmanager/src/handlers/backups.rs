@@ -33,7 +33,13 @@ impl TaskManager {
             .filter(|i| !i.deleted)
             .and_then(|i| i.host);
         if host.is_none() {
-            backups::set_state(&mut tx, info.id, "FAILED", Some("the instance has no guest host")).await?;
+            backups::set_state(
+                &mut tx,
+                info.id,
+                "FAILED",
+                Some("the instance has no guest host"),
+            )
+            .await?;
             tx.commit().await?;
             return Ok(());
         }
@@ -64,7 +70,8 @@ impl TaskManager {
         };
         if let Err(e) = &result {
             let mut tx = self.pool.begin().await?;
-            backups::set_state(&mut tx, backup_id, "DELETE_FAILED", Some(&format!("{e:#}"))).await?;
+            backups::set_state(&mut tx, backup_id, "DELETE_FAILED", Some(&format!("{e:#}")))
+                .await?;
             tx.commit().await?;
             tracing::error!(backup.id = %backup_id, error = %format!("{e:#}"), "backup files could not be removed");
             return Ok(());

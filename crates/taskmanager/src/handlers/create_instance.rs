@@ -3,9 +3,10 @@
 use anyhow::Result;
 use trove_common::{
     rpc::{
-        RequestContext, topics,
+        RequestContext,
         guest::{BackupLocation, GuestMethod},
         taskmanager::{DatabaseSpec, UserSpec},
+        topics,
     },
     status::{InstanceTask, ServiceStatus},
 };
@@ -37,7 +38,8 @@ impl TaskManager {
         if inst.deleted || inst.task() != InstanceTask::Building || inst.host.is_some() {
             return Ok(());
         }
-        let Some(host) = hosts::choose(&mut tx, self.config.host_heartbeat_expiry_secs).await? else {
+        let Some(host) = hosts::choose(&mut tx, self.config.host_heartbeat_expiry_secs).await?
+        else {
             instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer).await?;
             instances::set_service_status(&mut tx, instance_id, ServiceStatus::Failed).await?;
             faults::record(
@@ -53,7 +55,9 @@ impl TaskManager {
         };
         let backup_info = match backup_id {
             Some(bid) => match backups::lock(&mut tx, bid).await? {
-                Some(b) if b.state == "COMPLETED" && b.location.is_some() && b.checksum.is_some() => {
+                Some(b)
+                    if b.state == "COMPLETED" && b.location.is_some() && b.checksum.is_some() =>
+                {
                     Some(BackupLocation {
                         id: b.id,
                         location: b.location.unwrap_or_default(),
@@ -62,7 +66,8 @@ impl TaskManager {
                     })
                 }
                 _ => {
-                    instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer).await?;
+                    instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer)
+                        .await?;
                     faults::record(
                         &mut tx,
                         instance_id,

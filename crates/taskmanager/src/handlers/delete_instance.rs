@@ -10,7 +10,11 @@ use uuid::Uuid;
 use crate::{db::instances, manager::TaskManager};
 
 impl TaskManager {
-    pub(crate) async fn delete_instance(&self, ctx: RequestContext, instance_id: Uuid) -> Result<()> {
+    pub(crate) async fn delete_instance(
+        &self,
+        ctx: RequestContext,
+        instance_id: Uuid,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
             return Ok(());
@@ -24,7 +28,12 @@ impl TaskManager {
             return Ok(());
         }
         let oid = self
-            .enqueue_guest(&mut tx, &topics::guest(instance_id), &GuestMethod::DeleteInstance {}, ctx)
+            .enqueue_guest(
+                &mut tx,
+                &topics::guest(instance_id),
+                &GuestMethod::DeleteInstance {},
+                ctx,
+            )
             .await?;
         self.commit_and_send(tx, vec![oid]).await
     }

@@ -34,14 +34,25 @@ impl TaskManager {
                 users,
                 ..
             } => {
-                self.create_instance(ctx, instance_id, flavor.ram, ds_version, backup_id, databases, users)
-                    .await
+                self.create_instance(
+                    ctx,
+                    instance_id,
+                    flavor.ram,
+                    ds_version,
+                    backup_id,
+                    databases,
+                    users,
+                )
+                .await
             }
-            TaskManagerMethod::DeleteInstance { instance_id } => self.delete_instance(ctx, instance_id).await,
+            TaskManagerMethod::DeleteInstance { instance_id } => {
+                self.delete_instance(ctx, instance_id).await
+            }
             TaskManagerMethod::Restart { instance_id } => self.restart(ctx, instance_id).await,
-            TaskManagerMethod::CreateBackup { backup_info, instance_id } => {
-                self.create_backup(ctx, backup_info, instance_id).await
-            }
+            TaskManagerMethod::CreateBackup {
+                backup_info,
+                instance_id,
+            } => self.create_backup(ctx, backup_info, instance_id).await,
             TaskManagerMethod::DeleteBackup { backup_id } => self.delete_backup(backup_id).await,
             TaskManagerMethod::DoInstanceRecovery {
                 instance_id,

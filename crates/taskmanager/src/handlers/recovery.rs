@@ -3,8 +3,9 @@
 use anyhow::Result;
 use trove_common::{
     rpc::{
-        RequestContext, topics,
+        RequestContext,
         guest::{BackupLocation, GuestMethod},
+        topics,
     },
     status::InstanceTask,
 };
@@ -35,9 +36,13 @@ impl TaskManager {
         let inst = instances::lock(&mut tx, instance_id).await?;
         let backup = backups::lock(&mut tx, backup_id).await?;
         let failure = match (&inst, &backup) {
-            (Some(i), _) if i.deleted || i.host.is_none() => Some("the instance has no running guest"),
+            (Some(i), _) if i.deleted || i.host.is_none() => {
+                Some("the instance has no running guest")
+            }
             (None, _) => Some("the instance no longer exists"),
-            (_, Some(b)) if b.state != "COMPLETED" || b.location.is_none() || b.checksum.is_none() => {
+            (_, Some(b))
+                if b.state != "COMPLETED" || b.location.is_none() || b.checksum.is_none() =>
+            {
                 Some("the backup is not complete")
             }
             (_, None) => Some("the backup no longer exists"),
@@ -47,7 +52,13 @@ impl TaskManager {
             recoveries::finish(&mut tx, recovery_id, "FAILED", "failed", Some(why)).await?;
             if inst.is_some_and(|i| !i.deleted) {
                 instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
-                faults::record(&mut tx, instance_id, &format!("Recovery {recovery_id} failed: {why}."), "").await?;
+                faults::record(
+                    &mut tx,
+                    instance_id,
+                    &format!("Recovery {recovery_id} failed: {why}."),
+                    "",
+                )
+                .await?;
             }
             tx.commit().await?;
             return Ok(());

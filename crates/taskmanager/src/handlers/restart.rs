@@ -19,7 +19,12 @@ impl TaskManager {
             return Ok(());
         }
         let oid = self
-            .enqueue_guest(&mut tx, &topics::guest(instance_id), &GuestMethod::Restart {}, ctx)
+            .enqueue_guest(
+                &mut tx,
+                &topics::guest(instance_id),
+                &GuestMethod::Restart {},
+                ctx,
+            )
             .await?;
         self.commit_and_send(tx, vec![oid]).await
     }

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The main job, end to end on this machine: build, start the services and the three daemons,
+# then create an instance, write data, back it up, damage it, recover it in place, and show that
+# the rows are back. Every step prints what it does. KEEP=1 leaves the stack running afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VAR=$ROOT/var/demo
+PORT=${TROVE_DEMO_PORT:-8779}
+API=http://127.0.0.1:$PORT/v1.0/demo
+TOKEN=demo-token
+VHOST=trove-demo
+DB=trove_demo
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+api() { # method path [json]
+  local out; out=$(curl -sS -X "$1" "$API$2" -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' ${3:+-d "$3"} -w '\n%{http_code}')
+  HTTP_STATUS=${out##*$'\n'}; BODY=${out%$'\n'*}
+}
+show() { echo "$BODY" | jq "${1:-.}"; }
+
+step "checking PostgreSQL and RabbitMQ"
+scripts/ensure-services.sh
+
+step "building trove-rs"
+cargo build --workspace --bins --quiet
+BIN=$ROOT/target/debug
+
+if curl -s "http://127.0.0.1:$PORT/" >/dev/null 2>&1; then
+  echo "error: port $PORT is in use; set TROVE_DEMO_PORT to a free port" >&2; exit 1
+fi
+
+step "resetting the demo's control database ($DB), vhost ($VHOST) and files ($VAR)"
+stop_managed() {
+  for d in "$VAR"/instances/*/data "$VAR"/instances/*/data.staging; do
+    [ -f "$d/postmaster.pid" ] && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D "$d" -m fast -w stop >/dev/null 2>&1 || true
+  done
+}
+stop_managed
+rm -rf "$VAR"; mkdir -p "$VAR/logs" "$VAR/instances" "$VAR/backups"; chmod 0755 "$ROOT/var" "$VAR"
+psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+rabbitmqctl -q delete_vhost "$VHOST" >/dev/null 2>&1 || true
+rabbitmqctl -q add_vhost "$VHOST" >/dev/null
+rabbitmqctl -q set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null
+echo "{\"$TOKEN\": {\"project_id\": \"demo\", \"roles\": [\"member\"], \"user\": \"demo\"}}" > "$VAR/tokens.json"
+
+export TROVE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
+AMQP_URL=amqp://guest:guest@127.0.0.1:5672/$VHOST
+step "trove-manage db-sync && trove-manage bootstrap"
+"$BIN/trove-manage" db-sync
+"$BIN/trove-manage" bootstrap
+
+step "starting trove-api (:$PORT), trove-taskmanager and trove-guestagent; logs in $VAR/logs"
+PIDS=()
+cleanup() {
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo; echo "KEEP=1: daemons still running (pids ${PIDS[*]}); stop them with: kill ${PIDS[*]}"; return
+  fi
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  stop_managed
+}
+trap cleanup EXIT
+TROVE_API__LISTEN=127.0.0.1:$PORT TROVE_API__TOKEN_FILE=$VAR/tokens.json \
+  TROVE_API__DATABASE__URL=$TROVE_DATABASE_URL TROVE_API__AMQP__URL=$AMQP_URL \
+  "$BIN/trove-api" >"$VAR/logs/api.log" 2>&1 & PIDS+=($!)
+TROVE_TASKMANAGER__BACKUP_STORE=$VAR/backups TROVE_TASKMANAGER__DATABASE__URL=$TROVE_DATABASE_URL \
+  TROVE_TASKMANAGER__AMQP__URL=$AMQP_URL \
+  "$BIN/trove-taskmanager" >"$VAR/logs/taskmanager.log" 2>&1 & PIDS+=($!)
+TROVE_GUEST__HOST=demo-host TROVE_GUEST__DATA_ROOT=$VAR/instances TROVE_GUEST__BACKUP_STORE=$VAR/backups \
+  TROVE_GUEST__HEARTBEAT_INTERVAL_MS=1000 TROVE_GUEST__AMQP__URL=$AMQP_URL \
+  "$BIN/trove-guestagent" >"$VAR/logs/guestagent.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 1 60); do curl -s "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.5; done
+curl -sS "http://127.0.0.1:$PORT/" | jq -c .
+
+wait_instance() { # id status operating
+  for _ in $(seq 1 240); do
+    api GET "/instances/$1"
+    local s o; s=$(echo "$BODY" | jq -r .instance.status); o=$(echo "$BODY" | jq -r .instance.operating_status)
+    if [ "$s" != "${LAST_SEEN:-}" ]; then echo "   status: $s ${o:+/ $o}$(echo "$BODY" | jq -r 'if .instance.recovery then " (phase: \(.instance.recovery.phase))" else "" end')"; LAST_SEEN=$s; fi
+    [ "$s" = "$2" ] && [ "$o" = "$3" ] && return 0
+    [ "$s" = ERROR ] && { show .instance; return 1; }
+    sleep 0.25
+  done
+  echo "timed out waiting for $2/$3" >&2; return 1
+}
+
+step "POST /instances: a PostgreSQL 15 instance with database appdb and user app"
+api POST /instances '{"instance": {"name": "demo-pg", "flavorRef": "1", "volume": {"size": 1},
+  "datastore": {"type": "postgresql", "version": "15"},
+  "databases": [{"name": "appdb"}],
+  "users": [{"name": "app", "password": "demo-secret", "databases": [{"name": "appdb"}]}]}}'
+echo "   HTTP $HTTP_STATUS"; show '.instance | {id, name, status}'
+ID=$(echo "$BODY" | jq -r .instance.id)
+wait_instance "$ID" ACTIVE HEALTHY
+api GET "/instances/$ID"; show '.instance.addresses'
+PGHOST=$(echo "$BODY" | jq -r '.instance.addresses[0].address'); PGPORT=$(echo "$BODY" | jq -r '.instance.addresses[0].port')
+sql() { PGPASSWORD=demo-secret psql "host=$PGHOST port=$PGPORT user=app dbname=appdb" -v ON_ERROR_STOP=1 -q "$@"; }
+
+step "writing data over TCP as app@appdb"
+sql -c "CREATE TABLE orders (id int PRIMARY KEY, item text, qty int)" \
+    -c "INSERT INTO orders VALUES (1, 'apples', 3), (2, 'pears', 5), (3, 'plums', 7)" \
+    -c "CREATE TABLE customers (name text)" -c "INSERT INTO customers VALUES ('ada'), ('grace')"
+sql -c "SELECT * FROM orders ORDER BY id"
+
+step "POST /backups"
+api POST /backups "{\"backup\": {\"name\": \"before-the-accident\", \"instance\": \"$ID\", \"incremental\": 0}}"
+echo "   HTTP $HTTP_STATUS"; BID=$(echo "$BODY" | jq -r .backup.id)
+for _ in $(seq 1 240); do api GET "/backups/$BID"; [ "$(echo "$BODY" | jq -r .backup.status)" = COMPLETED ] && break; sleep 0.25; done
+show '.backup | {id, status, size, locationRef, checksum, stop_time}'
+
+step "damaging the data: update, delete, insert, drop"
+sql -c "UPDATE orders SET qty = 0" -c "DELETE FROM orders WHERE id = 2" -c "INSERT INTO orders VALUES (99, 'oops', 1)" \
+    -c "DROP TABLE customers"
+sql -c "SELECT * FROM orders ORDER BY id" -c "\\dt"
+
+step "POST /instances/$ID/recover from backup $BID"
+START=$(date +%s%N)
+api POST "/instances/$ID/recover" "{\"recovery\": {\"instance\": \"$ID\", \"backup\": \"$BID\"}}"
+echo "   HTTP $HTTP_STATUS"; show
+LAST_SEEN=
+wait_instance "$ID" ACTIVE HEALTHY
+echo "   recovered in $(( ($(date +%s%N) - START) / 1000000 )) ms (from the request to ACTIVE/HEALTHY)"
+
+step "the rows are back"
+sql -c "SELECT * FROM orders ORDER BY id" -c "SELECT * FROM customers"
+ROWS=$(sql -At -c "SELECT string_agg(id || ':' || item || ':' || qty, ',' ORDER BY id) FROM orders")
+CUSTOMERS=$(sql -At -c "SELECT string_agg(name, ',' ORDER BY name) FROM customers")
+if [ "$ROWS" = "1:apples:3,2:pears:5,3:plums:7" ] && [ "$CUSTOMERS" = "ada,grace" ]; then
+  echo "OK: the instance holds exactly the backup's rows"
+else
+  echo "FAILED: unexpected rows $ROWS" >&2; exit 1
+fi

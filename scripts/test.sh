@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, the PostgreSQL driver tests and the end-to-end tests, on the real
+# RabbitMQ and PostgreSQL (started here if they are stopped).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-services.sh
+if cargo nextest --version >/dev/null 2>&1; then
+  exec cargo nextest run --workspace --no-fail-fast "$@"
+else
+  exec cargo test --workspace --no-fail-fast "$@"
+fi

@@ -16,7 +16,7 @@ impl Agent {
     pub async fn run_heartbeats(self: Arc<Self>) {
         let period = Duration::from_millis(self.config.heartbeat_interval_ms);
         loop {
-            self.report(
+            self.report_best_effort(
                 ConductorMethod::HostHeartbeat {
                     host: self.config.host.clone(),
                     address: self.config.address.clone(),
@@ -28,12 +28,12 @@ impl Agent {
             .await;
             let hosted: Vec<Arc<Hosted>> = self.instances.lock().await.values().cloned().collect();
             for h in hosted {
-                // An instance under an operation reports when the operation ends; a heartbeat
-                // taken mid-swap would only show a transient SHUTDOWN.
-                let Ok(_guard) = h.op.try_lock() else {
+                // A heartbeat taken while the server is deliberately down (restart, recovery
+                // cut-over) would only show a transient SHUTDOWN; that operation reports itself.
+                if h.is_disrupted() {
                     continue;
-                };
-                self.send_status(&h, None, None).await;
+                }
+                self.send_status(&h, None, None, false).await;
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -43,7 +43,14 @@ impl Agent {
     }
 
     /// Probes the server and sends its status with the endpoint tenants use.
-    pub async fn send_status(&self, h: &Hosted, error: Option<String>, request_id: Option<String>) {
+    /// `reliable` for the report that ends an operation (prepare, restart), which must arrive.
+    pub async fn send_status(
+        &self,
+        h: &Hosted,
+        error: Option<String>,
+        request_id: Option<String>,
+        reliable: bool,
+    ) {
         let status = if error.is_some() {
             ServiceStatus::Failed
         } else if h.cluster.is_healthy().await {
@@ -53,19 +60,20 @@ impl Agent {
         } else {
             ServiceStatus::Shutdown
         };
-        self.report(
-            ConductorMethod::Heartbeat {
-                instance_id: h.id,
-                payload: HeartbeatPayload {
-                    service_status: status.description().to_string(),
-                    address: Some(self.config.address.clone()),
-                    port: Some(h.port()),
-                    error,
-                },
-                sent: epoch_seconds(Utc::now()),
+        let msg = ConductorMethod::Heartbeat {
+            instance_id: h.id,
+            payload: HeartbeatPayload {
+                service_status: status.description().to_string(),
+                address: Some(self.config.address.clone()),
+                port: Some(h.port()),
+                error,
             },
-            request_id,
-        )
-        .await;
+            sent: epoch_seconds(Utc::now()),
+        };
+        if reliable {
+            self.report(msg, request_id).await
+        } else {
+            self.report_best_effort(msg, request_id).await
+        }
     }
 }

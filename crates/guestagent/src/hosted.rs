@@ -1,7 +1,10 @@
 //! One instance this host runs: its directory, its cluster, its on-disk record, and the lock that
 //! keeps two operations (a backup and a recovery, say) from touching it at once.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -28,6 +31,18 @@ pub struct Hosted {
     pub op: Mutex<()>,
     /// Stops this instance's queue consumer when it is deleted.
     pub cancel: CancellationToken,
+    /// Set while an operation may stop the server (restart, recovery, delete): a heartbeat taken
+    /// then would only show a transient SHUTDOWN. Backups leave the server up and keep heartbeats.
+    disruptive: AtomicBool,
+}
+
+/// Clears the disruptive flag when the operation ends, however it ends.
+pub struct Disruption<'a>(&'a AtomicBool);
+
+impl Drop for Disruption<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Hosted {
@@ -48,7 +63,17 @@ impl Hosted {
             dir,
             op: Mutex::new(()),
             cancel,
+            disruptive: AtomicBool::new(false),
         }
+    }
+
+    pub fn disrupt(&self) -> Disruption<'_> {
+        self.disruptive.store(true, Ordering::SeqCst);
+        Disruption(&self.disruptive)
+    }
+
+    pub fn is_disrupted(&self) -> bool {
+        self.disruptive.load(Ordering::SeqCst)
     }
 
     pub fn port(&self) -> u16 {

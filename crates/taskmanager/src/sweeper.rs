@@ -87,7 +87,7 @@ impl TaskManager {
                 &mut tx,
                 rec.id,
                 "FAILED",
-                "timed out",
+                recoveries::TIMED_OUT,
                 Some("the recovery did not finish before its deadline"),
             )
             .await?;

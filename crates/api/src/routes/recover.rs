@@ -50,7 +50,7 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
         .find(|k| !matches!(k.as_str(), "instance" | "backup" | "point_in_time"))
     {
         return Err(bad(format!(
-            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup)."
+            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup, point_in_time)."
         )));
     }
     if let Some(i) = r.get("instance") {

@@ -11,7 +11,7 @@ use super::taskmanager::{DatabaseSpec, UserSpec};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupLocation {
     pub id: Uuid,
-    /// Path of the backup's directory inside the backup store.
+    /// Path of the archive file relative to the backup store root (`<backup id>/base.tar.zst`).
     pub location: String,
     #[serde(rename = "type")]
     pub backup_type: String,

@@ -10,17 +10,19 @@ use crate::{agent::Agent, hosted::Hosted};
 impl Agent {
     pub(crate) async fn restart(&self, h: &Arc<Hosted>, rid: Option<String>) {
         let _guard = h.op.lock().await;
+        let _down = h.disrupt();
         if let Err(e) = h.cluster.stop().await {
             tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "stop before restart failed");
         }
         if let Err(e) = h.cluster.start().await {
             tracing::error!(instance.id = %h.id, error = %format!("{e:#}"), "restart failed");
         }
-        self.send_status(h, None, rid).await;
+        self.send_status(h, None, rid, true).await;
     }
 
     pub(crate) async fn delete_instance(&self, h: &Arc<Hosted>, rid: Option<String>) {
         let _guard = h.op.lock().await;
+        let _down = h.disrupt();
         if let Err(e) = h.cluster.stop().await {
             tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "stop before delete failed");
         }

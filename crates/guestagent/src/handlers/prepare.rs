@@ -26,7 +26,7 @@ impl Agent {
         rid: Option<String>,
     ) {
         if let Some(h) = self.get(instance_id).await {
-            self.send_status(&h, None, rid).await;
+            self.send_status(&h, None, rid, true).await;
             return;
         }
         let dir = self.config.data_root.join(instance_id.to_string());
@@ -38,7 +38,7 @@ impl Agent {
                     let _ = h.cluster.start().await;
                 }
                 self.attach(h.clone()).await;
-                self.send_status(&h, None, rid).await;
+                self.send_status(&h, None, rid, true).await;
                 return;
             }
             let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -64,7 +64,7 @@ impl Agent {
         match self.build(&h, &databases, &users, backup.as_ref()).await {
             Ok(()) => {
                 self.attach(h.clone()).await;
-                self.send_status(&h, None, rid).await;
+                self.send_status(&h, None, rid, true).await;
                 tracing::info!(instance.id = %instance_id, port, "instance prepared");
             }
             Err(e) => {
@@ -120,7 +120,8 @@ impl Agent {
             id: instance_id,
             port,
         });
-        self.send_status(&h, Some(error.to_string()), rid).await;
+        self.send_status(&h, Some(error.to_string()), rid, true)
+            .await;
     }
 }
 

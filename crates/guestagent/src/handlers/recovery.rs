@@ -51,12 +51,13 @@ impl Agent {
         rid: Option<String>,
     ) {
         let _guard = h.op.lock().await;
+        let _down = h.disrupt();
         let result_path = h.recovery_result_path(recovery_id);
         if let Ok(bytes) = tokio::fs::read(&result_path).await
             && let Ok(done) = serde_json::from_slice::<Outcome>(&bytes)
         {
             tracing::info!(recovery.id = %recovery_id, "recovery already finished, reporting again");
-            self.send_recovery(h.id, recovery_id, &done, None, rid)
+            self.send_recovery(h.id, recovery_id, &done, None, rid, true)
                 .await;
             return;
         }
@@ -100,7 +101,7 @@ impl Agent {
                         Some(p) = rx.recv() => {
                             let (done, total) = progress.lock().map(|g| *g).unwrap_or((0, 0));
                             let running = Outcome { state: "RUNNING".into(), phase: p, error: None, error_code: None };
-                            self.send_recovery(h.id, recovery_id, &running, Some(serde_json::json!({"bytes_done": done, "bytes_total": total})), rid.clone()).await;
+                            self.send_recovery(h.id, recovery_id, &running, Some(serde_json::json!({"bytes_done": done, "bytes_total": total})), rid.clone(), false).await;
                         }
                     }
                 };
@@ -147,6 +148,7 @@ impl Agent {
             &outcome,
             Some(serde_json::json!({"duration_ms": duration_ms})),
             rid,
+            true,
         )
         .await;
     }
@@ -158,21 +160,23 @@ impl Agent {
         o: &Outcome,
         progress: Option<serde_json::Value>,
         rid: Option<String>,
+        reliable: bool,
     ) {
-        self.report(
-            ConductorMethod::UpdateRecovery {
-                instance_id,
-                recovery_id,
-                sent: epoch_seconds(Utc::now()),
-                phase: o.phase.clone(),
-                state: o.state.clone(),
-                progress,
-                error: o.error.clone(),
-                error_code: o.error_code,
-            },
-            rid,
-        )
-        .await;
+        let msg = ConductorMethod::UpdateRecovery {
+            instance_id,
+            recovery_id,
+            sent: epoch_seconds(Utc::now()),
+            phase: o.phase.clone(),
+            state: o.state.clone(),
+            progress,
+            error: o.error.clone(),
+            error_code: o.error_code,
+        };
+        if reliable {
+            self.report(msg, rid).await
+        } else {
+            self.report_best_effort(msg, rid).await
+        }
     }
 }
 

@@ -42,9 +42,18 @@ impl TaskManager {
         let Some(rec) = recoveries::lock(&mut tx, recovery_id).await? else {
             return Ok(());
         };
-        if rec.instance_id != instance_id || matches!(rec.state.as_str(), "COMPLETED" | "FAILED") {
+        // A finished recovery never moves again, except that the guest's late final word on one
+        // the sweeper gave up on settles it: the guest knows which data the instance serves.
+        let late_outcome =
+            rec.phase == recoveries::TIMED_OUT && matches!(state.as_str(), "COMPLETED" | "FAILED");
+        let finished = matches!(rec.state.as_str(), "COMPLETED" | "FAILED");
+        if rec.instance_id != instance_id || (finished && !late_outcome) {
             return Ok(());
         }
+        let recovering = matches!(
+            inst.task(),
+            InstanceTask::Recovering | InstanceTask::RecoveryError
+        );
         match state.as_str() {
             "RUNNING" => {
                 recoveries::set_progress(&mut tx, recovery_id, &phase, progress.as_ref()).await?
@@ -53,7 +62,7 @@ impl TaskManager {
                 recoveries::set_progress(&mut tx, recovery_id, &phase, progress.as_ref()).await?;
                 recoveries::finish(&mut tx, recovery_id, "COMPLETED", "done", None).await?;
                 faults::clear(&mut tx, instance_id).await?;
-                if inst.task() == InstanceTask::Recovering {
+                if recovering {
                     instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
                 }
                 // The guest checked health before reporting; show it now, not at the next heartbeat.
@@ -65,7 +74,7 @@ impl TaskManager {
                     .as_deref()
                     .unwrap_or("the guest agent reported a failure");
                 recoveries::finish(&mut tx, recovery_id, "FAILED", &phase, Some(why)).await?;
-                if inst.task() == InstanceTask::Recovering {
+                if recovering {
                     instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
                 }
                 let code = error_code

@@ -7,6 +7,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod instance_status;
+pub mod recovery_window;
 pub mod request_id;
 pub mod routes;
 pub mod state;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::instances::router())
         .merge(routes::instance_actions::router())
         .merge(routes::recover::router())
+        .merge(routes::recovery_window::router())
         .merge(routes::backups::router())
         .merge(routes::datastores::router())
         .merge(routes::flavors::router())

@@ -4,3 +4,4 @@ pub mod backups;
 pub mod catalog;
 pub mod instances;
 pub mod recoveries;
+pub mod wal;

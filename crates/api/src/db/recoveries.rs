@@ -13,23 +13,29 @@ pub async fn active_exists(conn: &mut PgConnection, instance_id: Uuid) -> sqlx::
     .await
 }
 
-pub async fn insert(
-    conn: &mut PgConnection,
-    id: Uuid,
-    instance_id: Uuid,
-    backup_id: Uuid,
-    target_time: Option<DateTime<Utc>>,
-    deadline: DateTime<Utc>,
-) -> sqlx::Result<()> {
+pub struct NewRecovery<'a> {
+    pub id: Uuid,
+    pub instance_id: Uuid,
+    pub backup_id: Uuid,
+    /// `backup`, `time` or `latest`.
+    pub target_kind: &'a str,
+    pub target_time: Option<DateTime<Utc>>,
+    pub target_timeline: Option<i32>,
+    pub deadline: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut PgConnection, r: &NewRecovery<'_>) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO recoveries (id, instance_id, backup_id, target_time, state, phase, deadline) \
-         VALUES ($1, $2, $3, $4, 'NEW', 'queued', $5)",
+        "INSERT INTO recoveries (id, instance_id, backup_id, target_time, target_kind, \
+         target_timeline, state, phase, deadline) VALUES ($1, $2, $3, $4, $5, $6, 'NEW', 'queued', $7)",
     )
-    .bind(id)
-    .bind(instance_id)
-    .bind(backup_id)
-    .bind(target_time)
-    .bind(deadline)
+    .bind(r.id)
+    .bind(r.instance_id)
+    .bind(r.backup_id)
+    .bind(r.target_time)
+    .bind(r.target_kind)
+    .bind(r.target_timeline)
+    .bind(r.deadline)
     .execute(conn)
     .await?;
     Ok(())

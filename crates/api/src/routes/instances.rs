@@ -11,6 +11,7 @@ use trove_common::{
     outbox,
     rpc::{
         RpcMessage,
+        guest::{RecoveryTarget, wal_location},
         taskmanager::{DatabaseSpec, FlavorRef, TaskManagerMethod, UserSpec},
         topics,
     },
@@ -20,9 +21,10 @@ use uuid::Uuid;
 
 use crate::{
     auth::Caller,
-    db::{backups, catalog, instances},
+    db::{backups, catalog, instances, wal},
     error::{ApiError, ApiResult},
     extract::{JsonBody, Paging},
+    recovery_window::{self, Target},
     request_id::RequestId,
     state::AppState,
     validate::{self, bad},
@@ -129,11 +131,14 @@ pub async fn detail_json(
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
     let base = super::base_url(state, headers);
-    Ok(views::instance_detail(
+    let mut v = views::instance_detail(
         &row,
         &super::links(&base, tenant),
         state.config.agent_heartbeat_expiry_secs,
-    ))
+    );
+    let window = wal::window_of(&mut conn, id, None).await?;
+    v["recovery_window"] = window.map(|(w, _)| w.summary()).unwrap_or(Value::Null);
+    Ok(v)
 }
 
 async fn show_instance(
@@ -236,20 +241,7 @@ async fn create_instance(
     let volume_size = validate::volume_size(inst.get("volume"))?;
     let (databases, users) = parse_databases_and_users(inst)?;
     let access = inst.get("access").cloned();
-    let backup_ref = match inst.get("restorePoint") {
-        None | Some(Value::Null) => None,
-        Some(rp) => {
-            let r = rp.get("backupRef").ok_or_else(|| {
-                bad("Validation error: restorePoint 'backupRef' is a required property")
-            })?;
-            if rp.get("point_in_time").is_some() || rp.get("instanceRef").is_some() {
-                return Err(ApiError::NotImplemented(
-                    "Restoring to a point in time is not available yet; restore a whole backup with restorePoint.backupRef alone.".into(),
-                ));
-            }
-            Some(validate::uuid_ref(r, "restorePoint['backupRef']")?)
-        }
-    };
+    let restore_point = parse_restore_point(inst.get("restorePoint"))?;
     let ds_type = inst
         .get("datastore")
         .and_then(|d| d.get("type"))
@@ -266,20 +258,12 @@ async fn create_instance(
         .await?
         .ok_or_else(|| bad(format!("Flavor '{flavor_key}' cannot be found.")))?;
 
-    let backup = match backup_ref {
-        Some(bid) => {
-            let b = backups::find(&mut tx, bid, Some(&tenant))
-                .await?
-                .ok_or_else(|| ApiError::not_found(bid))?;
-            if b.state != BackupState::Completed.as_str() {
-                return Err(ApiError::Conflict(format!(
-                    "Backup {bid} cannot be restored: its status is {}, not COMPLETED.",
-                    b.state
-                )));
-            }
-            Some(b)
+    let (backup, restore_target) = match &restore_point {
+        Some(rp) => {
+            let (b, t) = resolve_restore_point(&mut tx, &tenant, rp).await?;
+            (Some(b), t)
         }
-        None => None,
+        None => (None, None),
     };
 
     let ds_key = ds_type
@@ -361,6 +345,7 @@ async fn create_instance(
             backup_id: backup.as_ref().map(|b| b.id),
             databases,
             users,
+            restore_target,
         },
         super::context(&caller, &rid),
     );
@@ -370,6 +355,139 @@ async fn create_instance(
     tracing::info!(instance.id = %id, "instance create accepted");
     Ok(Json(
         json!({"instance": detail_json(&state, &tenant, &headers, id).await?}),
+    ))
+}
+
+/// `restorePoint`: a backup, optionally replayed to a point in time (ours), or an instance's
+/// history at a point in time (`instanceRef`, the origin document's proposal).
+struct RestorePoint {
+    backup: Option<Uuid>,
+    instance: Option<Uuid>,
+    target: Option<Target>,
+    timeline: Option<i32>,
+}
+
+fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
+    let rp = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return Err(bad(
+                "Validation error: instance['restorePoint'] must be an object",
+            ));
+        }
+    };
+    let present = |k: &str| rp.get(k).filter(|v| !v.is_null());
+    let backup = present("backupRef")
+        .map(|b| validate::uuid_ref(b, "restorePoint['backupRef']"))
+        .transpose()?;
+    let instance = present("instanceRef")
+        .map(|i| validate::uuid_ref(i, "restorePoint['instanceRef']"))
+        .transpose()?;
+    let target = present("point_in_time")
+        .map(recovery_window::parse_target)
+        .transpose()?;
+    let timeline = present("timeline")
+        .map(|t| {
+            t.as_i64()
+                .and_then(|t| i32::try_from(t).ok())
+                .filter(|t| *t >= 1)
+                .ok_or_else(|| {
+                    bad("Validation error: restorePoint['timeline'] must be a positive integer")
+                })
+        })
+        .transpose()?;
+    if backup.is_none() && instance.is_none() {
+        return Err(bad(
+            "Validation error: restorePoint needs 'backupRef', or 'instanceRef' with 'point_in_time'",
+        ));
+    }
+    if instance.is_some() && target.is_none() {
+        return Err(bad(
+            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\").",
+        ));
+    }
+    if timeline.is_some() && target.is_none() {
+        return Err(bad(
+            "restorePoint['timeline'] only applies together with point_in_time.",
+        ));
+    }
+    Ok(Some(RestorePoint {
+        backup,
+        instance,
+        target,
+        timeline,
+    }))
+}
+
+/// Resolves a restore point to the backup to restore and, for a point in time, the WAL replay
+/// target on the source instance's history. Refuses before anything is written.
+async fn resolve_restore_point(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    rp: &RestorePoint,
+) -> ApiResult<(backups::BackupRow, Option<RecoveryTarget>)> {
+    let requested = match rp.backup {
+        Some(bid) => {
+            let b = backups::find(conn, bid, Some(tenant))
+                .await?
+                .ok_or_else(|| ApiError::not_found(bid))?;
+            if b.state != BackupState::Completed.as_str() {
+                return Err(ApiError::Conflict(format!(
+                    "Backup {bid} cannot be restored: its status is {}, not COMPLETED.",
+                    b.state
+                )));
+            }
+            Some(b)
+        }
+        None => None,
+    };
+    let Some(target) = rp.target else {
+        let b = requested.expect("parse demands backupRef without point_in_time");
+        return Ok((b, None));
+    };
+    let source = match (rp.instance, requested.as_ref().and_then(|b| b.instance_id)) {
+        (Some(i), Some(bi)) if i != bi => {
+            return Err(bad(format!(
+                "Backup {} belongs to instance {bi}, not to instanceRef {i}.",
+                rp.backup.unwrap_or_default()
+            )));
+        }
+        (Some(i), _) => i,
+        (None, Some(bi)) => bi,
+        (None, None) => {
+            return Err(ApiError::Unprocessable(
+                "The backup has no source instance whose WAL could be replayed.".into(),
+            ));
+        }
+    };
+    instances::find(conn, source, Some(tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(source))?;
+    let known = wal::timelines(conn, source).await?;
+    if let Some(t) = rp.timeline
+        && !known.iter().any(|k| k.timeline == t)
+    {
+        return Err(bad(format!("Instance {source} never had timeline {t}.")));
+    }
+    let Some((w, _)) = wal::window_of(conn, source, rp.timeline).await? else {
+        return Err(ApiError::Unprocessable(format!(
+            "Instance {source} has no archived WAL yet, so it cannot be restored to a point in time."
+        )));
+    };
+    let plan = recovery_window::plan(&w, target, rp.backup)?;
+    let b = backups::find(conn, plan.backup, Some(tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(plan.backup))?;
+    let timeline = u32::try_from(plan.timeline)
+        .map_err(|_| bad(format!("Invalid timeline {}.", plan.timeline)))?;
+    Ok((
+        b,
+        Some(RecoveryTarget {
+            time: plan.time,
+            timeline,
+            wal_location: wal_location(source),
+        }),
     ))
 }
 

@@ -6,6 +6,7 @@ pub mod flavors;
 pub mod instance_actions;
 pub mod instances;
 pub mod recover;
+pub mod recovery_window;
 pub mod versions;
 
 use axum::http::{HeaderMap, header};

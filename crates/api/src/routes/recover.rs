@@ -18,9 +18,10 @@ use uuid::Uuid;
 
 use crate::{
     auth::Caller,
-    db::{backups, instances, recoveries},
+    db::{backups, instances, recoveries, wal},
     error::{ApiError, ApiResult},
     extract::JsonBody,
+    recovery_window::{self, Target},
     request_id::RequestId,
     state::AppState,
     validate::{self, bad},
@@ -38,19 +39,23 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// The parsed body: which backup, and (checked) which instance.
+/// The parsed body: which backup, which point in time, on which timeline.
 struct RecoverRequest {
-    backup_id: Uuid,
+    backup_id: Option<Uuid>,
+    target: Option<Target>,
+    timeline: Option<i32>,
 }
 
 fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
     let r = validate::root(body, "recovery")?;
-    if let Some(k) = r
-        .keys()
-        .find(|k| !matches!(k.as_str(), "instance" | "backup" | "point_in_time"))
-    {
+    if let Some(k) = r.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "instance" | "backup" | "point_in_time" | "timeline"
+        )
+    }) {
         return Err(bad(format!(
-            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup, point_in_time)."
+            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup, point_in_time, timeline)."
         )));
     }
     if let Some(i) = r.get("instance") {
@@ -61,16 +66,39 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
             )));
         }
     }
-    if r.get("point_in_time").is_some_and(|p| !p.is_null()) {
-        return Err(ApiError::NotImplemented(
-            "Recovery to a point in time is not available yet; recover to a backup with recovery.backup.".into(),
+    let target = match r.get("point_in_time") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(recovery_window::parse_target(v)?),
+    };
+    let timeline = match r.get("timeline") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .and_then(|t| i32::try_from(t).ok())
+                .filter(|t| *t >= 1)
+                .ok_or_else(|| {
+                    bad("Validation error: recovery['timeline'] must be a positive integer")
+                })?,
+        ),
+    };
+    if timeline.is_some() && target.is_none() {
+        return Err(bad(
+            "recovery['timeline'] only applies together with point_in_time.",
         ));
     }
-    let backup = r
-        .get("backup")
-        .ok_or_else(|| bad("Validation error: recovery 'backup' is a required property"))?;
+    let backup_id = match r.get("backup") {
+        None | Some(Value::Null) if target.is_some() => None,
+        None | Some(Value::Null) => {
+            return Err(bad(
+                "Validation error: recovery needs 'backup', or 'point_in_time' (a time with a zone offset, or \"latest\")",
+            ));
+        }
+        Some(b) => Some(validate::uuid_strict(b, "recovery['backup']")?),
+    };
     Ok(RecoverRequest {
-        backup_id: validate::uuid_strict(backup, "recovery['backup']")?,
+        backup_id,
+        target,
+        timeline,
     })
 }
 
@@ -88,39 +116,76 @@ async fn recover_instance(
     let inst = instances::lock(&mut tx, id, Some(&tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
-    let backup = backups::find(&mut tx, req.backup_id, Some(&tenant))
-        .await?
-        .ok_or_else(|| ApiError::not_found(req.backup_id))?;
-    // Holds off a concurrent delete of the backup until this recovery is recorded.
-    backups::lock(&mut tx, backup.id).await?;
-    if backup.state != BackupState::Completed.as_str() {
-        return Err(ApiError::Conflict(format!(
-            "Backup {} cannot be used for a recovery: its status is {}, not COMPLETED.",
-            backup.id, backup.state
-        )));
-    }
     let inst_row = instances::find(&mut tx, id, Some(&tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
-    if backup.ds_name.as_deref() != Some(inst_row.ds_name.as_str()) {
-        return Err(bad(format!(
-            "Backup {} is of datastore {}, but instance {id} runs {}.",
-            backup.id,
-            backup.ds_name.as_deref().unwrap_or("unknown"),
-            inst_row.ds_name
-        )));
+    if let Some(bid) = req.backup_id {
+        let backup = backups::find(&mut tx, bid, Some(&tenant))
+            .await?
+            .ok_or_else(|| ApiError::not_found(bid))?;
+        check_backup(&backup, &inst_row.ds_name, id)?;
     }
+    // The point-in-time plan (or the plain backup) decides which backup is restored.
+    let plan = match req.target {
+        Some(target) => {
+            let known = wal::timelines(&mut tx, id).await?;
+            if let Some(t) = req.timeline
+                && !known.iter().any(|k| k.timeline == t)
+            {
+                return Err(bad(format!(
+                    "Instance {id} never had timeline {t}; its timelines are {:?}.",
+                    known.iter().map(|k| k.timeline).collect::<Vec<_>>()
+                )));
+            }
+            let Some((w, _)) = wal::window_of(&mut tx, id, req.timeline).await? else {
+                return Err(ApiError::Unprocessable(format!(
+                    "Instance {id} has no archived WAL yet, so it cannot be recovered to a point in time."
+                )));
+            };
+            Some(recovery_window::plan(&w, target, req.backup_id)?)
+        }
+        None => None,
+    };
+    let backup_id = plan
+        .as_ref()
+        .map(|p| p.backup)
+        .or(req.backup_id)
+        .expect("parse demands a backup or a point in time");
+    let backup = backups::find(&mut tx, backup_id, Some(&tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(backup_id))?;
+    // Holds off a concurrent delete of the backup until this recovery is recorded.
+    backups::lock(&mut tx, backup.id).await?;
+    check_backup(&backup, &inst_row.ds_name, id)?;
     super::instance_actions::ensure_available(&mut tx, &inst).await?;
 
     let recovery_id = Uuid::new_v4();
     let deadline = super::deadline_in(state.config.recovery_timeout_secs);
+    let (kind, target_time, timeline, point_in_time) = match &plan {
+        Some(p) => (
+            if p.time.is_some() { "time" } else { "latest" },
+            p.time,
+            Some(p.timeline),
+            Some(recovery_window::rfc3339(p.point_in_time)),
+        ),
+        None => (
+            "backup",
+            backup.stop_time,
+            None,
+            backup.stop_time.map(trove_time),
+        ),
+    };
     recoveries::insert(
         &mut tx,
-        recovery_id,
-        id,
-        backup.id,
-        backup.stop_time,
-        deadline,
+        &recoveries::NewRecovery {
+            id: recovery_id,
+            instance_id: id,
+            backup_id: backup.id,
+            target_kind: kind,
+            target_time,
+            target_timeline: timeline,
+            deadline,
+        },
     )
     .await?;
     instances::set_task(
@@ -142,7 +207,7 @@ async fn recover_instance(
     let oid = outbox::enqueue(&mut tx, topics::TASKMANAGER, &msg).await?;
     tx.commit().await?;
     super::flush_later(&state, vec![oid]);
-    tracing::info!(instance.id = %id, backup.id = %backup.id, recovery.id = %recovery_id, "recovery accepted");
+    tracing::info!(instance.id = %id, backup.id = %backup.id, recovery.id = %recovery_id, target = kind, "recovery accepted");
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"recovery": {
@@ -151,10 +216,29 @@ async fn recover_instance(
             "status": "BUILDING",
             "datastore": inst_row.ds_name,
             "recovered_from_backup": backup.id,
-            "point_in_time": backup.stop_time.map(trove_time),
+            "point_in_time": point_in_time,
+            "timeline": timeline,
             "recovery_id": recovery_id,
         }})),
     ))
+}
+
+/// A backup can serve a recovery of `instance` only when complete and of its datastore.
+fn check_backup(backup: &backups::BackupRow, datastore: &str, instance: Uuid) -> ApiResult<()> {
+    if backup.state != BackupState::Completed.as_str() {
+        return Err(ApiError::Conflict(format!(
+            "Backup {} cannot be used for a recovery: its status is {}, not COMPLETED.",
+            backup.id, backup.state
+        )));
+    }
+    if backup.ds_name.as_deref() != Some(datastore) {
+        return Err(bad(format!(
+            "Backup {} is of datastore {}, but instance {instance} runs {datastore}.",
+            backup.id,
+            backup.ds_name.as_deref().unwrap_or("unknown"),
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -182,6 +266,21 @@ mod tests {
             .is_err()
         );
         assert!(parse(&json!({"recovery": {"instance": p.to_string()}}), p).is_err());
+        assert!(parse(&json!({"recovery": {"point_in_time": "latest"}}), p).is_ok());
+        assert!(
+            parse(
+                &json!({"recovery": {"point_in_time": "2026-01-01T00:00:00"}}),
+                p
+            )
+            .is_err()
+        );
+        assert!(
+            parse(
+                &json!({"recovery": {"backup": b.to_string(), "timeline": 2}}),
+                p
+            )
+            .is_err()
+        );
         assert!(parse(&json!({"recovery": {"backup": "not-a-uuid"}}), p).is_err());
         assert!(parse(&json!({"recover": {}}), p).is_err());
     }

@@ -20,6 +20,20 @@ pub struct HeartbeatPayload {
     pub error: Option<String>,
 }
 
+/// What the backup store holds of one timeline of an instance's WAL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalTimeline {
+    pub timeline: u32,
+    pub parent: Option<u32>,
+    pub switch_lsn: Option<String>,
+    pub first_segment: Option<String>,
+    pub last_segment: Option<String>,
+    #[serde(default)]
+    pub gaps: Vec<(String, String)>,
+    pub latest_commit: Option<DateTime<Utc>>,
+    pub latest_lsn: Option<String>,
+}
+
 /// Stable codes for guest failures, so the control plane can tell them apart without parsing text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -29,6 +43,8 @@ pub enum GuestErrorCode {
     RestoreFailed,
     StartFailed,
     HealthCheckFailed,
+    /// Replay did not stop where it was asked to.
+    TargetNotReached,
     Internal,
 }
 
@@ -88,6 +104,14 @@ pub enum ConductorMethod {
         address: String,
         capacity: i32,
         sent: f64,
+    },
+    /// Ours: the state of an instance's continuous WAL archive.
+    UpdateWal {
+        instance_id: Uuid,
+        sent: f64,
+        /// The timeline the server runs on now.
+        current_timeline: u32,
+        timelines: Vec<WalTimeline>,
     },
     /// Ours: the guest finished removing an instance.
     InstanceDeleted { instance_id: Uuid, sent: f64 },

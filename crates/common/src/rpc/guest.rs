@@ -19,6 +19,22 @@ pub struct BackupLocation {
     pub checksum: String,
 }
 
+/// Where to stop replaying WAL: a time (UTC) or the end of the archived WAL, on the lineage of
+/// `timeline`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryTarget {
+    /// None means "latest": replay everything the store holds.
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
+    pub timeline: u32,
+    /// WAL directory of the instance whose history is replayed, relative to the backup store.
+    pub wal_location: String,
+}
+
+/// Where an instance's continuous WAL archive lives, relative to the backup store root.
+pub fn wal_location(instance_id: Uuid) -> String {
+    format!("wal/{instance_id}")
+}
+
 /// A backup the guest should take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TakeBackupInfo {
@@ -40,6 +56,9 @@ pub enum GuestMethod {
         users: Vec<UserSpec>,
         backup_info: Option<BackupLocation>,
         ds_version: String,
+        /// Ours: restore the backup, then replay WAL to this target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_target: Option<RecoveryTarget>,
     },
     CreateBackup {
         backup_info: TakeBackupInfo,
@@ -51,6 +70,9 @@ pub enum GuestMethod {
     DoRecovery {
         recovery_id: Uuid,
         backup_info: BackupLocation,
+        /// Ours: replay WAL to a point in time after restoring the backup.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<RecoveryTarget>,
     },
 }
 

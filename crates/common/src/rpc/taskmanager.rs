@@ -50,6 +50,9 @@ pub enum TaskManagerMethod {
         databases: Vec<DatabaseSpec>,
         #[serde(default)]
         users: Vec<UserSpec>,
+        /// Ours: after restoring `backup_id`, replay the source's WAL to this target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_target: Option<super::guest::RecoveryTarget>,
     },
     DeleteInstance {
         instance_id: Uuid,

@@ -26,10 +26,18 @@ impl Agent {
                 databases,
                 users,
                 backup_info,
+                restore_target,
                 ..
             }) => {
-                self.prepare(instance_id, databases, users, backup_info, rid)
-                    .await;
+                self.prepare(
+                    instance_id,
+                    databases,
+                    users,
+                    backup_info,
+                    restore_target,
+                    rid,
+                )
+                .await;
                 Outcome::Ack
             }
             Ok(other) => {
@@ -63,7 +71,11 @@ impl Agent {
             GuestMethod::DoRecovery {
                 recovery_id,
                 backup_info,
-            } => self.do_recovery(&h, recovery_id, backup_info, rid).await,
+                target,
+            } => {
+                self.do_recovery(&h, recovery_id, backup_info, target, rid)
+                    .await
+            }
             GuestMethod::Restart {} => self.restart(&h, rid).await,
             GuestMethod::DeleteInstance {} => self.delete_instance(&h, rid).await,
             GuestMethod::Prepare { .. } => {

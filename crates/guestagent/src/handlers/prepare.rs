@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use trove_common::rpc::{
-    guest::BackupLocation,
+    guest::{BackupLocation, RecoveryTarget},
     taskmanager::{DatabaseSpec, UserSpec},
 };
 use uuid::Uuid;
@@ -23,6 +23,7 @@ impl Agent {
         databases: Vec<DatabaseSpec>,
         users: Vec<UserSpec>,
         backup: Option<BackupLocation>,
+        _restore_target: Option<RecoveryTarget>,
         rid: Option<String>,
     ) {
         if let Some(h) = self.get(instance_id).await {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use trove_common::{
     rpc::{
         conductor::{ConductorMethod, GuestErrorCode},
-        guest::BackupLocation,
+        guest::{BackupLocation, RecoveryTarget},
     },
     timefmt::epoch_seconds,
 };
@@ -48,6 +48,7 @@ impl Agent {
         h: &Arc<Hosted>,
         recovery_id: Uuid,
         backup: BackupLocation,
+        _target: Option<RecoveryTarget>,
         rid: Option<String>,
     ) {
         let _guard = h.op.lock().await;

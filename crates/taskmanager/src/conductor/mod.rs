@@ -6,6 +6,7 @@ mod host_heartbeat;
 mod instance_deleted;
 mod update_backup;
 mod update_recovery;
+mod update_wal;
 
 use trove_common::{
     amqp::Outcome,
@@ -51,6 +52,21 @@ impl TaskManager {
             } => {
                 self.host_heartbeat(sender.as_deref(), &host, &address, capacity, sent)
                     .await
+            }
+            ConductorMethod::UpdateWal {
+                instance_id,
+                sent,
+                current_timeline,
+                timelines,
+            } => {
+                self.update_wal(
+                    sender.as_deref(),
+                    instance_id,
+                    sent,
+                    current_timeline,
+                    timelines,
+                )
+                .await
             }
             ConductorMethod::InstanceDeleted { instance_id, .. } => {
                 self.instance_deleted(sender.as_deref(), instance_id).await

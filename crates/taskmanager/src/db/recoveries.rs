@@ -10,6 +10,9 @@ pub struct Recovery {
     pub backup_id: Uuid,
     pub state: String,
     pub phase: String,
+    pub target_kind: String,
+    pub target_time: Option<chrono::DateTime<chrono::Utc>>,
+    pub target_timeline: Option<i32>,
 }
 
 /// The phase the sweeper writes when it gives up on a recovery.
@@ -17,7 +20,7 @@ pub const TIMED_OUT: &str = "timed out";
 
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Recovery>> {
     sqlx::query_as(
-        "SELECT id, instance_id, backup_id, state, phase FROM recoveries WHERE id = $1 FOR UPDATE",
+        "SELECT id, instance_id, backup_id, state, phase, target_kind, target_time, target_timeline FROM recoveries WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
     .fetch_optional(conn)
@@ -74,7 +77,7 @@ pub async fn finish(
 /// Unfinished recoveries past their deadline, locked.
 pub async fn overdue(conn: &mut PgConnection) -> sqlx::Result<Vec<Recovery>> {
     sqlx::query_as(
-        "SELECT id, instance_id, backup_id, state, phase FROM recoveries WHERE state IN ('NEW', 'RUNNING') \
+        "SELECT id, instance_id, backup_id, state, phase, target_kind, target_time, target_timeline FROM recoveries WHERE state IN ('NEW', 'RUNNING') \
          AND deadline < now() ORDER BY deadline LIMIT 50 FOR UPDATE SKIP LOCKED",
     )
     .fetch_all(conn)

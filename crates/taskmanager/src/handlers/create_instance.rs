@@ -4,7 +4,7 @@ use anyhow::Result;
 use trove_common::{
     rpc::{
         RequestContext,
-        guest::{BackupLocation, GuestMethod},
+        guest::{BackupLocation, GuestMethod, RecoveryTarget},
         taskmanager::{DatabaseSpec, UserSpec},
         topics,
     },
@@ -17,18 +17,32 @@ use crate::{
     manager::TaskManager,
 };
 
+/// What `create_instance` carries that the placement needs.
+pub(crate) struct CreateArgs {
+    pub instance_id: Uuid,
+    pub memory_mb: i64,
+    pub ds_version: String,
+    pub backup_id: Option<Uuid>,
+    pub databases: Vec<DatabaseSpec>,
+    pub users: Vec<UserSpec>,
+    pub restore_target: Option<RecoveryTarget>,
+}
+
 impl TaskManager {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn create_instance(
         &self,
         ctx: RequestContext,
-        instance_id: Uuid,
-        memory_mb: i64,
-        ds_version: String,
-        backup_id: Option<Uuid>,
-        databases: Vec<DatabaseSpec>,
-        users: Vec<UserSpec>,
+        args: CreateArgs,
     ) -> Result<()> {
+        let CreateArgs {
+            instance_id,
+            memory_mb,
+            ds_version,
+            backup_id,
+            databases,
+            users,
+            restore_target,
+        } = args;
         let mut tx = self.pool.begin().await?;
         let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
             tracing::warn!(instance.id = %instance_id, "create_instance for an unknown instance ignored");
@@ -94,6 +108,7 @@ impl TaskManager {
                     users,
                     backup_info,
                     ds_version,
+                    restore_target,
                 },
                 ctx,
             )

@@ -32,16 +32,20 @@ impl TaskManager {
                 backup_id,
                 databases,
                 users,
+                restore_target,
                 ..
             } => {
                 self.create_instance(
                     ctx,
-                    instance_id,
-                    flavor.ram,
-                    ds_version,
-                    backup_id,
-                    databases,
-                    users,
+                    create_instance::CreateArgs {
+                        instance_id,
+                        memory_mb: flavor.ram,
+                        ds_version,
+                        backup_id,
+                        databases,
+                        users,
+                        restore_target,
+                    },
                 )
                 .await
             }

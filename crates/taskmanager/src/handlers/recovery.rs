@@ -4,7 +4,7 @@ use anyhow::Result;
 use trove_common::{
     rpc::{
         RequestContext,
-        guest::{BackupLocation, GuestMethod},
+        guest::{BackupLocation, GuestMethod, RecoveryTarget, wal_location},
         topics,
     },
     status::InstanceTask,
@@ -15,6 +15,21 @@ use crate::{
     db::{backups, faults, instances, recoveries},
     manager::TaskManager,
 };
+
+/// The WAL replay target of a point-in-time recovery; None for a plain recovery to a backup.
+fn recovery_target(rec: &recoveries::Recovery, instance_id: Uuid) -> Option<RecoveryTarget> {
+    let timeline = rec.target_timeline.and_then(|t| u32::try_from(t).ok())?;
+    let time = match rec.target_kind.as_str() {
+        "time" => Some(rec.target_time?),
+        "latest" => None,
+        _ => return None,
+    };
+    Some(RecoveryTarget {
+        time,
+        timeline,
+        wal_location: wal_location(instance_id),
+    })
+}
 
 impl TaskManager {
     pub(crate) async fn do_instance_recovery(
@@ -77,6 +92,7 @@ impl TaskManager {
                         backup_type: b.backup_type,
                         checksum: b.checksum.unwrap_or_default(),
                     },
+                    target: recovery_target(&rec, instance_id),
                 },
                 ctx,
             )

@@ -1,0 +1,62 @@
+//! `update_wal`: what the store holds of an instance's WAL, per timeline. The recoverable window
+//! the API shows is computed from these rows.
+
+use anyhow::Result;
+use sqlx::types::Json;
+use trove_common::rpc::conductor::WalTimeline;
+use uuid::Uuid;
+
+use super::sender_hosts;
+use crate::{db::instances, manager::TaskManager};
+
+impl TaskManager {
+    pub(crate) async fn update_wal(
+        &self,
+        sender: Option<&str>,
+        instance_id: Uuid,
+        sent: f64,
+        current_timeline: u32,
+        timelines: Vec<WalTimeline>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
+            return Ok(());
+        };
+        if inst.deleted || !sender_hosts(sender, &inst) {
+            return Ok(());
+        }
+        if !instances::message_is_fresh(&mut tx, instance_id, "update_wal", sent).await? {
+            return Ok(());
+        }
+        for t in &timelines {
+            sqlx::query(
+                "INSERT INTO wal_timelines (instance_id, timeline, parent_timeline, switch_lsn, \
+                 first_segment, last_segment, gaps, latest_commit, latest_lsn, updated) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) \
+                 ON CONFLICT (instance_id, timeline) DO UPDATE SET parent_timeline = $3, \
+                 switch_lsn = $4, first_segment = $5, last_segment = $6, gaps = $7, \
+                 latest_commit = $8, latest_lsn = $9, updated = now()",
+            )
+            .bind(instance_id)
+            .bind(t.timeline as i32)
+            .bind(t.parent.map(|p| p as i32))
+            .bind(&t.switch_lsn)
+            .bind(&t.first_segment)
+            .bind(&t.last_segment)
+            .bind(Json(&t.gaps))
+            .bind(t.latest_commit)
+            .bind(&t.latest_lsn)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE instances SET timeline = $2 WHERE id = $1 AND timeline IS DISTINCT FROM $2",
+        )
+        .bind(instance_id)
+        .bind(current_timeline as i32)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,313 @@
+//! Golden fixtures pin the wire format of every RPC message: the oslo envelope and each method's
+//! args. A change that alters what goes on the bus fails here and needs a deliberate fixture
+//! update (`UPDATE_GOLDEN=1 cargo test -p trove-common --test golden`).
+
+use std::path::PathBuf;
+
+use chrono::{TimeZone, Utc};
+use serde_json::Value;
+use trove_common::rpc::{
+    Method, RequestContext, RpcMessage,
+    conductor::{ConductorMethod, GuestErrorCode, HeartbeatPayload, WalTimeline},
+    guest::{BackupLocation, GuestMethod, RecoveryTarget, TakeBackupInfo},
+    taskmanager::{DatabaseSpec, FlavorRef, NewBackupInfo, TaskManagerMethod, UserSpec},
+};
+use uuid::Uuid;
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn context() -> RequestContext {
+    RequestContext {
+        request_id: Some("req-00000000-0000-0000-0000-000000000001".into()),
+        project_id: Some("tenant-a".into()),
+        user: Some("alice".into()),
+        is_admin: false,
+        roles: vec!["member".into()],
+        guest_host: None,
+    }
+}
+
+fn encode<M: Method>(m: &M, ctx: RequestContext) -> Value {
+    let mut msg = RpcMessage::new(m, ctx);
+    msg.unique_id = "00000000000000000000000000000abc".into();
+    let outer: Value = serde_json::from_slice(&msg.encode()).expect("envelope is JSON");
+    assert_eq!(outer["oslo.version"], "2.0");
+    let inner: Value =
+        serde_json::from_str(outer["oslo.message"].as_str().expect("inner is a JSON string"))
+            .expect("inner is JSON");
+    // Round trip: what we send, we can read back as the same method.
+    let back = RpcMessage::decode(&msg.encode()).expect("decodes");
+    assert_eq!(back.parse::<M>().expect("parses").to_parts(), m.to_parts());
+    inner
+}
+
+fn check(name: &str, inner: Value) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.json"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let text = serde_json::to_string_pretty(&inner).expect("serializes") + "\n";
+        std::fs::write(&path, text).expect("writes fixture");
+        return;
+    }
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("missing fixture {}: {e}", path.display()));
+    let want: Value = serde_json::from_str(&text).expect("fixture is JSON");
+    assert_eq!(inner, want, "wire format of {name} changed");
+}
+
+fn at() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 17, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+#[test]
+fn taskmanager_messages_match_their_fixtures() {
+    let cases: Vec<(&str, TaskManagerMethod)> = vec![
+        (
+            "taskmanager.create_instance",
+            TaskManagerMethod::CreateInstance {
+                instance_id: id(1),
+                name: "pg1".into(),
+                flavor: FlavorRef { id: "1".into(), ram: 512 },
+                datastore_manager: "postgresql".into(),
+                ds_version: "15".into(),
+                volume_size: Some(1),
+                backup_id: Some(id(2)),
+                databases: vec![DatabaseSpec { name: "appdb".into() }],
+                users: vec![UserSpec {
+                    name: "app".into(),
+                    password: "secret".into(),
+                    databases: vec![DatabaseSpec { name: "appdb".into() }],
+                }],
+                restore_target: Some(RecoveryTarget {
+                    time: Some(at()),
+                    timeline: 2,
+                    wal_location: "wal/00000000-0000-0000-0000-000000000003".into(),
+                }),
+            },
+        ),
+        ("taskmanager.delete_instance", TaskManagerMethod::DeleteInstance { instance_id: id(1) }),
+        ("taskmanager.restart", TaskManagerMethod::Restart { instance_id: id(1) }),
+        (
+            "taskmanager.create_backup",
+            TaskManagerMethod::CreateBackup {
+                backup_info: NewBackupInfo {
+                    id: id(2),
+                    name: "b1".into(),
+                    instance_id: id(1),
+                    backup_type: "full".into(),
+                    datastore: "postgresql".into(),
+                    datastore_version: "15".into(),
+                },
+                instance_id: id(1),
+            },
+        ),
+        ("taskmanager.delete_backup", TaskManagerMethod::DeleteBackup { backup_id: id(2) }),
+        (
+            "taskmanager.do_instance_recovery",
+            TaskManagerMethod::DoInstanceRecovery {
+                instance_id: id(1),
+                backup_id: id(2),
+                recovery_id: id(4),
+            },
+        ),
+    ];
+    for (name, m) in cases {
+        check(name, encode(&m, context()));
+    }
+}
+
+#[test]
+fn guest_messages_match_their_fixtures() {
+    let location = BackupLocation {
+        id: id(2),
+        location: "00000000-0000-0000-0000-000000000002/base.tar.zst".into(),
+        backup_type: "full".into(),
+        checksum: "ab".repeat(32),
+    };
+    let cases: Vec<(&str, GuestMethod)> = vec![
+        (
+            "guest.prepare",
+            GuestMethod::Prepare {
+                instance_id: id(1),
+                memory_mb: 512,
+                databases: vec![DatabaseSpec { name: "appdb".into() }],
+                users: vec![],
+                backup_info: Some(location.clone()),
+                ds_version: "15".into(),
+                restore_target: None,
+            },
+        ),
+        (
+            "guest.create_backup",
+            GuestMethod::CreateBackup {
+                backup_info: TakeBackupInfo {
+                    id: id(2),
+                    name: "b1".into(),
+                    backup_type: "full".into(),
+                },
+            },
+        ),
+        ("guest.restart", GuestMethod::Restart {}),
+        ("guest.delete_instance", GuestMethod::DeleteInstance {}),
+        (
+            "guest.do_recovery",
+            GuestMethod::DoRecovery {
+                recovery_id: id(4),
+                backup_info: location.clone(),
+                target: None,
+            },
+        ),
+        (
+            "guest.do_recovery_to_time",
+            GuestMethod::DoRecovery {
+                recovery_id: id(4),
+                backup_info: location,
+                target: Some(RecoveryTarget {
+                    time: Some(at()),
+                    timeline: 1,
+                    wal_location: "wal/00000000-0000-0000-0000-000000000001".into(),
+                }),
+            },
+        ),
+    ];
+    for (name, m) in cases {
+        check(name, encode(&m, context()));
+    }
+}
+
+#[test]
+fn conductor_messages_match_their_fixtures() {
+    let guest = RequestContext {
+        guest_host: Some("host-1".into()),
+        ..Default::default()
+    };
+    let cases: Vec<(&str, ConductorMethod)> = vec![
+        (
+            "conductor.heartbeat",
+            ConductorMethod::Heartbeat {
+                instance_id: id(1),
+                payload: HeartbeatPayload {
+                    service_status: "healthy".into(),
+                    address: Some("127.0.0.1".into()),
+                    port: Some(5433),
+                    error: None,
+                },
+                sent: 1764090000.123456,
+            },
+        ),
+        (
+            "conductor.update_backup",
+            ConductorMethod::UpdateBackup {
+                instance_id: id(1),
+                backup_id: id(2),
+                sent: 1764090000.5,
+                state: "COMPLETED".into(),
+                size: Some(0.004),
+                checksum: Some("ab".repeat(32)),
+                location: Some("00000000-0000-0000-0000-000000000002/base.tar.zst".into()),
+                backup_type: Some("full".into()),
+                success: Some(true),
+                start_lsn: Some("0/2000028".into()),
+                stop_lsn: Some("0/2000100".into()),
+                stop_time: Some(at()),
+                timeline: Some(1),
+                error: None,
+            },
+        ),
+        (
+            "conductor.update_recovery",
+            ConductorMethod::UpdateRecovery {
+                instance_id: id(1),
+                recovery_id: id(4),
+                sent: 1764090001.0,
+                phase: "verifying".into(),
+                state: "FAILED".into(),
+                progress: None,
+                error: Some("checksum mismatch".into()),
+                error_code: Some(GuestErrorCode::ChecksumMismatch),
+            },
+        ),
+        (
+            "conductor.host_heartbeat",
+            ConductorMethod::HostHeartbeat {
+                host: "host-1".into(),
+                address: "127.0.0.1".into(),
+                capacity: 20,
+                sent: 1764090002.0,
+            },
+        ),
+        (
+            "conductor.update_wal",
+            ConductorMethod::UpdateWal {
+                instance_id: id(1),
+                sent: 1764090003.0,
+                current_timeline: 2,
+                timelines: vec![WalTimeline {
+                    timeline: 2,
+                    parent: Some(1),
+                    switch_lsn: Some("0/5000000".into()),
+                    first_segment: Some("000000020000000000000005".into()),
+                    last_segment: Some("000000020000000000000007".into()),
+                    gaps: vec![],
+                    latest_commit: Some(at()),
+                    latest_lsn: Some("0/7000100".into()),
+                }],
+            },
+        ),
+        (
+            "conductor.instance_deleted",
+            ConductorMethod::InstanceDeleted {
+                instance_id: id(1),
+                sent: 1764090004.0,
+            },
+        ),
+    ];
+    for (name, m) in cases {
+        check(name, encode(&m, guest.clone()));
+    }
+}
+
+#[test]
+fn a_trove_style_message_with_unknown_context_keys_decodes() {
+    // As captured from Trove (trove-server.md §4.6), plus a method of ours.
+    let inner = serde_json::json!({
+        "method": "delete_instance", "args": {"instance_id": "9c363d4c-8418-484d-b77c-43b85fac3c69"},
+        "version": "1.0", "_unique_id": "14b8990b5ea34a5caf53f448d0d29225",
+        "_context_user": "user1", "_context_project_id": "tenant1", "_context_is_admin": false,
+        "_context_auth_token": "gAAAAB-token", "_context_request_id": "req-1", "_context_roles": [],
+        "_context_service_catalog": null,
+    });
+    let body = serde_json::json!({"oslo.version": "2.0", "oslo.message": inner.to_string()});
+    let msg = RpcMessage::decode(body.to_string().as_bytes()).expect("decodes");
+    assert_eq!(msg.context.project_id.as_deref(), Some("tenant1"));
+    assert_eq!(msg.context.request_id.as_deref(), Some("req-1"));
+    assert_eq!(
+        msg.parse::<TaskManagerMethod>().expect("parses"),
+        TaskManagerMethod::DeleteInstance {
+            instance_id: Uuid::parse_str("9c363d4c-8418-484d-b77c-43b85fac3c69").expect("uuid")
+        }
+    );
+}
+
+#[test]
+fn garbage_is_rejected_not_panicked_on() {
+    for body in [
+        &b"not json"[..],
+        br#"{"oslo.version": "2.0"}"#,
+        br#"{"oslo.message": "{\"args\": {}}"}"#,
+        br#"{"oslo.message": "[1]"}"#,
+    ] {
+        assert!(RpcMessage::decode(body).is_err());
+    }
+    let ok = serde_json::json!({"oslo.message": serde_json::json!({"method": "delete_instance", "args": {"instance_id": 7}}).to_string()});
+    let msg = RpcMessage::decode(ok.to_string().as_bytes()).expect("envelope decodes");
+    assert!(msg.parse::<TaskManagerMethod>().is_err());
+    let unknown = serde_json::json!({"oslo.message": serde_json::json!({"method": "drop_everything", "args": {}}).to_string()});
+    let msg = RpcMessage::decode(unknown.to_string().as_bytes()).expect("envelope decodes");
+    assert!(msg.parse::<TaskManagerMethod>().is_err());
+}

@@ -53,8 +53,7 @@ pub struct Stack {
     pub db: DatabaseConfig,
     pub amqp: AmqpConfig,
     pub host: String,
-    cancels: HashMap<&'static str, CancellationToken>,
-    handles: Vec<JoinHandle<()>>,
+    daemons: HashMap<&'static str, (CancellationToken, JoinHandle<()>)>,
     cleanup: Cleanup,
 }
 
@@ -176,8 +175,7 @@ impl Stack {
                 .build()?,
             db,
             amqp,
-            cancels: HashMap::new(),
-            handles: Vec::new(),
+            daemons: HashMap::new(),
             cleanup,
         };
 
@@ -191,12 +189,13 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         stack.api_url = format!("http://{}", listener.local_addr()?);
         let cancel = CancellationToken::new();
-        stack.cancels.insert("api", cancel.clone());
-        stack.handles.push(tokio::spawn(async move {
-            if let Err(e) = trove_api::run(api_cfg, listener, cancel).await {
+        let c = cancel.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = trove_api::run(api_cfg, listener, c).await {
                 eprintln!("trove-api stopped: {e:#}");
             }
-        }));
+        });
+        stack.daemons.insert("api", (cancel, handle));
         if daemons.taskmanager {
             stack.start_taskmanager();
         }
@@ -241,12 +240,13 @@ impl Stack {
             amqp: self.amqp.clone(),
         };
         let cancel = CancellationToken::new();
-        self.cancels.insert("taskmanager", cancel.clone());
-        self.handles.push(tokio::spawn(async move {
-            if let Err(e) = trove_taskmanager::run(cfg, cancel).await {
+        let c = cancel.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = trove_taskmanager::run(cfg, c).await {
                 eprintln!("trove-taskmanager stopped: {e:#}");
             }
-        }));
+        });
+        self.daemons.insert("taskmanager", (cancel, handle));
     }
 
     pub fn start_guest(&mut self) {
@@ -261,19 +261,25 @@ impl Stack {
             ..Default::default()
         };
         let cancel = CancellationToken::new();
-        self.cancels.insert("guest", cancel.clone());
-        self.handles.push(tokio::spawn(async move {
-            if let Err(e) = trove_guestagent::run(cfg, cancel).await {
+        let c = cancel.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = trove_guestagent::run(cfg, c).await {
                 eprintln!("trove-guestagent stopped: {e:#}");
             }
-        }));
+        });
+        self.daemons.insert("guest", (cancel, handle));
     }
 
-    /// Stops one daemon (`api`, `taskmanager` or `guest`), as a crash would.
-    pub fn stop(&mut self, daemon: &str) {
-        if let Some(c) = self.cancels.remove(daemon) {
+    /// Stops one daemon (`api`, `taskmanager` or `guest`) and waits until it is gone. Managed
+    /// servers keep running, as they do when a guest agent process dies.
+    pub async fn stop(&mut self, daemon: &str) -> Result<()> {
+        if let Some((c, h)) = self.daemons.remove(daemon) {
             c.cancel();
+            tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .with_context(|| format!("{daemon} did not stop within 30 s"))??;
         }
+        Ok(())
     }
 
     pub fn backup_store(&self) -> PathBuf {
@@ -508,10 +514,10 @@ impl Stack {
     }
 
     pub async fn shutdown(mut self) {
-        for (_, c) in self.cancels.drain() {
+        for (_, (c, _)) in self.daemons.iter() {
             c.cancel();
         }
-        for h in self.handles.drain(..) {
+        for (_, (_, h)) in self.daemons.drain() {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
         }
         self.pool.close().await;

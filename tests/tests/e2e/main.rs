@@ -1,6 +1,7 @@
 //! End-to-end tests: the three daemons on the real broker, control database and managed servers.
 
 mod api_basics;
+mod faults;
 mod pitr_refusals;
 mod recover;
 mod refusals;

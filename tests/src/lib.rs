@@ -557,3 +557,95 @@ pub async fn ids(conn: &mut PgConnection, table: &str) -> Result<Vec<i32>> {
             .await?,
     )
 }
+
+/// One committed row: its id, the server's insert time, and when the commit returned.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick {
+    pub id: i32,
+    pub ts: chrono::DateTime<chrono::Utc>,
+    pub committed: chrono::DateTime<chrono::Utc>,
+}
+
+/// A tenant's steady writer: one timestamped row per tick into `ticks(id serial, ts timestamptz
+/// default clock_timestamp())`, committed one by one, remembering what committed.
+pub struct Writer {
+    stop: CancellationToken,
+    handle: JoinHandle<Result<Vec<Tick>>>,
+}
+
+impl Writer {
+    pub async fn start(mut conn: PgConnection, every: Duration) -> Result<Writer> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS ticks (id serial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp())")
+            .execute(&mut conn)
+            .await?;
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut done = Vec::new();
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let row: (i32, chrono::DateTime<chrono::Utc>) =
+                    sqlx::query_as("INSERT INTO ticks DEFAULT VALUES RETURNING id, ts")
+                        .fetch_one(&mut conn)
+                        .await?;
+                // Autocommit: the commit is durable when the statement returns.
+                done.push(Tick {
+                    id: row.0,
+                    ts: row.1,
+                    committed: chrono::Utc::now(),
+                });
+            }
+            Ok(done)
+        });
+        Ok(Writer { stop, handle })
+    }
+
+    /// Stops writing; returns every committed row in commit order.
+    pub async fn stop(self) -> Result<Vec<Tick>> {
+        self.stop.cancel();
+        self.handle.await?
+    }
+}
+
+/// A target strictly between two consecutive commits, the first one after `after`: after row
+/// k's commit returned, before row k+1 was inserted. Returns the target and k.
+pub fn target_between(
+    rows: &[Tick],
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<(chrono::DateTime<chrono::Utc>, i32)> {
+    rows.windows(2)
+        .find(|w| w[0].ts > after && w[1].ts > w[0].committed)
+        .map(|w| (w[0].committed + (w[1].ts - w[0].committed) / 2, w[0].id))
+}
+
+impl Stack {
+    /// Waits until the instance's recoverable window reaches past `t`.
+    pub async fn wait_window_past(
+        &self,
+        id: Uuid,
+        t: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Value> {
+        wait_until(
+            &format!("the recoverable window of {id} to pass {t}"),
+            Duration::from_secs(60),
+            || async {
+                let v = self.instance(id).await?;
+                let latest = v["recovery_window"]["latest"]
+                    .as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+                Ok(latest
+                    .filter(|l| *l > t)
+                    .map(|_| v["recovery_window"].clone()))
+            },
+        )
+        .await
+    }
+}
+
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -28,6 +28,7 @@ pub struct BackupPoint {
     pub stop_time: DateTime<Utc>,
     pub timeline: Option<i32>,
     pub start_lsn: Option<String>,
+    pub stop_lsn: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,11 +66,41 @@ pub fn lineage(timeline: i32, timelines: &[TimelineInfo]) -> Vec<i32> {
     out
 }
 
+/// The timeline whose WAL holds position `lsn` in the history of `lineage[0]`, as PostgreSQL's
+/// `tliOfPointInHistory` decides: each timeline covers [its switch point, its child's switch
+/// point), newest first. A timeline forked from below an earlier fork covers nothing there.
+fn timeline_of_point(lsn: u64, lineage: &[i32], timelines: &[TimelineInfo]) -> Option<i32> {
+    let mut end: Option<u64> = None;
+    for &tl in lineage {
+        let info = timelines.iter().find(|t| t.timeline == tl);
+        let begin = info
+            .and_then(|t| t.switch_lsn.as_deref())
+            .and_then(parse_lsn);
+        // A branch whose switch point is unknown cannot vouch for any position.
+        if begin.is_none() && info.is_some_and(|t| t.parent.is_some()) {
+            continue;
+        }
+        if begin.is_none_or(|b| b <= lsn) && end.is_none_or(|e| lsn < e) {
+            return Some(tl);
+        }
+        end = begin;
+    }
+    None
+}
+
 pub fn window(timeline: i32, timelines: &[TimelineInfo], backups: &[BackupPoint]) -> Window {
     let lineage = lineage(timeline, timelines);
+    // A backup serves this lineage only if the point where it became consistent lies on the
+    // lineage's history, not on a branch that a later recovery abandoned.
     let mut usable: Vec<BackupPoint> = backups
         .iter()
-        .filter(|b| b.timeline.is_some_and(|t| lineage.contains(&t)))
+        .filter(
+            |b| match (b.timeline, b.stop_lsn.as_deref().and_then(parse_lsn)) {
+                (Some(t), Some(stop)) => timeline_of_point(stop, &lineage, timelines) == Some(t),
+                (Some(t), None) => t == timeline,
+                (None, _) => false,
+            },
+        )
         .cloned()
         .collect();
     usable.sort_by_key(|b| b.stop_time);
@@ -250,11 +281,15 @@ pub fn plan(w: &Window, target: Target, requested_backup: Option<Uuid>) -> Resul
     })
 }
 
+/// An LSN `X/Y` as a number.
+pub fn parse_lsn(lsn: &str) -> Option<u64> {
+    let (hi, lo) = lsn.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
 /// Segment number of an LSN `X/Y` (16 MiB segments).
 pub fn lsn_segment(lsn: &str) -> Option<u64> {
-    let (hi, lo) = lsn.split_once('/')?;
-    let v = (u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?;
-    Some(v >> 24)
+    parse_lsn(lsn).map(|v| v >> 24)
 }
 
 /// Segment number of a WAL file name `TTTTTTTTXXXXXXXXYYYYYYYY`.
@@ -291,7 +326,34 @@ mod tests {
             stop_time: stop,
             timeline: Some(timeline),
             start_lsn: Some("0/3000028".into()),
+            stop_lsn: Some("0/3000100".into()),
         }
+    }
+
+    #[test]
+    fn a_backup_on_an_abandoned_branch_does_not_serve_the_lineage() {
+        let now = Utc::now();
+        // TL2 forked from TL1 at 0/5000000; TL3 forked from TL2's history back at 0/4000000,
+        // i.e. inside TL1: TL2's WAL is not part of TL3's past.
+        let mut t2 = tl(2, Some(1), None);
+        t2.switch_lsn = Some("0/5000000".into());
+        let mut t3 = tl(3, Some(2), Some(now));
+        t3.switch_lsn = Some("0/4000000".into());
+        let mut on_tl1 = backup(now - Duration::minutes(9), 1);
+        on_tl1.stop_lsn = Some("0/3000100".into());
+        let mut on_tl2 = backup(now - Duration::minutes(5), 2);
+        on_tl2.stop_lsn = Some("0/5100000".into());
+        let mut tl1_after_fork = backup(now - Duration::minutes(4), 1);
+        tl1_after_fork.stop_lsn = Some("0/4800000".into());
+        let w = window(
+            3,
+            &[tl(1, None, None), t2, t3],
+            &[on_tl1.clone(), on_tl2, tl1_after_fork],
+        );
+        assert_eq!(
+            w.backups.iter().map(|b| b.id).collect::<Vec<_>>(),
+            vec![on_tl1.id]
+        );
     }
 
     #[test]

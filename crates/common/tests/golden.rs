@@ -34,9 +34,12 @@ fn encode<M: Method>(m: &M, ctx: RequestContext) -> Value {
     msg.unique_id = "00000000000000000000000000000abc".into();
     let outer: Value = serde_json::from_slice(&msg.encode()).expect("envelope is JSON");
     assert_eq!(outer["oslo.version"], "2.0");
-    let inner: Value =
-        serde_json::from_str(outer["oslo.message"].as_str().expect("inner is a JSON string"))
-            .expect("inner is JSON");
+    let inner: Value = serde_json::from_str(
+        outer["oslo.message"]
+            .as_str()
+            .expect("inner is a JSON string"),
+    )
+    .expect("inner is JSON");
     // Round trip: what we send, we can read back as the same method.
     let back = RpcMessage::decode(&msg.encode()).expect("decodes");
     assert_eq!(back.parse::<M>().expect("parses").to_parts(), m.to_parts());
@@ -72,16 +75,23 @@ fn taskmanager_messages_match_their_fixtures() {
             TaskManagerMethod::CreateInstance {
                 instance_id: id(1),
                 name: "pg1".into(),
-                flavor: FlavorRef { id: "1".into(), ram: 512 },
+                flavor: FlavorRef {
+                    id: "1".into(),
+                    ram: 512,
+                },
                 datastore_manager: "postgresql".into(),
                 ds_version: "15".into(),
                 volume_size: Some(1),
                 backup_id: Some(id(2)),
-                databases: vec![DatabaseSpec { name: "appdb".into() }],
+                databases: vec![DatabaseSpec {
+                    name: "appdb".into(),
+                }],
                 users: vec![UserSpec {
                     name: "app".into(),
                     password: "secret".into(),
-                    databases: vec![DatabaseSpec { name: "appdb".into() }],
+                    databases: vec![DatabaseSpec {
+                        name: "appdb".into(),
+                    }],
                 }],
                 restore_target: Some(RecoveryTarget {
                     time: Some(at()),
@@ -90,8 +100,14 @@ fn taskmanager_messages_match_their_fixtures() {
                 }),
             },
         ),
-        ("taskmanager.delete_instance", TaskManagerMethod::DeleteInstance { instance_id: id(1) }),
-        ("taskmanager.restart", TaskManagerMethod::Restart { instance_id: id(1) }),
+        (
+            "taskmanager.delete_instance",
+            TaskManagerMethod::DeleteInstance { instance_id: id(1) },
+        ),
+        (
+            "taskmanager.restart",
+            TaskManagerMethod::Restart { instance_id: id(1) },
+        ),
         (
             "taskmanager.create_backup",
             TaskManagerMethod::CreateBackup {
@@ -106,7 +122,10 @@ fn taskmanager_messages_match_their_fixtures() {
                 instance_id: id(1),
             },
         ),
-        ("taskmanager.delete_backup", TaskManagerMethod::DeleteBackup { backup_id: id(2) }),
+        (
+            "taskmanager.delete_backup",
+            TaskManagerMethod::DeleteBackup { backup_id: id(2) },
+        ),
         (
             "taskmanager.do_instance_recovery",
             TaskManagerMethod::DoInstanceRecovery {
@@ -135,7 +154,9 @@ fn guest_messages_match_their_fixtures() {
             GuestMethod::Prepare {
                 instance_id: id(1),
                 memory_mb: 512,
-                databases: vec![DatabaseSpec { name: "appdb".into() }],
+                databases: vec![DatabaseSpec {
+                    name: "appdb".into(),
+                }],
                 users: vec![],
                 backup_info: Some(location.clone()),
                 ds_version: "15".into(),

@@ -1,17 +1,20 @@
 //! The agent: the instances this host runs, their queue consumers, and adoption after a restart.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};
 use tokio::sync::Mutex;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use trove_common::{amqp::Bus, rpc::topics};
+use trove_common::{
+    amqp::Bus,
+    rpc::{guest::wal_location, topics},
+};
 use uuid::Uuid;
 
 use crate::{
     config::GuestConfig,
     hosted::{Hosted, InstanceRecord},
-    postgres::{PgBinaries, Runner},
+    postgres::{PgBinaries, Runner, spawn_wal_streamer},
 };
 
 pub struct Agent {
@@ -36,12 +39,40 @@ impl Agent {
         )
     }
 
-    /// Registers a prepared instance and starts consuming its queue.
+    /// Where this instance's continuous WAL archive lives in the backup store.
+    pub fn wal_root(&self, id: Uuid) -> PathBuf {
+        self.config.backup_store.join(wal_location(id))
+    }
+
+    /// Starts shipping the instance's WAL to the store (no-op when already running).
+    pub async fn start_streaming(&self, h: &Hosted) {
+        let mut slot = h.streamer.lock().await;
+        if slot.is_some() {
+            return;
+        }
+        let cancel = h.cancel.child_token();
+        let handle = spawn_wal_streamer(h.cluster.clone(), self.wal_root(h.id), cancel.clone());
+        *slot = Some((cancel, handle));
+    }
+
+    /// Stops the WAL receiver and waits for it, e.g. before the server changes timeline.
+    pub async fn stop_streaming(&self, h: &Hosted) {
+        let running = h.streamer.lock().await.take();
+        if let Some((cancel, handle)) = running {
+            cancel.cancel();
+            if let Err(e) = handle.await {
+                tracing::warn!(instance.id = %h.id, error = %e, "WAL streamer task failed");
+            }
+        }
+    }
+
+    /// Registers a prepared instance, starts shipping its WAL and consuming its queue.
     pub async fn attach(self: &Arc<Self>, hosted: Arc<Hosted>) {
         self.instances
             .lock()
             .await
             .insert(hosted.id, hosted.clone());
+        self.start_streaming(&hosted).await;
         let agent = self.clone();
         let id = hosted.id;
         let cancel = hosted.cancel.clone();

@@ -26,6 +26,8 @@ pub struct GuestConfig {
     pub listen_addresses: String,
     /// Period of status heartbeats to the conductor.
     pub heartbeat_interval_ms: u64,
+    /// Period of WAL archive reports (what the store holds; the recoverable window's `latest`).
+    pub wal_report_interval_ms: u64,
     pub amqp: AmqpConfig,
 }
 
@@ -45,6 +47,7 @@ impl Default for GuestConfig {
             os_user: "postgres".into(),
             listen_addresses: "*".into(),
             heartbeat_interval_ms: 5000,
+            wal_report_interval_ms: 1000,
             amqp: AmqpConfig::default(),
         }
     }

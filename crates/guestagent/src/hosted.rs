@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::{sync::Mutex, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -34,6 +34,10 @@ pub struct Hosted {
     /// Set while an operation may stop the server (restart, recovery, delete): a heartbeat taken
     /// then would only show a transient SHUTDOWN. Backups leave the server up and keep heartbeats.
     disruptive: AtomicBool,
+    /// The continuous WAL receiver of this instance, while one runs.
+    pub streamer: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    /// The last WAL report sent, so an unchanged store is not reported again.
+    pub last_wal_report: Mutex<Option<serde_json::Value>>,
 }
 
 /// Clears the disruptive flag when the operation ends, however it ends.
@@ -64,6 +68,8 @@ impl Hosted {
             op: Mutex::new(()),
             cancel,
             disruptive: AtomicBool::new(false),
+            streamer: Mutex::new(None),
+            last_wal_report: Mutex::new(None),
         }
     }
 

@@ -8,6 +8,7 @@ mod heartbeat;
 pub mod hosted;
 pub mod postgres;
 mod report;
+mod wal_report;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -60,6 +61,7 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
         ));
     }
     agent.tracker.spawn(agent.clone().run_heartbeats());
+    agent.tracker.spawn(agent.clone().run_wal_reports());
     tracing::info!(host = %agent.config.host, "trove-guestagent running");
     shutdown.cancelled().await;
     agent.tracker.close();

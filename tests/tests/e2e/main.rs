@@ -2,6 +2,7 @@
 
 mod api_basics;
 mod faults;
+mod pitr;
 mod pitr_refusals;
 mod recover;
 mod refusals;

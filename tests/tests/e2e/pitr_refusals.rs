@@ -53,16 +53,24 @@ async fn fixture(stack: &Stack, gaps: Value) -> Result<Fixture> {
     .execute(&stack.pool)
     .await?;
     let latest = Utc::now() - Duration::seconds(5);
-    for (tl, parent, latest_commit, gaps) in [
-        (1, None, Some(latest - Duration::minutes(3)), json!([])),
-        (2, Some(1), Some(latest), gaps),
+    for (tl, parent, switch, latest_commit, gaps) in [
+        (
+            1,
+            None,
+            None,
+            Some(latest - Duration::minutes(3)),
+            json!([]),
+        ),
+        (2, Some(1), Some("0/3000000"), Some(latest), gaps),
     ] {
         sqlx::query(
-            "INSERT INTO wal_timelines (instance_id, timeline, parent_timeline, gaps, latest_commit) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO wal_timelines (instance_id, timeline, parent_timeline, switch_lsn, gaps, latest_commit) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(instance)
         .bind(tl)
         .bind(parent)
+        .bind(switch)
         .bind(gaps)
         .bind(latest_commit)
         .execute(&stack.pool)

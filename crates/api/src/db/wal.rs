@@ -49,6 +49,7 @@ struct BackupRow {
     stop_time: chrono::DateTime<chrono::Utc>,
     timeline: Option<i32>,
     start_lsn: Option<String>,
+    stop_lsn: Option<String>,
 }
 
 pub async fn backup_points(
@@ -56,7 +57,7 @@ pub async fn backup_points(
     instance_id: Uuid,
 ) -> sqlx::Result<Vec<BackupPoint>> {
     let rows: Vec<BackupRow> = sqlx::query_as(
-        "SELECT id, stop_time, timeline, start_lsn FROM backups WHERE instance_id = $1 \
+        "SELECT id, stop_time, timeline, start_lsn, stop_lsn FROM backups WHERE instance_id = $1 \
          AND NOT deleted AND state = 'COMPLETED' AND stop_time IS NOT NULL ORDER BY stop_time",
     )
     .bind(instance_id)
@@ -69,6 +70,7 @@ pub async fn backup_points(
             stop_time: r.stop_time,
             timeline: r.timeline,
             start_lsn: r.start_lsn,
+            stop_lsn: r.stop_lsn,
         })
         .collect())
 }

@@ -23,6 +23,8 @@ impl Agent {
     pub(crate) async fn delete_instance(&self, h: &Arc<Hosted>, rid: Option<String>) {
         let _guard = h.op.lock().await;
         let _down = h.disrupt();
+        // The instance's archived WAL stays in the store with its backups, for restores.
+        self.stop_streaming(h).await;
         if let Err(e) = h.cluster.stop().await {
             tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "stop before delete failed");
         }

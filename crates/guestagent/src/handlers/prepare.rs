@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     agent::Agent,
     hosted::{Hosted, InstanceRecord},
-    postgres::{allocate_port, restore_new},
+    postgres::{RecoveryTarget as PitrTarget, allocate_port, restore_new, restore_new_to},
 };
 
 impl Agent {
@@ -23,7 +23,7 @@ impl Agent {
         databases: Vec<DatabaseSpec>,
         users: Vec<UserSpec>,
         backup: Option<BackupLocation>,
-        _restore_target: Option<RecoveryTarget>,
+        restore_target: Option<RecoveryTarget>,
         rid: Option<String>,
     ) {
         if let Some(h) = self.get(instance_id).await {
@@ -62,7 +62,16 @@ impl Agent {
             port,
         }));
         tracing::info!(instance.id = %instance_id, port, restore = backup.is_some(), "preparing instance");
-        match self.build(&h, &databases, &users, backup.as_ref()).await {
+        match self
+            .build(
+                &h,
+                &databases,
+                &users,
+                backup.as_ref(),
+                restore_target.as_ref(),
+            )
+            .await
+        {
             Ok(()) => {
                 self.attach(h.clone()).await;
                 self.send_status(&h, None, rid, true).await;
@@ -85,6 +94,7 @@ impl Agent {
         databases: &[DatabaseSpec],
         users: &[UserSpec],
         backup: Option<&BackupLocation>,
+        target: Option<&RecoveryTarget>,
     ) -> Result<()> {
         tokio::fs::create_dir_all(&h.dir)
             .await
@@ -93,7 +103,31 @@ impl Agent {
             Some(b) => {
                 let archive = self.store_path(&b.location)?;
                 h.cluster.prepare_aux_dirs().await?;
-                restore_new(&h.cluster, &archive, &b.checksum, &|_, _| {}).await?;
+                match target {
+                    // Replay the source instance's WAL to the target; the new timeline's
+                    // history goes into this instance's own store, where its lineage starts.
+                    Some(t) => {
+                        let source_wal = self.store_path(&t.wal_location)?;
+                        let goal = match t.time {
+                            Some(time) => PitrTarget::Time(time),
+                            None => PitrTarget::Latest,
+                        };
+                        let own_wal = self.wal_root(h.id);
+                        let outcome = restore_new_to(
+                            &h.cluster,
+                            &archive,
+                            &b.checksum,
+                            &source_wal,
+                            goal,
+                            t.timeline,
+                            Some(&own_wal),
+                            &|_| {},
+                        )
+                        .await?;
+                        tracing::info!(instance.id = %h.id, timeline = outcome.new_timeline, last_commit = ?outcome.last_replayed_commit, "restored to a point in time");
+                    }
+                    None => restore_new(&h.cluster, &archive, &b.checksum, &|_, _| {}).await?,
+                }
             }
             None => {
                 h.cluster.init().await?;

@@ -14,7 +14,14 @@ use trove_common::{
 };
 use uuid::Uuid;
 
-use crate::{agent::Agent, hosted::Hosted, postgres::recover_in_place};
+use crate::{
+    agent::Agent,
+    hosted::Hosted,
+    postgres::{
+        RecoveryTarget as PitrTarget, ReplayProgress, current_timeline, recover_in_place,
+        recover_in_place_to,
+    },
+};
 
 /// The remembered outcome of one recovery.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,10 +30,15 @@ struct Outcome {
     phase: String,
     error: Option<String>,
     error_code: Option<GuestErrorCode>,
+    /// Where a point-in-time recovery stopped: new timeline, last replayed commit, stop LSN.
+    #[serde(default)]
+    detail: Option<serde_json::Value>,
 }
 
 fn classify(error: &str) -> GuestErrorCode {
-    if error.contains("checksum mismatch") {
+    if error.contains("verifying_target") || error.contains("recovery target") {
+        GuestErrorCode::TargetNotReached
+    } else if error.contains("checksum mismatch") {
         GuestErrorCode::ChecksumMismatch
     } else if error.contains("No such file")
         || error.contains("not found")
@@ -48,7 +60,7 @@ impl Agent {
         h: &Arc<Hosted>,
         recovery_id: Uuid,
         backup: BackupLocation,
-        _target: Option<RecoveryTarget>,
+        target: Option<RecoveryTarget>,
         rid: Option<String>,
     ) {
         let _guard = h.op.lock().await;
@@ -70,60 +82,18 @@ impl Agent {
                 phase: "fetching".into(),
                 error: Some(format!("{e:#}")),
                 error_code: Some(GuestErrorCode::BackupNotFound),
+                detail: None,
             },
             Ok(archive) => {
-                let last_phase = Mutex::new("fetching".to_string());
-                let progress = Mutex::new((0u64, 0u64));
-                // Phases are reported as they start; the callbacks are sync, so the reports go
-                // out from a channel drained alongside the recovery.
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-                let phase_cb = |p: &str| {
-                    if let Ok(mut l) = last_phase.lock() {
-                        *l = p.to_string();
-                    }
-                    let _ = tx.send(p.to_string());
-                };
-                let progress_cb = |done: u64, total: u64| {
-                    if let Ok(mut p) = progress.lock() {
-                        *p = (done, total);
-                    }
-                };
-                let work = recover_in_place(
-                    &h.cluster,
+                self.run_recovery(
+                    h,
+                    recovery_id,
                     &archive,
                     &backup.checksum,
-                    &phase_cb,
-                    &progress_cb,
-                );
-                tokio::pin!(work);
-                let result = loop {
-                    tokio::select! {
-                        r = &mut work => break r,
-                        Some(p) = rx.recv() => {
-                            let (done, total) = progress.lock().map(|g| *g).unwrap_or((0, 0));
-                            let running = Outcome { state: "RUNNING".into(), phase: p, error: None, error_code: None };
-                            self.send_recovery(h.id, recovery_id, &running, Some(serde_json::json!({"bytes_done": done, "bytes_total": total})), rid.clone(), false).await;
-                        }
-                    }
-                };
-                let phase = last_phase.lock().map(|l| l.clone()).unwrap_or_default();
-                match result {
-                    Ok(()) => Outcome {
-                        state: "COMPLETED".into(),
-                        phase: "done".into(),
-                        error: None,
-                        error_code: None,
-                    },
-                    Err(e) => {
-                        let text = format!("{e:#}");
-                        Outcome {
-                            state: "FAILED".into(),
-                            phase,
-                            error_code: Some(classify(&text)),
-                            error: Some(text),
-                        }
-                    }
-                }
+                    target.as_ref(),
+                    rid.clone(),
+                )
+                .await
             }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -143,15 +113,161 @@ impl Agent {
         {
             tracing::warn!(recovery.id = %recovery_id, error = %e, "could not remember the recovery outcome");
         }
-        self.send_recovery(
-            h.id,
-            recovery_id,
-            &outcome,
-            Some(serde_json::json!({"duration_ms": duration_ms})),
-            rid,
-            true,
-        )
-        .await;
+        let mut summary = outcome
+            .detail
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({}));
+        summary["duration_ms"] = serde_json::json!(duration_ms);
+        self.send_recovery(h.id, recovery_id, &outcome, Some(summary), rid, true)
+            .await;
+    }
+
+    /// Runs the recovery (to the end of the backup, or replaying WAL to `target`), reporting each
+    /// phase as it starts and the progress every second. WAL shipping pauses meanwhile: the
+    /// server changes timeline at cut-over, and the receiver must follow it.
+    async fn run_recovery(
+        &self,
+        h: &Arc<Hosted>,
+        recovery_id: Uuid,
+        archive: &std::path::Path,
+        checksum: &str,
+        target: Option<&RecoveryTarget>,
+        rid: Option<String>,
+    ) -> Outcome {
+        let wal_root = match target.map(|t| self.store_path(&t.wal_location)).transpose() {
+            Ok(w) => w,
+            Err(e) => {
+                return Outcome {
+                    state: "FAILED".into(),
+                    phase: "fetching".into(),
+                    error: Some(format!("{e:#}")),
+                    error_code: Some(GuestErrorCode::BackupNotFound),
+                    detail: None,
+                };
+            }
+        };
+        let last_phase = Mutex::new("fetching".to_string());
+        let progress = Mutex::new(serde_json::json!({}));
+        // The callbacks are sync; a channel wakes the loop below to report a new phase at once.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let phase_cb = |p: &str| {
+            if let Ok(mut l) = last_phase.lock() {
+                *l = p.to_string();
+            }
+            let _ = tx.send(());
+        };
+        let progress_cb = |done: u64, total: u64| {
+            if let Ok(mut p) = progress.lock() {
+                p["bytes_done"] = done.into();
+                p["bytes_total"] = total.into();
+            }
+        };
+        let replay_cb = |r: ReplayProgress| {
+            if let Ok(mut p) = progress.lock() {
+                p["replayed_lsn"] = r.replayed_lsn.into();
+                p["target_lsn"] = r.target_lsn.into();
+            }
+        };
+        self.stop_streaming(h).await;
+        let work = async {
+            match (target, &wal_root) {
+                (Some(t), Some(root)) => {
+                    let goal = match t.time {
+                        Some(time) => PitrTarget::Time(time),
+                        None => PitrTarget::Latest,
+                    };
+                    recover_in_place_to(
+                        &h.cluster,
+                        archive,
+                        checksum,
+                        root,
+                        goal,
+                        t.timeline,
+                        &phase_cb,
+                        &progress_cb,
+                        &replay_cb,
+                    )
+                    .await
+                    .map(|o| {
+                        Some(serde_json::json!({
+                            "new_timeline": o.new_timeline,
+                            "last_replayed_commit": o.last_replayed_commit,
+                            "stop_lsn": o.stop_lsn,
+                        }))
+                    })
+                }
+                _ => recover_in_place(&h.cluster, archive, checksum, &phase_cb, &progress_cb)
+                    .await
+                    .map(|()| None),
+            }
+        };
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                Some(()) = rx.recv() => self.send_running(h, recovery_id, &last_phase, &progress, rid.clone()).await,
+                _ = tick.tick() => self.send_running(h, recovery_id, &last_phase, &progress, rid.clone()).await,
+            }
+        };
+        // Whatever happened, the instance runs (new data or its old data): ship its WAL again.
+        self.start_streaming(h).await;
+        let phase = last_phase.lock().map(|l| l.clone()).unwrap_or_default();
+        // The control plane plans the next point-in-time recovery on the instance's current
+        // timeline, so the new one travels with the outcome instead of waiting for a WAL report.
+        let result = match result {
+            Ok(detail) => {
+                let mut detail = detail.unwrap_or_else(|| serde_json::json!({}));
+                match current_timeline(&h.cluster).await {
+                    Ok(tl) => detail["new_timeline"] = tl.into(),
+                    Err(e) => {
+                        tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "cannot read the timeline after recovery")
+                    }
+                }
+                Ok(Some(detail))
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(detail) => Outcome {
+                state: "COMPLETED".into(),
+                phase: "done".into(),
+                error: None,
+                error_code: None,
+                detail,
+            },
+            Err(e) => {
+                let text = format!("{e:#}");
+                Outcome {
+                    state: "FAILED".into(),
+                    phase,
+                    error_code: Some(classify(&text)),
+                    error: Some(text),
+                    detail: None,
+                }
+            }
+        }
+    }
+
+    async fn send_running(
+        &self,
+        h: &Hosted,
+        recovery_id: Uuid,
+        phase: &Mutex<String>,
+        progress: &Mutex<serde_json::Value>,
+        rid: Option<String>,
+    ) {
+        let phase = phase.lock().map(|p| p.clone()).unwrap_or_default();
+        let snapshot = progress.lock().map(|p| p.clone()).ok();
+        let running = Outcome {
+            state: "RUNNING".into(),
+            phase,
+            error: None,
+            error_code: None,
+            detail: None,
+        };
+        self.send_recovery(h.id, recovery_id, &running, snapshot, rid, false)
+            .await;
     }
 
     async fn send_recovery(

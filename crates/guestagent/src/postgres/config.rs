@@ -49,6 +49,11 @@ fn render_trove_conf(cluster: &Cluster) -> String {
          wal_level = replica\n\
          max_wal_senders = 10\n\
          wal_keep_size = '256MB'\n\
+         # The WAL streamer's slot may hold back at most this much WAL, so a dead receiver cannot\n\
+         # fill the disk; past it the slot is invalidated and the store shows a gap instead.\n\
+         max_slot_wal_keep_size = '2GB'\n\
+         # Notice a vanished WAL receiver soon, so its slot is free for the restarted one.\n\
+         wal_sender_timeout = '30s'\n\
          shared_buffers = '32MB'\n\
          max_connections = 50\n\
          hot_standby = on\n\

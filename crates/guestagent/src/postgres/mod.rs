@@ -9,16 +9,22 @@
 //! - `data_dir`, mode 0700, with `trove.conf` (settings the agent owns) and, only while recovering,
 //!   `trove-recovery.conf`;
 //! - `data_dir.staging` and `data_dir.old` beside it during and after an in-place recovery;
+//! - a WAL store (`wal_root/tl<N>/`) fed by [`spawn_wal_streamer`], from which
+//!   [`recover_in_place_to`] and [`restore_new_to`] replay to a point in time;
 //! - `socket_dir`, mode 0700, because local connections are trusted.
 
 mod backup;
 mod cluster;
 mod config;
 mod os_user;
+mod pitr;
 mod recover;
 mod restore;
+mod restore_command;
 mod runner;
 mod sql;
+mod wal_index;
+mod wal_stream;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -28,16 +34,22 @@ use anyhow::Context as _;
 pub use backup::{ARCHIVE_FILE, BackupManifest, MANIFEST_FILE, take_backup};
 pub use cluster::{Cluster, ClusterSpec};
 pub use os_user::{OsUser, is_root};
+pub use pitr::{
+    PitrOutcome, RecoveryTarget, ReplayProgress, ReplayReporter, recover_in_place_to,
+    restore_new_to,
+};
 pub use recover::{finish_recovery, prepare_recovery, recover_in_place};
 pub use restore::{restore_backup, restore_new, unpack_archive, verify_archive};
 pub use runner::Runner;
 pub use sql::{quote_ident, quote_literal};
+pub use wal_index::{TimelineState, checksum_segments, scan, timeline_dir};
+pub use wal_stream::{WAL_SLOT, current_timeline, ensure_wal_slot, spawn_wal_streamer};
 
 /// Progress of a long byte-oriented step: `(bytes_done, bytes_total)`.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 
 /// Name of the phase an in-place recovery has entered (`fetching`, `verifying`, `replaying`,
-/// `cutting_over`, `health_check`).
+/// `cutting_over`, `health_check`; point-in-time recovery adds `verifying_target`).
 pub type PhaseReporter<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 /// Where the PostgreSQL server binaries live.

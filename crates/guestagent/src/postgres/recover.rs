@@ -15,9 +15,9 @@ use super::{PhaseReporter, Progress, allocate_port, sibling};
 
 /// Upper bound for replaying the WAL inside a backup. Only the WAL written during the backup is
 /// replayed, so minutes are generous; a dead server is detected much sooner (see `finish_recovery`).
-const RECOVERY_DEADLINE: Duration = Duration::from_secs(30 * 60);
+pub(super) const RECOVERY_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// How long the server may take to answer after cut-over before we roll back.
-const HEALTH_DEADLINE: Duration = Duration::from_secs(60);
+pub(super) const HEALTH_DEADLINE: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Recovery settings for "replay the backup's own WAL, then become a primary on a new timeline".
@@ -83,7 +83,7 @@ pub async fn finish_recovery(cluster: &Cluster) -> Result<()> {
     remove_file_if_exists(&cluster.spec().data_dir.join(RECOVERY_CONF)).await
 }
 
-async fn in_recovery(cluster: &Cluster) -> Result<bool> {
+pub(super) async fn in_recovery(cluster: &Cluster) -> Result<bool> {
     let mut conn = cluster.connect().await?;
     let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
         .fetch_one(&mut conn)
@@ -95,12 +95,20 @@ async fn in_recovery(cluster: &Cluster) -> Result<bool> {
 
 /// What the in-place recovery has changed so far; drives the rollback.
 #[derive(Debug, Default)]
-struct Progressed {
-    phase: &'static str,
+pub(super) struct Progressed {
+    pub(super) phase: &'static str,
     /// The live data directory has been renamed to `<data_dir>.old`.
-    live_moved: bool,
+    pub(super) live_moved: bool,
     /// The recovered copy now sits at `data_dir`.
-    new_in_place: bool,
+    pub(super) new_in_place: bool,
+}
+
+impl Progressed {
+    /// Records and reports the phase entered; the error of a failed recovery names it.
+    pub(super) fn enter(&mut self, name: &'static str, phase: PhaseReporter<'_>) {
+        self.phase = name;
+        phase(name);
+    }
 }
 
 /// Recovers a running instance in place to the state of `archive`, with rollback.
@@ -124,23 +132,35 @@ pub async fn recover_in_place(
         cluster, &staging, archive, sha256, phase, progress, &mut state,
     )
     .await;
-    let Err(err) = outcome else {
-        return Ok(());
-    };
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(err) => Err(fail_with_rollback(cluster, &staging, &state, was_running, err).await),
+    }
+}
+
+/// Names the failed phase, rolls back (see [`rollback`]) and returns the error to report, which
+/// also carries a failed rollback.
+pub(super) async fn fail_with_rollback(
+    cluster: &Cluster,
+    staging: &Cluster,
+    state: &Progressed,
+    was_running: bool,
+    err: anyhow::Error,
+) -> anyhow::Error {
     let err = err.context(format!(
         "in-place recovery failed during phase {}",
         state.phase
     ));
     tracing::warn!(error = %format!("{err:#}"), phase = state.phase, "in-place recovery failed; rolling back");
-    match rollback(cluster, &staging, &state, was_running).await {
-        Ok(()) => Err(err),
-        Err(rollback_err) => Err(err.context(format!("rollback also failed: {rollback_err:#}"))),
+    match rollback(cluster, staging, state, was_running).await {
+        Ok(()) => err,
+        Err(rollback_err) => err.context(format!("rollback also failed: {rollback_err:#}")),
     }
 }
 
 /// The staging copy: beside the live data directory (same file system, so the swap is two renames),
 /// its own log, and a port of its own that tenants never see.
-fn staging_cluster(cluster: &Cluster) -> Result<Cluster> {
+pub(super) fn staging_cluster(cluster: &Cluster) -> Result<Cluster> {
     let live = cluster.spec();
     let spec = ClusterSpec {
         data_dir: sibling(&live.data_dir, "staging"),
@@ -165,14 +185,9 @@ async fn run_steps(
     progress: Progress<'_>,
     state: &mut Progressed,
 ) -> Result<()> {
-    let mut enter = |name: &'static str| {
-        state.phase = name;
-        phase(name);
-    };
-    let data_dir = cluster.spec().data_dir.clone();
     let staging_dir = staging.spec().data_dir.clone();
 
-    enter("fetching");
+    state.enter("fetching", phase);
     // A staging directory left by a crash mid-recovery is worthless: its state is unknown.
     discard_staging(staging).await?;
     let size = tokio::fs::metadata(archive)
@@ -181,10 +196,10 @@ async fn run_steps(
         .len();
     tracing::debug!(archive = %archive.display(), size_bytes = size, "backup archive available");
 
-    enter("verifying");
+    state.enter("verifying", phase);
     restore_backup(cluster.runner(), archive, sha256, &staging_dir, progress).await?;
 
-    enter("replaying");
+    state.enter("replaying", phase);
     carry_timeline_history(cluster, &staging_dir).await?;
     staging.write_managed_config().await?;
     prepare_recovery(staging).await?;
@@ -194,7 +209,24 @@ async fn run_steps(
     // A clean shutdown leaves a checkpointed copy that starts without crash recovery.
     staging.stop().await?;
 
-    enter("cutting_over");
+    state.enter("cutting_over", phase);
+    cut_over(cluster, staging, state).await?;
+
+    state.enter("health_check", phase);
+    cluster.wait_healthy(HEALTH_DEADLINE).await?;
+    Ok(())
+}
+
+/// Stops the live server, swaps the (stopped, promoted) staged copy into its place, keeping the
+/// old directory as `<data_dir>.old`, and starts the instance on it. `state` records each rename
+/// so that [`rollback`] can undo exactly what happened.
+pub(super) async fn cut_over(
+    cluster: &Cluster,
+    staging: &Cluster,
+    state: &mut Progressed,
+) -> Result<()> {
+    let data_dir = cluster.spec().data_dir.clone();
+    let staging_dir = staging.spec().data_dir.clone();
     let old = old_dir(cluster);
     remove_dir_if_exists(&old).await?;
     cluster.stop().await?;
@@ -214,11 +246,7 @@ async fn run_steps(
     state.new_in_place = true;
     // The copy was configured for the staging port; give it the instance's own.
     cluster.write_managed_config().await?;
-    cluster.start().await?;
-
-    enter("health_check");
-    cluster.wait_healthy(HEALTH_DEADLINE).await?;
-    Ok(())
+    cluster.start().await
 }
 
 /// Copies the live instance's timeline history files (`0000000N.history`) into the staged copy.
@@ -226,7 +254,7 @@ async fn run_steps(
 /// backup alone only shows its own, so a second recovery from the same backup would reuse the
 /// timeline ID of the first one, and WAL of two different histories would share file names once
 /// archived (postgres-pitr.md §3.4). Reading the live directory does not modify it.
-async fn carry_timeline_history(live: &Cluster, staging_dir: &Path) -> Result<()> {
+pub(super) async fn carry_timeline_history(live: &Cluster, staging_dir: &Path) -> Result<()> {
     let source = live.spec().data_dir.join("pg_wal");
     let target = staging_dir.join("pg_wal");
     let mut entries = tokio::fs::read_dir(&source)
@@ -264,7 +292,7 @@ fn is_history_file(name: &str) -> bool {
 }
 
 /// Stops a server on the staging directory, if any, and removes the directory.
-async fn discard_staging(staging: &Cluster) -> Result<()> {
+pub(super) async fn discard_staging(staging: &Cluster) -> Result<()> {
     let dir = &staging.spec().data_dir;
     if tokio::fs::try_exists(dir)
         .await

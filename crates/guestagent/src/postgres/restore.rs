@@ -187,20 +187,27 @@ pub async fn restore_new(
     }
     .await;
     if let Err(err) = result {
-        if let Err(stop_err) = cluster.stop().await {
-            tracing::warn!(error = %format!("{stop_err:#}"), "could not stop a failed restore");
-        }
-        // Move aside first: removal of a large tree is not atomic, and a half-deleted data
-        // directory must not be mistaken for a restored one.
-        let doomed = sibling(data_dir, "failed");
-        let _ = remove_dir_if_exists(&doomed).await;
-        if tokio::fs::rename(data_dir, &doomed).await.is_ok() {
-            let _ = remove_dir_if_exists(&doomed).await;
-        }
+        discard_failed_restore(cluster).await;
         return Err(err.context(format!(
             "restoring a new instance into {}",
             data_dir.display()
         )));
     }
     Ok(())
+}
+
+/// Stops the server of a failed new-instance restore and removes its data directory, so a
+/// redelivered request can start over. Best effort: the caller reports the original error.
+pub(super) async fn discard_failed_restore(cluster: &Cluster) {
+    let data_dir = &cluster.spec().data_dir;
+    if let Err(stop_err) = cluster.stop().await {
+        tracing::warn!(error = %format!("{stop_err:#}"), "could not stop a failed restore");
+    }
+    // Move aside first: removal of a large tree is not atomic, and a half-deleted data
+    // directory must not be mistaken for a restored one.
+    let doomed = sibling(data_dir, "failed");
+    let _ = remove_dir_if_exists(&doomed).await;
+    if tokio::fs::rename(data_dir, &doomed).await.is_ok() {
+        let _ = remove_dir_if_exists(&doomed).await;
+    }
 }

@@ -67,6 +67,15 @@ impl TaskManager {
                 }
                 // The guest checked health before reporting; show it now, not at the next heartbeat.
                 instances::set_service_status(&mut tx, instance_id, ServiceStatus::Healthy).await?;
+                // The next point-in-time recovery must be planned on the new timeline at once.
+                if let Some(tl) = progress
+                    .as_ref()
+                    .and_then(|p| p.get("new_timeline"))
+                    .and_then(|t| t.as_i64())
+                    .and_then(|t| i32::try_from(t).ok())
+                {
+                    instances::set_timeline(&mut tx, instance_id, tl).await?;
+                }
                 tracing::info!(instance.id = %instance_id, recovery.id = %recovery_id, "recovery completed");
             }
             "FAILED" => {

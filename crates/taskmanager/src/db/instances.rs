@@ -86,6 +86,15 @@ pub async fn set_service_status(
     Ok(())
 }
 
+pub async fn set_timeline(conn: &mut PgConnection, id: Uuid, timeline: i32) -> sqlx::Result<()> {
+    sqlx::query("UPDATE instances SET timeline = $2 WHERE id = $1")
+        .bind(id)
+        .bind(timeline)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE instances SET deleted = true, deleted_at = now(), task_id = $2, task_description = $3, \

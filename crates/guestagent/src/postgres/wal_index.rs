@@ -1,0 +1,620 @@
+//! What the WAL store of one instance holds: per-timeline segment ranges, gaps, lineage and the
+//! latest commit, plus the `.sha256` sidecars that let a recovery detect a damaged segment.
+//!
+//! Store layout (written by [`super::wal_stream`]): `<wal_root>/tl<N>/` per timeline N (decimal),
+//! holding completed segments (`<24 hex>`), at most one segment in progress (`<24 hex>.partial`),
+//! the timeline's history file (`<8 hex>.history`) and our sidecars (`<segment>.sha256` in
+//! `sha256sum` format, `<segment>.summary` with the segment's last commit time).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::PgBinaries;
+use super::os_user::{OsUser, ensure_dir, is_root, remove_dir_if_exists, write_owned};
+use super::runner::Runner;
+
+/// `initdb`'s default; the store reads the real size from the files when it has any.
+const DEFAULT_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
+const PARTIAL_SUFFIX: &str = ".partial";
+const CHECKSUM_SUFFIX: &str = ".sha256";
+const SUMMARY_SUFFIX: &str = ".summary";
+
+/// What the store holds for one timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineState {
+    pub timeline: u32,
+    /// The timeline this one branched from, from its `.history` file.
+    pub parent: Option<u32>,
+    /// Where it branched (`X/Y`), from its `.history` file.
+    pub switch_lsn: Option<String>,
+    /// Oldest segment held (completed or partial), as a plain segment name.
+    pub first_segment: Option<String>,
+    /// Newest segment held (completed or partial), as a plain segment name.
+    pub last_segment: Option<String>,
+    /// Inclusive ranges of missing segments: between first and last, and between the branch point
+    /// and the first segment held, since recovery along this timeline needs those too.
+    pub gaps: Vec<(String, String)>,
+    /// Time of the last COMMIT record held on this timeline, the `.partial` included: the latest
+    /// point a time-targeted recovery can reach.
+    pub latest_commit: Option<DateTime<Utc>>,
+    /// End of the WAL held on this timeline (end of valid WAL in the `.partial`, or the end of the
+    /// newest completed segment).
+    pub latest_lsn: Option<String>,
+}
+
+/// One timeline's entry in a `.history` file: WAL of `timeline` is valid up to `switch_lsn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistoryEntry {
+    pub timeline: u32,
+    pub switch_lsn: u64,
+}
+
+/// Files of one timeline found in the store.
+#[derive(Debug, Default)]
+pub(crate) struct TimelineFiles {
+    pub complete: BTreeMap<u64, PathBuf>,
+    pub partial: BTreeMap<u64, PathBuf>,
+    pub history: Option<PathBuf>,
+}
+
+impl TimelineFiles {
+    pub fn has_segment(&self, segno: u64) -> bool {
+        self.complete.contains_key(&segno) || self.partial.contains_key(&segno)
+    }
+
+    fn segnos(&self) -> BTreeSet<u64> {
+        self.complete
+            .keys()
+            .chain(self.partial.keys())
+            .copied()
+            .collect()
+    }
+}
+
+/// Everything found under a store root, by timeline.
+#[derive(Debug, Default)]
+pub(crate) struct StoreFiles {
+    pub timelines: BTreeMap<u32, TimelineFiles>,
+    pub segment_size: u64,
+}
+
+/// `X/Y` (hex halves) as PostgreSQL prints an LSN.
+pub(crate) fn parse_lsn(text: &str) -> Result<u64> {
+    let (hi, lo) = text
+        .trim()
+        .split_once('/')
+        .with_context(|| format!("lsn {text:?} has no '/'"))?;
+    let hi = u64::from_str_radix(hi, 16).with_context(|| format!("bad lsn {text:?}"))?;
+    let lo = u64::from_str_radix(lo, 16).with_context(|| format!("bad lsn {text:?}"))?;
+    if hi > u64::from(u32::MAX) || lo > u64::from(u32::MAX) {
+        bail!("lsn {text:?} out of range");
+    }
+    Ok((hi << 32) | lo)
+}
+
+pub(crate) fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+fn segments_per_xlogid(segment_size: u64) -> u64 {
+    0x1_0000_0000 / segment_size
+}
+
+/// `TTTTTTTTXXXXXXXXYYYYYYYY` → (timeline, segment number), as PostgreSQL's `XLogFromFileName`.
+pub(crate) fn parse_segment_name(name: &str, segment_size: u64) -> Option<(u32, u64)> {
+    if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let tli = u32::from_str_radix(&name[0..8], 16).ok()?;
+    let log = u64::from_str_radix(&name[8..16], 16).ok()?;
+    let seg = u64::from_str_radix(&name[16..24], 16).ok()?;
+    Some((tli, log * segments_per_xlogid(segment_size) + seg))
+}
+
+pub(crate) fn segment_name(tli: u32, segno: u64, segment_size: u64) -> String {
+    let per = segments_per_xlogid(segment_size);
+    format!("{tli:08X}{:08X}{:08X}", segno / per, segno % per)
+}
+
+/// `0000000N.history` → N.
+pub(crate) fn parse_history_name(name: &str) -> Option<u32> {
+    let tli = name.strip_suffix(".history")?;
+    if tli.len() != 8 || !tli.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(tli, 16).ok()
+}
+
+pub(crate) fn history_name(tli: u32) -> String {
+    format!("{tli:08X}.history")
+}
+
+/// The store directory of timeline `tli`: `<wal_root>/tl<tli>`.
+pub fn timeline_dir(wal_root: &Path, tli: u32) -> PathBuf {
+    wal_root.join(format!("tl{tli}"))
+}
+
+/// The entries of a `.history` file: `parentTLI <tab> switchpoint <tab> reason`, oldest first.
+pub(crate) fn parse_history(text: &str) -> Result<Vec<HistoryEntry>> {
+    let mut entries = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let (Some(tli), Some(lsn)) = (fields.next(), fields.next()) else {
+            bail!("malformed history line {line:?}");
+        };
+        entries.push(HistoryEntry {
+            timeline: tli
+                .parse()
+                .with_context(|| format!("bad timeline in history line {line:?}"))?,
+            switch_lsn: parse_lsn(lsn)?,
+        });
+    }
+    Ok(entries)
+}
+
+/// Lists the store. A missing root is an empty store.
+pub(crate) async fn list_store(wal_root: &Path) -> Result<StoreFiles> {
+    let mut store = StoreFiles {
+        segment_size: DEFAULT_SEGMENT_SIZE,
+        ..StoreFiles::default()
+    };
+    let mut size_seen = false;
+    let mut dirs = match tokio::fs::read_dir(wal_root).await {
+        Ok(dirs) => dirs,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(store),
+        Err(err) => return Err(err).with_context(|| format!("listing {}", wal_root.display())),
+    };
+    let mut segments: Vec<(String, PathBuf, bool)> = Vec::new();
+    while let Some(dir) = dirs
+        .next_entry()
+        .await
+        .with_context(|| format!("listing {}", wal_root.display()))?
+    {
+        let is_tl_dir = dir.file_name().to_str().is_some_and(|n| {
+            n.strip_prefix("tl")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if !is_tl_dir {
+            continue;
+        }
+        let mut files = tokio::fs::read_dir(dir.path())
+            .await
+            .with_context(|| format!("listing {}", dir.path().display()))?;
+        while let Some(file) = files
+            .next_entry()
+            .await
+            .with_context(|| format!("listing {}", dir.path().display()))?
+        {
+            let Some(name) = file.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if let Some(tli) = parse_history_name(&name) {
+                store.timelines.entry(tli).or_default().history = Some(file.path());
+                continue;
+            }
+            let (plain, partial) = match name.strip_suffix(PARTIAL_SUFFIX) {
+                Some(plain) => (plain.to_owned(), true),
+                None => (name.clone(), false),
+            };
+            if plain.len() == 24 && plain.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if !size_seen && let Ok(meta) = file.metadata().await {
+                    // Segment sizes are powers of two from 1 MiB to 1 GiB; anything else is a
+                    // file being created, so keep the default.
+                    if meta.len().is_power_of_two() && meta.len() >= 1024 * 1024 {
+                        store.segment_size = meta.len();
+                        size_seen = true;
+                    }
+                }
+                segments.push((plain, file.path(), partial));
+            }
+        }
+    }
+    for (plain, path, partial) in segments {
+        let Some((tli, segno)) = parse_segment_name(&plain, store.segment_size) else {
+            continue;
+        };
+        let files = store.timelines.entry(tli).or_default();
+        if partial {
+            files.partial.insert(segno, path);
+        } else {
+            files.complete.insert(segno, path);
+        }
+    }
+    Ok(store)
+}
+
+/// Writes `<segment>.sha256` (`<hex>  <name>\n`, the `sha256sum` format) for every completed
+/// segment in the store that lacks one; returns how many it wrote. The restore command checks a
+/// segment against its sidecar, so damage at rest aborts a recovery instead of silently ending it.
+pub async fn checksum_segments(wal_root: &Path) -> Result<usize> {
+    let store = list_store(wal_root).await?;
+    let mut written = 0;
+    for files in store.timelines.values() {
+        for path in files.complete.values() {
+            let sidecar = with_suffix(path, CHECKSUM_SUFFIX);
+            if tokio::fs::try_exists(&sidecar)
+                .await
+                .with_context(|| format!("checking {}", sidecar.display()))?
+            {
+                continue;
+            }
+            let digest = sha256_file(path).await?;
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .context("segment path without a name")?;
+            let owner = dir_owner(path).await?;
+            write_owned(
+                &sidecar,
+                format!("{digest}  {name}\n").as_bytes(),
+                0o600,
+                owner.as_ref(),
+            )
+            .await?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+async fn sha256_file(path: &Path) -> Result<String> {
+    let path = path.to_path_buf();
+    // Hashing 16 MiB takes tens of milliseconds; keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut file =
+            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        anyhow::Ok(hex::encode(hasher.finalize()))
+    })
+    .await
+    .context("hashing task panicked")?
+}
+
+/// Sidecars belong to whoever owns the segment's directory (the `postgres` user, which runs the
+/// restore command that reads them), so a root agent chowns them to it.
+async fn dir_owner(path: &Path) -> Result<Option<OsUser>> {
+    if !is_root()? {
+        return Ok(None);
+    }
+    let dir = path.parent().context("segment path without a directory")?;
+    let meta = tokio::fs::metadata(dir)
+        .await
+        .with_context(|| format!("stat {}", dir.display()))?;
+    Ok(Some(OsUser {
+        name: format!("uid {}", meta.uid()),
+        uid: meta.uid(),
+        gid: meta.gid(),
+    }))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Cached result of dumping one completed segment; completed segments never change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SegmentSummary {
+    last_commit: Option<DateTime<Utc>>,
+}
+
+/// What `pg_waldump` found in one segment.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Dumped {
+    last_commit: Option<DateTime<Utc>>,
+    /// End of valid WAL, when the dump stopped at invalid WAL (a `.partial`).
+    end_of_wal: Option<u64>,
+}
+
+/// The store's state, one entry per timeline that has any file, in timeline order.
+///
+/// Cheap enough to call every second: it lists the directories, dumps only the newest segment of
+/// each timeline with `pg_waldump` (the `.partial` changes all the time), and remembers the last
+/// commit of every completed segment in a `<segment>.summary` sidecar.
+pub async fn scan(
+    bins: &PgBinaries,
+    runner: &Runner,
+    wal_root: &Path,
+) -> Result<Vec<TimelineState>> {
+    let store = list_store(wal_root).await?;
+    let mut states = Vec::new();
+    for (&tli, files) in &store.timelines {
+        states.push(
+            timeline_state(bins, runner, wal_root, &store, tli, files)
+                .await
+                .with_context(|| format!("scanning timeline {tli} in {}", wal_root.display()))?,
+        );
+    }
+    Ok(states)
+}
+
+async fn timeline_state(
+    bins: &PgBinaries,
+    runner: &Runner,
+    wal_root: &Path,
+    store: &StoreFiles,
+    tli: u32,
+    files: &TimelineFiles,
+) -> Result<TimelineState> {
+    let size = store.segment_size;
+    let name = |segno: u64| segment_name(tli, segno, size);
+    let (parent, switch_lsn) = match &files.history {
+        Some(path) => {
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .with_context(|| format!("reading {}", path.display()))?;
+            match parse_history(&text)?.last() {
+                Some(entry) => (Some(entry.timeline), Some(entry.switch_lsn)),
+                None => (None, None),
+            }
+        }
+        None => (None, None),
+    };
+    let segnos = files.segnos();
+    let first = segnos.first().copied();
+    let last = segnos.last().copied();
+    let mut gaps = Vec::new();
+    if let (Some(first), Some(switch)) = (first, switch_lsn) {
+        let branch_segno = switch / size;
+        if branch_segno < first {
+            gaps.push((name(branch_segno), name(first - 1)));
+        }
+    }
+    let mut previous: Option<u64> = None;
+    for &segno in &segnos {
+        if let Some(prev) = previous
+            && segno > prev + 1
+        {
+            gaps.push((name(prev + 1), name(segno - 1)));
+        }
+        previous = Some(segno);
+    }
+
+    let mut latest_commit = None;
+    let mut latest_lsn = None;
+    for (index, &segno) in segnos.iter().rev().enumerate() {
+        let dumped = if let Some(path) = files.complete.get(&segno) {
+            let summary = complete_segment_summary(bins, runner, path).await?;
+            Dumped {
+                last_commit: summary.last_commit,
+                end_of_wal: None,
+            }
+        } else if let Some(path) = files.partial.get(&segno) {
+            dump_partial(bins, runner, wal_root, path, &name(segno)).await?
+        } else {
+            continue;
+        };
+        if index == 0 {
+            latest_lsn = Some(dumped.end_of_wal.unwrap_or((segno + 1) * size));
+        }
+        if dumped.last_commit.is_some() {
+            latest_commit = dumped.last_commit;
+            break;
+        }
+    }
+
+    Ok(TimelineState {
+        timeline: tli,
+        parent,
+        switch_lsn: switch_lsn.map(format_lsn),
+        first_segment: first.map(name),
+        last_segment: last.map(name),
+        gaps,
+        latest_commit,
+        latest_lsn: latest_lsn.map(format_lsn),
+    })
+}
+
+async fn complete_segment_summary(
+    bins: &PgBinaries,
+    runner: &Runner,
+    path: &Path,
+) -> Result<SegmentSummary> {
+    let sidecar = with_suffix(path, SUMMARY_SUFFIX);
+    if let Ok(bytes) = tokio::fs::read(&sidecar).await
+        && let Ok(summary) = serde_json::from_slice::<SegmentSummary>(&bytes)
+    {
+        return Ok(summary);
+    }
+    let dumped = waldump_commits(bins, runner, path).await?;
+    let summary = SegmentSummary {
+        last_commit: dumped.last_commit,
+    };
+    // The cache is an optimisation: a store we cannot write to still scans, just slower.
+    let cached = async {
+        let json = serde_json::to_vec(&summary)?;
+        let owner = dir_owner(path).await?;
+        write_owned(&sidecar, &json, 0o600, owner.as_ref()).await
+    };
+    if let Err(err) = cached.await {
+        tracing::debug!(error = %format!("{err:#}"), path = %sidecar.display(), "could not cache a segment summary");
+    }
+    Ok(summary)
+}
+
+/// `pg_waldump` refuses a file not named like a segment, so the `.partial` is dumped through a
+/// symlink with the plain name, in a private directory beside the store (nothing is copied).
+async fn dump_partial(
+    bins: &PgBinaries,
+    runner: &Runner,
+    wal_root: &Path,
+    partial: &Path,
+    plain_name: &str,
+) -> Result<Dumped> {
+    let tmp = wal_root.join(format!(".scan-{}", uuid::Uuid::new_v4()));
+    let result = async {
+        ensure_dir(&tmp, 0o700, runner.owner()).await?;
+        let link = tmp.join(plain_name);
+        tokio::fs::symlink(partial, &link)
+            .await
+            .with_context(|| format!("linking {}", link.display()))?;
+        waldump_commits(bins, runner, &link).await
+    }
+    .await;
+    if let Err(err) = remove_dir_if_exists(&tmp).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not remove a scan directory");
+    }
+    result
+}
+
+/// Runs `pg_waldump -r Transaction <segment>` and reads the last COMMIT time and, if the dump ends
+/// at invalid WAL, where valid WAL ends. A non-zero exit is expected at the end of a `.partial`
+/// (and for a record running into the next segment), so whatever it printed is used.
+async fn waldump_commits(bins: &PgBinaries, runner: &Runner, segment: &Path) -> Result<Dumped> {
+    let mut cmd = runner.command(bins.path("pg_waldump"));
+    // pg_waldump prints commit times in its local zone, with only an abbreviation.
+    cmd.env("TZ", "UTC")
+        .args(["-r", "Transaction"])
+        .arg(segment)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = cmd
+        .output()
+        .await
+        .with_context(|| format!("running pg_waldump on {}", segment.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let dumped = parse_waldump(&stdout, &stderr)?;
+    if !output.status.success() && dumped.last_commit.is_none() && dumped.end_of_wal.is_none() {
+        // Nothing usable: not the benign "end of valid WAL" case.
+        if !stderr.contains("error in WAL record") {
+            bail!(
+                "pg_waldump on {} failed ({}): {}",
+                segment.display(),
+                output.status,
+                stderr.trim()
+            );
+        }
+    }
+    Ok(dumped)
+}
+
+fn parse_waldump(stdout: &str, stderr: &str) -> Result<Dumped> {
+    let mut dumped = Dumped::default();
+    for line in stdout.lines() {
+        let Some((_, desc)) = line.split_once("desc: ") else {
+            continue;
+        };
+        // `COMMIT 2026-11-25 17:04:57.209137 UTC; inval msgs: …`; COMMIT_PREPARED carries the
+        // gxid first (`COMMIT_PREPARED 5: 2026-…`).
+        let stamp = if let Some(rest) = desc.strip_prefix("COMMIT ") {
+            rest
+        } else if let Some(rest) = desc.strip_prefix("COMMIT_PREPARED ") {
+            rest.split_once(": ").map(|(_, s)| s).unwrap_or(rest)
+        } else {
+            continue;
+        };
+        let stamp = stamp.split(';').next().unwrap_or(stamp).trim();
+        dumped.last_commit = Some(parse_waldump_time(stamp)?);
+    }
+    // `error in WAL record at 0/4000068: invalid record length at 0/4000090: wanted 24, got 0`:
+    // the second position is where valid WAL ends.
+    for line in stderr.lines() {
+        let Some((_, reason)) = line.split_once("error in WAL record at ") else {
+            continue;
+        };
+        let Some((start, reason)) = reason.split_once(": ") else {
+            continue;
+        };
+        let end = reason
+            .split_once(" at ")
+            .and_then(|(_, rest)| rest.split(|c: char| c == ':' || c.is_whitespace()).next())
+            .and_then(|lsn| parse_lsn(lsn).ok());
+        // Some messages name no position; the last good record's start is then a lower bound.
+        dumped.end_of_wal = end.or_else(|| parse_lsn(start).ok());
+    }
+    Ok(dumped)
+}
+
+fn parse_waldump_time(stamp: &str) -> Result<DateTime<Utc>> {
+    let naive = stamp
+        .strip_suffix(" UTC")
+        .with_context(|| format!("commit time {stamp:?} is not in UTC"))?;
+    let naive = NaiveDateTime::parse_from_str(naive, "%Y-%m-%d %H:%M:%S%.f")
+        .with_context(|| format!("bad commit time {stamp:?}"))?;
+    Ok(naive.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        let size = DEFAULT_SEGMENT_SIZE;
+        assert_eq!(
+            parse_segment_name("000000020000000100000003", size),
+            Some((2, 259))
+        );
+        assert_eq!(segment_name(2, 259, size), "000000020000000100000003");
+        assert_eq!(parse_segment_name("00000002000000010000000", size), None);
+        assert_eq!(parse_history_name("0000000A.history"), Some(10));
+        assert_eq!(history_name(10), "0000000A.history");
+    }
+
+    #[test]
+    fn lsns_round_trip() {
+        assert_eq!(parse_lsn("0/4000090").expect("valid"), 0x0400_0090);
+        assert_eq!(format_lsn(0x1_0400_0090), "1/4000090");
+        assert!(parse_lsn("04000090").is_err());
+    }
+
+    #[test]
+    fn parse_history_reads_every_ancestor() {
+        let text = "1\t0/5000100\treached consistency\n\n2\t0/7000000\tbefore 2026-11-24 23:25:01.25008+00\n";
+        assert_eq!(
+            parse_history(text).expect("valid"),
+            vec![
+                HistoryEntry {
+                    timeline: 1,
+                    switch_lsn: 0x0500_0100
+                },
+                HistoryEntry {
+                    timeline: 2,
+                    switch_lsn: 0x0700_0000
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn parse_waldump_takes_the_last_commit_and_the_end_of_valid_wal() {
+        let stdout = "rmgr: Transaction len (rec/tot):     34/    34, tx:        725, lsn: 0/0300FAD0, prev 0/0300FA90, desc: COMMIT 2026-11-25 17:04:57.114046 UTC\n\
+                      rmgr: Transaction len (rec/tot):    405/   405, tx:        726, lsn: 0/04000068, prev 0/04000028, desc: COMMIT 2026-11-25 17:04:57.209137 UTC; inval msgs: catcache 80\n";
+        let stderr = "pg_waldump: error: error in WAL record at 0/4000068: invalid record length at 0/4000090: wanted 24, got 0\n";
+        let dumped = parse_waldump(stdout, stderr).expect("parses");
+        assert_eq!(
+            dumped.last_commit.map(|t| t.to_rfc3339()),
+            Some("2026-11-25T17:04:57.209137+00:00".to_owned())
+        );
+        assert_eq!(dumped.end_of_wal, Some(0x0400_0090));
+    }
+
+    #[test]
+    fn parse_waldump_rejects_a_zone_other_than_utc() {
+        let stdout = "rmgr: Transaction len (rec/tot): 34/ 34, tx: 1, lsn: 0/1, prev 0/0, desc: COMMIT 2026-11-25 12:04:57.114046 EST\n";
+        assert!(parse_waldump(stdout, "").is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! Periodic WAL archive reports: checksums for newly completed segments, then what the store
+//! holds per timeline, sent to the conductor when it changed. The control plane computes the
+//! recoverable window from these.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use trove_common::{
+    rpc::conductor::{ConductorMethod, WalTimeline},
+    timefmt::epoch_seconds,
+};
+
+use crate::{
+    agent::Agent,
+    hosted::Hosted,
+    postgres::{checksum_segments, current_timeline, scan},
+};
+
+impl Agent {
+    pub async fn run_wal_reports(self: Arc<Self>) {
+        let period = Duration::from_millis(self.config.wal_report_interval_ms);
+        loop {
+            let hosted: Vec<Arc<Hosted>> = self.instances.lock().await.values().cloned().collect();
+            for h in hosted {
+                // During a cut-over the server and the store are in flux; report afterwards.
+                if h.is_disrupted() {
+                    continue;
+                }
+                if let Err(e) = self.report_wal(&h).await {
+                    tracing::debug!(instance.id = %h.id, error = %format!("{e:#}"), "WAL report skipped");
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+        }
+    }
+
+    async fn report_wal(&self, h: &Hosted) -> anyhow::Result<()> {
+        let root = self.wal_root(h.id);
+        if !root.exists() {
+            return Ok(());
+        }
+        checksum_segments(&root).await?;
+        let states = scan(&self.bins, &self.runner, &root).await?;
+        let current = current_timeline(&h.cluster).await?;
+        let timelines: Vec<WalTimeline> = states
+            .into_iter()
+            .map(|s| WalTimeline {
+                timeline: s.timeline,
+                parent: s.parent,
+                switch_lsn: s.switch_lsn,
+                first_segment: s.first_segment,
+                last_segment: s.last_segment,
+                gaps: s.gaps,
+                latest_commit: s.latest_commit,
+                latest_lsn: s.latest_lsn,
+            })
+            .collect();
+        let fingerprint = serde_json::json!([current, timelines]);
+        let mut last = h.last_wal_report.lock().await;
+        if last.as_ref() == Some(&fingerprint) {
+            return Ok(());
+        }
+        self.report_best_effort(
+            ConductorMethod::UpdateWal {
+                instance_id: h.id,
+                sent: epoch_seconds(Utc::now()),
+                current_timeline: current,
+                timelines,
+            },
+            None,
+        )
+        .await;
+        *last = Some(fingerprint);
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! Point-in-time recovery through the whole stack: continuous WAL, the window, recover in place
+//! to a time across timelines, restore a time into a new instance, and the RPO of a crash.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use reqwest::StatusCode;
+use serde_json::json;
+use trove_e2e::{ALL, Stack, Tick, Writer, ids, rfc3339, target_between};
+use uuid::Uuid;
+
+/// Rows expected after a recovery to a target that falls after row `last_kept`.
+fn upto(rows: &[Tick], last_kept: i32) -> Vec<i32> {
+    rows.iter()
+        .map(|r| r.id)
+        .filter(|id| *id <= last_kept)
+        .collect()
+}
+
+async fn recover_to(
+    stack: &Stack,
+    id: Uuid,
+    t: chrono::DateTime<chrono::Utc>,
+) -> Result<serde_json::Value> {
+    let (status, body) = stack
+        .post_a(
+            &format!("/instances/{id}/recover"),
+            json!({"recovery": {"point_in_time": rfc3339(t)}}),
+        )
+        .await?;
+    anyhow::ensure!(
+        status == StatusCode::ACCEPTED,
+        "recover answered {status}: {body}"
+    );
+    assert_eq!(body["recovery"]["point_in_time"], rfc3339(t));
+    let during = stack.instance(id).await?;
+    assert_eq!(during["status"], "RECOVER", "{during}");
+    let after = stack
+        .wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(120))
+        .await?;
+    assert!(after.get("fault").is_none(), "{after}");
+    Ok(body)
+}
+
+/// Waits until the instance runs on a timeline newer than `previous` and the store reports WAL on
+/// it (the window needs both); returns the new timeline.
+async fn new_timeline(stack: &Stack, id: Uuid, previous: i64) -> Result<i64> {
+    trove_e2e::wait_until(
+        "the window on the new timeline",
+        Duration::from_secs(60),
+        || async {
+            let w = stack.instance(id).await?["recovery_window"].clone();
+            let tl = w["timeline"].as_i64().unwrap_or(0);
+            Ok((tl > previous && w["latest"].is_string()).then_some(tl))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recover_to_a_time_twice_across_timelines_keeps_exactly_the_rows_up_to_it() -> Result<()> {
+    let stack = Stack::start(ALL).await?;
+    let id = stack.create_instance("pg-pitr", None).await?;
+    stack.wait_active(id).await?;
+    let writer =
+        Writer::start(stack.connect_instance(id).await?, Duration::from_millis(50)).await?;
+    let backup = stack.backup(id, "base").await?;
+    // The window opens once the guest reports WAL archived after the backup.
+    let window = stack
+        .wait_window_past(id, chrono::Utc::now() - chrono::Duration::seconds(60))
+        .await?;
+    let backup_stop =
+        chrono::DateTime::parse_from_rfc3339(window["earliest"].as_str().context("earliest")?)?
+            .with_timezone(&chrono::Utc);
+    // Let the writer run well past the backup, then pick T1 between two commits.
+    stack
+        .wait_window_past(id, backup_stop + chrono::Duration::seconds(2))
+        .await?;
+    let rows = writer.stop().await?;
+    let (t1, kept1) = target_between(&rows, backup_stop + chrono::Duration::milliseconds(500))
+        .context("a gap after the backup")?;
+    let window = stack.wait_window_past(id, t1).await?;
+    let tl1 = window["timeline"].as_i64().context("timeline")?;
+    assert!(backup["id"].is_string());
+
+    // First recovery, to T1.
+    recover_to(&stack, id, t1).await?;
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut conn, "ticks").await?, upto(&rows, kept1));
+    let tl2 = new_timeline(&stack, id, tl1).await?;
+
+    // New writes on the new timeline, then a recovery to a time among them (after the first
+    // recovery): the rows up to T1, plus the new ones up to T2.
+    let writer = Writer::start(conn, Duration::from_millis(50)).await?;
+    let since = chrono::Utc::now();
+    stack
+        .wait_window_past(id, since + chrono::Duration::seconds(2))
+        .await?;
+    let new_rows = writer.stop().await?;
+    let (t2, kept2) =
+        target_between(&new_rows, since + chrono::Duration::milliseconds(300)).context("a gap")?;
+    stack.wait_window_past(id, t2).await?;
+    recover_to(&stack, id, t2).await?;
+    let mut conn = stack.connect_instance(id).await?;
+    let mut want = upto(&rows, kept1);
+    want.extend(upto(&new_rows, kept2));
+    assert_eq!(ids(&mut conn, "ticks").await?, want);
+    let tl3 = new_timeline(&stack, id, tl2).await?;
+
+    // And back to a time before the first recovery's target: only the old rows up to T0.
+    let (t0, kept0) = target_between(&rows, backup_stop + chrono::Duration::milliseconds(200))
+        .context("a gap")?;
+    assert!(t0 < t1);
+    recover_to(&stack, id, t0).await?;
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut conn, "ticks").await?, upto(&rows, kept0));
+    // Timeline ids are never reused: the fourth timeline is newer than the third even though it
+    // branched from the first.
+    let tl4 = new_timeline(&stack, id, tl3).await?;
+    let (status, w) = stack
+        .get_a(&format!("/instances/{id}/recovery-window"))
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let lineage = w["recovery_window"]["lineage"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (lineage.first(), lineage.last()),
+        (Some(&json!(tl4)), Some(&json!(tl1))),
+        "{w}"
+    );
+    // Every timeline's history is in the store.
+    for tl in [tl2, tl3, tl4] {
+        let history = stack
+            .backup_store()
+            .join(format!("wal/{id}/tl{tl}/{tl:08X}.history"));
+        assert!(history.exists(), "{} is missing", history.display());
+    }
+    stack.assert_quiescent().await?;
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restore_a_time_into_a_new_instance_leaves_the_source_running() -> Result<()> {
+    let stack = Stack::start(ALL).await?;
+    let src = stack.create_instance("pg-src", None).await?;
+    stack.wait_active(src).await?;
+    let writer = Writer::start(
+        stack.connect_instance(src).await?,
+        Duration::from_millis(50),
+    )
+    .await?;
+    stack.backup(src, "base").await?;
+    let since = chrono::Utc::now();
+    stack
+        .wait_window_past(src, since + chrono::Duration::seconds(2))
+        .await?;
+    let rows = writer.stop().await?;
+    let (t, kept) = target_between(&rows, since).context("a gap")?;
+    stack.wait_window_past(src, t).await?;
+
+    let (status, body) = stack
+        .post_a("/instances", json!({"instance": {
+            "name": "pg-at-t", "flavorRef": "1",
+            "restorePoint": {"instanceRef": format!("http://x/v1.0/tenant-a/instances/{src}"), "point_in_time": rfc3339(t)},
+        }}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let copy = Uuid::parse_str(body["instance"]["id"].as_str().context("id")?)?;
+    stack.wait_active(copy).await?;
+    let mut conn = stack.connect_instance(copy).await?;
+    assert_eq!(ids(&mut conn, "ticks").await?, upto(&rows, kept));
+    let mut conn = stack.connect_instance(src).await?;
+    assert_eq!(
+        ids(&mut conn, "ticks").await?,
+        rows.iter().map(|r| r.id).collect::<Vec<_>>()
+    );
+    stack.assert_quiescent().await?;
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_right_after_a_commit_loses_at_most_a_second() -> Result<()> {
+    let stack = Stack::start(ALL).await?;
+    let id = stack.create_instance("pg-rpo", None).await?;
+    stack.wait_active(id).await?;
+    stack.backup(id, "base").await?;
+    let writer =
+        Writer::start(stack.connect_instance(id).await?, Duration::from_millis(50)).await?;
+    let since = chrono::Utc::now();
+    stack
+        .wait_window_past(id, since + chrono::Duration::seconds(1))
+        .await?;
+    // Kill the postmaster right after the writer's last commit, as a host loss would.
+    let pid_file = stack.instance_dir(id).join("data/postmaster.pid");
+    let pid = std::fs::read_to_string(&pid_file)?
+        .lines()
+        .next()
+        .context("pid")?
+        .trim()
+        .to_string();
+    let rows_before_kill = {
+        let rows = writer.stop().await?;
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()?;
+        rows
+    };
+    let last_commit = rows_before_kill.last().context("rows")?.ts;
+    // What the store holds is final now: the receiver lost its server.
+    let store = trove_e2e::wait_until(
+        "the store's last commit to settle",
+        Duration::from_secs(30),
+        || async {
+            let w = stack.instance(id).await?["recovery_window"].clone();
+            let latest = w["latest"]
+                .as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+            Ok(latest.filter(|l| *l >= last_commit - chrono::Duration::seconds(1)))
+        },
+    )
+    .await?;
+    let lost_ms = (last_commit - store.with_timezone(&chrono::Utc))
+        .num_milliseconds()
+        .max(0);
+    eprintln!(
+        "RPO after kill -9: last commit {last_commit}, last in store {store}, lost {lost_ms} ms"
+    );
+    assert!(lost_ms <= 1000, "lost {lost_ms} ms of commits");
+    stack.shutdown().await;
+    Ok(())
+}

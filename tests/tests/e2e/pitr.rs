@@ -233,3 +233,50 @@ async fn a_crash_right_after_a_commit_loses_at_most_a_second() -> Result<()> {
     stack.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recover_to_latest_replays_everything_in_the_store() -> Result<()> {
+    let stack = Stack::start(ALL).await?;
+    let id = stack.create_instance("pg-latest", None).await?;
+    stack.wait_active(id).await?;
+    stack.backup(id, "base").await?;
+    let writer =
+        Writer::start(stack.connect_instance(id).await?, Duration::from_millis(50)).await?;
+    let since = chrono::Utc::now();
+    stack
+        .wait_window_past(id, since + chrono::Duration::seconds(1))
+        .await?;
+    let rows = writer.stop().await?;
+    let last = rows.last().context("rows")?;
+    let window = stack.wait_window_past(id, last.ts).await?;
+    let tl = window["timeline"].as_i64().context("timeline")?;
+
+    let (status, body) = stack
+        .post_a(
+            &format!("/instances/{id}/recover"),
+            json!({"recovery": {"point_in_time": "latest"}}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // "latest" answers with the last archived commit, which may only have moved forward since.
+    let parse = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    assert!(
+        parse(&body["recovery"]["point_in_time"]) >= parse(&window["latest"]),
+        "{body} vs {window}"
+    );
+    stack
+        .wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(120))
+        .await?;
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(
+        ids(&mut conn, "ticks").await?,
+        rows.iter().map(|r| r.id).collect::<Vec<_>>()
+    );
+    assert!(new_timeline(&stack, id, tl).await? > tl);
+    stack.assert_quiescent().await?;
+    stack.shutdown().await;
+    Ok(())
+}

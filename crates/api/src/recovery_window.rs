@@ -90,13 +90,16 @@ fn timeline_of_point(lsn: u64, lineage: &[i32], timelines: &[TimelineInfo]) -> O
 
 pub fn window(timeline: i32, timelines: &[TimelineInfo], backups: &[BackupPoint]) -> Window {
     let lineage = lineage(timeline, timelines);
-    // A backup serves this lineage only if the point where it became consistent lies on the
-    // lineage's history, not on a branch that a later recovery abandoned.
+    // A backup serves this lineage only if the WAL it ends with lies on the lineage's history,
+    // not on a branch that a later recovery abandoned. Its last byte (stop - 1) decides: a
+    // backup ending exactly at a fork point is the forked state itself.
     let mut usable: Vec<BackupPoint> = backups
         .iter()
         .filter(
             |b| match (b.timeline, b.stop_lsn.as_deref().and_then(parse_lsn)) {
-                (Some(t), Some(stop)) => timeline_of_point(stop, &lineage, timelines) == Some(t),
+                (Some(t), Some(stop)) => {
+                    timeline_of_point(stop.saturating_sub(1), &lineage, timelines) == Some(t)
+                }
                 (Some(t), None) => t == timeline,
                 (None, _) => false,
             },
@@ -345,14 +348,16 @@ mod tests {
         on_tl2.stop_lsn = Some("0/5100000".into());
         let mut tl1_after_fork = backup(now - Duration::minutes(4), 1);
         tl1_after_fork.stop_lsn = Some("0/4800000".into());
+        let mut at_the_fork = backup(now - Duration::minutes(8), 1);
+        at_the_fork.stop_lsn = Some("0/4000000".into());
         let w = window(
             3,
             &[tl(1, None, None), t2, t3],
-            &[on_tl1.clone(), on_tl2, tl1_after_fork],
+            &[on_tl1.clone(), on_tl2, tl1_after_fork, at_the_fork.clone()],
         );
         assert_eq!(
             w.backups.iter().map(|b| b.id).collect::<Vec<_>>(),
-            vec![on_tl1.id]
+            vec![on_tl1.id, at_the_fork.id]
         );
     }
 

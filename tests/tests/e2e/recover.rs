@@ -84,6 +84,24 @@ async fn recover_brings_back_exactly_the_backup_rows() -> Result<()> {
         .execute(&mut conn)
         .await?;
     assert_eq!(ids(&mut conn, "t").await?, vec![1, 2, 3, 10]);
+    // The backup still opens the recoverable window on the new timeline (its state is where
+    // that timeline forked), once a commit on it is archived.
+    let window = wait_until(
+        "the window on the new timeline",
+        Duration::from_secs(60),
+        || async {
+            let w = stack.instance(id).await?["recovery_window"].clone();
+            Ok((w["timeline"].as_i64() > Some(1) && w["earliest"].is_string()).then_some(w))
+        },
+    )
+    .await?;
+    let stop = backup["stop_time"].as_str().unwrap_or_default();
+    assert!(
+        window["earliest"]
+            .as_str()
+            .is_some_and(|e| e.starts_with(stop)),
+        "{window} vs {stop}"
+    );
     stack.assert_quiescent().await?;
     stack.shutdown().await;
     Ok(())

@@ -219,9 +219,11 @@ pub fn plan(w: &Window, target: Target, requested_backup: Option<Uuid>) -> Resul
                 w.describe()
             )));
         }
-        if t > latest {
+        // PostgreSQL stops before the first commit after the target, so a target at or after the
+        // last archived commit could never be reached (postgres-pitr.md P2, P3).
+        if t >= latest {
             return Err(ApiError::Unprocessable(format!(
-                "point_in_time {} is after the last archived commit: {}.",
+                "point_in_time {} is not before the last archived commit (use \"latest\" to replay everything): {}.",
                 rfc3339(t),
                 w.describe()
             )));

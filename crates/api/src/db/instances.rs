@@ -126,6 +126,8 @@ pub struct NewInstance<'a> {
     pub volume_size: Option<i32>,
     pub access: Option<serde_json::Value>,
     pub restored_from_backup: Option<Uuid>,
+    /// The point in time a restore replays to, recorded for operators.
+    pub restore_target: Option<serde_json::Value>,
     pub task_id: i32,
     pub task_description: &'a str,
     pub task_deadline: DateTime<Utc>,
@@ -136,8 +138,8 @@ pub struct NewInstance<'a> {
 pub async fn insert(conn: &mut PgConnection, n: &NewInstance<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO instances (id, name, tenant_id, flavor_id, datastore_version_id, volume_size, \
-         access, restored_from_backup, task_id, task_description, task_start_time, task_deadline) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), $11)",
+         access, restored_from_backup, restore_target, task_id, task_description, task_start_time, \
+         task_deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), $12)",
     )
     .bind(n.id)
     .bind(n.name)
@@ -147,6 +149,7 @@ pub async fn insert(conn: &mut PgConnection, n: &NewInstance<'_>) -> sqlx::Resul
     .bind(n.volume_size)
     .bind(n.access.clone().map(Json))
     .bind(n.restored_from_backup)
+    .bind(n.restore_target.clone().map(Json))
     .bind(n.task_id)
     .bind(n.task_description)
     .bind(n.task_deadline)

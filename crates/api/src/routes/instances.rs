@@ -323,6 +323,9 @@ async fn create_instance(
             volume_size,
             access,
             restored_from_backup: backup.as_ref().map(|b| b.id),
+            restore_target: restore_target
+                .as_ref()
+                .and_then(|t| serde_json::to_value(t).ok()),
             task_id: InstanceTask::Building.code(),
             task_description: InstanceTask::Building.description(),
             task_deadline: super::deadline_in(state.config.task_timeout_secs),

@@ -28,20 +28,23 @@ pub const TOKEN_ADMIN: &str = "token-admin";
 const CONTROL_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-/// Which daemons a test runs; refusal tests need only the API.
+/// Which daemons a test runs (refusal tests need only the API), and the API's task deadline.
 #[derive(Debug, Clone, Copy)]
 pub struct Daemons {
     pub taskmanager: bool,
     pub guest: bool,
+    pub task_timeout_secs: i64,
 }
 
 pub const ALL: Daemons = Daemons {
     taskmanager: true,
     guest: true,
+    task_timeout_secs: 1800,
 };
 pub const API_ONLY: Daemons = Daemons {
     taskmanager: false,
     guest: false,
+    task_timeout_secs: 1800,
 };
 
 pub struct Stack {
@@ -184,6 +187,7 @@ impl Stack {
             token_file,
             database: stack.db.clone(),
             amqp: stack.amqp.clone(),
+            task_timeout_secs: daemons.task_timeout_secs,
             ..Default::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -2,6 +2,7 @@
 
 mod api_basics;
 mod faults;
+mod lifecycle;
 mod pitr;
 mod pitr_refusals;
 mod recover;

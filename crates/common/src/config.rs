@@ -53,6 +53,30 @@ impl Default for AmqpConfig {
     }
 }
 
+/// Reads the daemons' one flag, `--config FILE`, from the command line; `--help` prints usage
+/// and exits.
+pub fn config_flag(program: &str, env_prefix: &str) -> Result<Option<std::path::PathBuf>> {
+    let mut args = std::env::args().skip(1);
+    let mut path = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--config" => {
+                path = Some(std::path::PathBuf::from(
+                    args.next().context("--config needs a path")?,
+                ))
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: {program} [--config FILE]   (env overrides: {env_prefix}__SECTION__KEY)"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}; try --help"),
+        }
+    }
+    Ok(path)
+}
+
 /// Loads `T`: defaults, overridden by `file` (when given), overridden by env vars
 /// `{prefix}__SECTION__KEY=value` (values parse as TOML literals, else as strings).
 pub fn load<T>(file: Option<&Path>, prefix: &str) -> Result<T>

@@ -1,27 +1,12 @@
 //! trove-guestagent binary: flags, config, telemetry, signals, then [`trove_guestagent::run`].
 
-use std::path::PathBuf;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use trove_guestagent::config::GuestConfig;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     trove_common::telemetry::init("info");
-    let mut args = std::env::args().skip(1);
-    let mut path: Option<PathBuf> = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--config" => path = Some(PathBuf::from(args.next().context("--config needs a path")?)),
-            "-h" | "--help" => {
-                println!(
-                    "usage: trove-guestagent [--config FILE]   (env overrides: TROVE_GUEST__SECTION__KEY)"
-                );
-                return Ok(());
-            }
-            other => anyhow::bail!("unknown argument {other}; try --help"),
-        }
-    }
+    let path = trove_common::config::config_flag("trove-guestagent", "TROVE_GUEST")?;
     let config: GuestConfig = trove_common::config::load(path.as_deref(), "TROVE_GUEST")?;
     trove_guestagent::run(config, trove_common::shutdown::signal_token()).await
 }

@@ -150,10 +150,13 @@ impl Agent {
         let progress = Mutex::new(serde_json::json!({}));
         // The callbacks are sync; a channel wakes the loop below to report a new phase at once.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let started = std::time::Instant::now();
         let phase_cb = |p: &str| {
             if let Ok(mut l) = last_phase.lock() {
                 *l = p.to_string();
             }
+            // Phase boundaries with their offsets tell an operator where a slow recovery spends time.
+            tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, phase = p, elapsed_ms = started.elapsed().as_millis() as u64, "recovery phase");
             let _ = tx.send(());
         };
         let progress_cb = |done: u64, total: u64| {
@@ -169,6 +172,7 @@ impl Agent {
             }
         };
         self.stop_streaming(h).await;
+        tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, elapsed_ms = started.elapsed().as_millis() as u64, "WAL streaming paused");
         let work = async {
             match (target, &wal_root) {
                 (Some(t), Some(root)) => {

@@ -24,7 +24,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const STABLE_RUN: Duration = Duration::from_secs(30);
 /// How often completed segments get their `.sha256` sidecar while streaming.
 const CHECKSUM_INTERVAL: Duration = Duration::from_secs(2);
-/// How long the receiver may take to exit after SIGTERM before it is killed.
+/// How long the receiver may take to exit after its group was killed before we kill it directly.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The timeline the server writes on now, from the name of the current WAL file. Right even just
@@ -153,6 +153,8 @@ async fn stream_once(
         .arg("-n")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        // Its own process group, so a stop reaches pg_receivewal behind `runuser` too.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd.spawn().context("spawning pg_receivewal")?;
     let stderr = spawn_read_to_string(child.stderr.take());
@@ -179,14 +181,15 @@ async fn stream_once(
     }
 }
 
-/// SIGTERM first: when we are root the child is `runuser`, which forwards SIGTERM to
-/// pg_receivewal but would leave it running if it were SIGKILLed itself. Every record received is
-/// already flushed (`--synchronous`), so nothing is lost by the signal.
+/// Kills the receiver's whole process group (`runuser` and pg_receivewal behind it) at once.
+/// Every record received is already flushed (`--synchronous`), and a restart re-streams the
+/// partial segment from its start, so nothing is lost; a SIGTERM took pg_receivewal seconds to
+/// honour, and every recovery waits for this stop.
 async fn stop_child(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
         let sent = tokio::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
+            .args(["-KILL", "--"])
+            .arg(format!("-{pid}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -196,11 +199,13 @@ async fn stop_child(child: &mut tokio::process::Child) {
             tracing::warn!(error = %err, "could not signal pg_receivewal");
         }
     }
-    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-        Ok(_) => {}
-        Err(_) => {
-            tracing::warn!("pg_receivewal ignored SIGTERM; killing it");
-            let _ = child.kill().await;
-        }
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "pg_receivewal did not exit after SIGKILL of its group; killing it directly"
+        );
+        let _ = child.kill().await;
     }
 }

@@ -191,6 +191,26 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops the server without a shutdown checkpoint; the next start does crash recovery.
+    pub async fn stop_immediate(&self) -> Result<()> {
+        if !self.is_running().await {
+            return Ok(());
+        }
+        let mut cmd = self.runner.command(self.bins.path("pg_ctl"));
+        cmd.arg("-D").arg(&self.spec.data_dir).args([
+            "-m",
+            "immediate",
+            "-w",
+            "-t",
+            PG_CTL_TIMEOUT_SECS,
+            "stop",
+        ]);
+        run_checked(&mut cmd, "pg_ctl stop -m immediate")
+            .await
+            .with_context(|| format!("stopping postgresql in {}", self.spec.data_dir.display()))?;
+        Ok(())
+    }
+
     /// Whether a postmaster runs on this data directory (`pg_ctl status` exits 0).
     pub async fn is_running(&self) -> bool {
         let mut cmd = self.runner.command(self.bins.path("pg_ctl"));
@@ -257,7 +277,7 @@ impl Cluster {
                     self.spec.data_dir.display()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

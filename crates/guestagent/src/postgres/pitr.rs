@@ -27,7 +27,7 @@ use super::wal_stream::{current_timeline, ensure_wal_slot};
 use super::{PhaseReporter, Progress};
 
 /// How often replay progress is polled and reported.
-const REPLAY_POLL: Duration = Duration::from_millis(250);
+const REPLAY_POLL: Duration = Duration::from_millis(50);
 
 /// Where a recovery stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use super::{PhaseReporter, Progress, allocate_port, sibling};
 pub(super) const RECOVERY_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// How long the server may take to answer after cut-over before we roll back.
 pub(super) const HEALTH_DEADLINE: Duration = Duration::from_secs(60);
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Recovery settings for "replay the backup's own WAL, then become a primary on a new timeline".
 /// - `restore_command = 'false'`: PostgreSQL 15 refuses targeted recovery without one; the WAL we
@@ -229,7 +229,10 @@ pub(super) async fn cut_over(
     let staging_dir = staging.spec().data_dir.clone();
     let old = old_dir(cluster);
     remove_dir_if_exists(&old).await?;
-    cluster.stop().await?;
+    // Immediate, not fast: a fast stop writes a shutdown checkpoint of data we are about to set
+    // aside (0.6-1.2 s under load, all of it downtime). The old directory stays crash-consistent,
+    // and a rollback restarts it with ordinary crash recovery.
+    cluster.stop_immediate().await?;
     tokio::fs::rename(&data_dir, &old)
         .await
         .with_context(|| format!("renaming {} to {}", data_dir.display(), old.display()))?;

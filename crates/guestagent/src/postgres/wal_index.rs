@@ -402,7 +402,15 @@ async fn timeline_state(
                 end_of_wal: None,
             }
         } else if let Some(path) = files.partial.get(&segno) {
-            dump_partial(bins, runner, wal_root, path, &name(segno)).await?
+            // The receiver may have just created the `.partial` (header not written yet) or
+            // renamed it away since the listing: read on from the segment before.
+            match dump_partial(bins, runner, wal_root, path, &name(segno)).await {
+                Ok(d) => d,
+                Err(err) => {
+                    tracing::debug!(error = %format!("{err:#}"), "partial segment not readable yet");
+                    Dumped::default()
+                }
+            }
         } else {
             continue;
         };

@@ -18,7 +18,7 @@ use super::recover::{
     discard_staging, fail_with_rollback, finish_recovery, staging_cluster,
 };
 use super::restore::{discard_failed_restore, restore_backup, unpack_archive, verify_archive};
-use super::restore_command::{remove_script, shell_quote, write_script};
+use super::restore_command::{preverify_segments, remove_script, shell_quote, write_script};
 use super::wal_index::{
     format_lsn, history_name, list_store, parse_history, parse_lsn, parse_segment_name, scan,
     segment_name, timeline_dir,
@@ -173,6 +173,28 @@ struct Request<'a> {
 struct Plan {
     /// End of the store on the target timeline, before replay started.
     store_end: Option<u64>,
+    /// First segment replay needs (the backup's start).
+    start_segno: u64,
+}
+
+/// Checks the store's segments against their checksums beside replay, off its critical path
+/// (see [`preverify_segments`]); stopped when replay is over, however it ends.
+struct Preverifier(tokio::task::JoinHandle<()>);
+
+impl Preverifier {
+    fn start(request: &Request<'_>, data_dir: &Path, plan: &Plan) -> Self {
+        Self(tokio::spawn(preverify_segments(
+            request.wal_root.to_path_buf(),
+            data_dir.to_path_buf(),
+            plan.start_segno,
+        )))
+    }
+}
+
+impl Drop for Preverifier {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn in_place_steps(
@@ -210,8 +232,10 @@ async fn in_place_steps(
     staging.write_managed_config().await?;
     let log_start = log_len(staging).await;
     write_recovery_settings(staging, request).await?;
+    let preverifier = Preverifier::start(request, &staging_dir, &plan);
     staging.start_private(staging.spec().port).await?;
     let reached = wait_for_target(staging, request, &plan).await?;
+    drop(preverifier);
 
     state.enter("verifying_target", phase);
     let outcome = verify_and_promote(
@@ -244,8 +268,10 @@ async fn replay_and_promote(
 ) -> Result<PitrOutcome> {
     let log_start = log_len(cluster).await;
     write_recovery_settings(cluster, request).await?;
+    let preverifier = Preverifier::start(request, &cluster.spec().data_dir, plan);
     cluster.start_private(cluster.spec().port).await?;
     let reached = wait_for_target(cluster, request, plan).await?;
+    drop(preverifier);
     verify_and_promote(cluster, request, plan, reached, log_start, history_dest).await
 }
 
@@ -334,7 +360,10 @@ async fn preflight(restored: &Cluster, request: &Request<'_>) -> Result<Plan> {
         .and_then(|state| state.latest_lsn)
         .map(|lsn| parse_lsn(&lsn))
         .transpose()?;
-    Ok(Plan { store_end })
+    Ok(Plan {
+        store_end,
+        start_segno: backup_start / size,
+    })
 }
 
 /// `START WAL LOCATION: 0/2000028 (file …)` and `START TIMELINE: 1` from `backup_label`.

@@ -267,7 +267,7 @@ pub async fn checksum_segments(wal_root: &Path) -> Result<usize> {
     Ok(written)
 }
 
-async fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) async fn sha256_file(path: &Path) -> Result<String> {
     let path = path.to_path_buf();
     // Hashing 16 MiB takes tens of milliseconds; keep it off the async workers.
     tokio::task::spawn_blocking(move || {

@@ -404,7 +404,17 @@ async fn timeline_state(
         } else if let Some(path) = files.partial.get(&segno) {
             // The receiver may have just created the `.partial` (header not written yet) or
             // renamed it away since the listing: read on from the segment before.
-            match dump_partial(bins, runner, wal_root, path, &name(segno)).await {
+            // One quick retry: a fresh segment's header is written within milliseconds, and
+            // falling back to the previous segment would report an older `latest`.
+            let first = dump_partial(bins, runner, wal_root, path, &name(segno)).await;
+            let dumped = match first {
+                Ok(d) => Ok(d),
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                    dump_partial(bins, runner, wal_root, path, &name(segno)).await
+                }
+            };
+            match dumped {
                 Ok(d) => d,
                 Err(err) => {
                     tracing::debug!(error = %format!("{err:#}"), "partial segment not readable yet");

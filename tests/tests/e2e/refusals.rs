@@ -278,6 +278,19 @@ async fn recover_returns_422_when_the_instance_is_busy() -> Result<()> {
         .post_a(&format!("/instances/{a}/recover"), body.clone())
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
+    // The accepted request's message leaves the outbox in the background; let it, so the
+    // snapshot below compares settled states.
+    trove_e2e::wait_until(
+        "the outbox to drain",
+        std::time::Duration::from_secs(30),
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+                .fetch_one(&stack.pool)
+                .await?;
+            Ok((n == 0).then_some(()))
+        },
+    )
+    .await?;
     let resp = assert_refused(
         &stack,
         a,

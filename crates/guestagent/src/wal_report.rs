@@ -44,7 +44,16 @@ impl Agent {
         }
         checksum_segments(&root).await?;
         let states = scan(&self.bins, &self.runner, &root).await?;
-        let current = current_timeline(&h.cluster).await?;
+        // A server that is down (crashed, being restarted) still has WAL in the store worth
+        // reporting: that is exactly what a recovery after a crash needs. Its timeline is then
+        // the newest one the store holds.
+        let current = match current_timeline(&h.cluster).await {
+            Ok(t) => t,
+            Err(_) => match states.iter().map(|s| s.timeline).max() {
+                Some(t) => t,
+                None => return Ok(()),
+            },
+        };
         let timelines: Vec<WalTimeline> = states
             .into_iter()
             .map(|s| WalTimeline {

@@ -169,6 +169,7 @@ impl Agent {
             if let Ok(mut p) = progress.lock() {
                 p["replayed_lsn"] = r.replayed_lsn.into();
                 p["target_lsn"] = r.target_lsn.into();
+                p["store_end_lsn"] = r.store_end_lsn.into();
             }
         };
         self.stop_streaming(h).await;

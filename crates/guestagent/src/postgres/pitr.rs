@@ -57,6 +57,9 @@ pub struct ReplayProgress {
     /// End of the store on the target timeline, when replaying to [`RecoveryTarget::Latest`]; a
     /// time target's stop position is not known before replay reaches it.
     pub target_lsn: Option<String>,
+    /// End of the store on the target timeline when replay started: a time target stops at or
+    /// before it, so replayed/end bounds the progress from below.
+    pub store_end_lsn: Option<String>,
 }
 
 /// Receives [`ReplayProgress`] reports.
@@ -517,6 +520,7 @@ async fn wait_for_target(
                     (request.replay)(ReplayProgress {
                         replayed_lsn: lsn.clone(),
                         target_lsn: target_lsn.clone(),
+                        store_end_lsn: plan.store_end.map(format_lsn),
                     });
                     last_reported = Some(lsn);
                 }

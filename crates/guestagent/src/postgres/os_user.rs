@@ -110,7 +110,9 @@ pub(crate) async fn write_owned(
     mode: u32,
     owner: Option<&OsUser>,
 ) -> Result<()> {
-    let tmp = crate::postgres::sibling(path, "tmp");
+    // A name of its own per write: two writers of the same file (the WAL streamer's and the
+    // reporter's checksum passes) must not rename each other's temporary file away.
+    let tmp = crate::postgres::sibling(path, &format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let write = async {
         let mut file = tokio::fs::File::create(&tmp)
             .await

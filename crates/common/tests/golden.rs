@@ -217,6 +217,7 @@ fn conductor_messages_match_their_fixtures() {
                     address: Some("127.0.0.1".into()),
                     port: Some(5433),
                     error: None,
+                    completes: None,
                 },
                 sent: 1764090000.123456,
             },

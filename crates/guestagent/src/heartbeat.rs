@@ -51,6 +51,19 @@ impl Agent {
         request_id: Option<String>,
         reliable: bool,
     ) {
+        self.send_status_completing(h, error, None, request_id, reliable)
+            .await
+    }
+
+    /// Like [`Agent::send_status`], naming the operation the report concludes.
+    pub async fn send_status_completing(
+        &self,
+        h: &Hosted,
+        error: Option<String>,
+        completes: Option<&str>,
+        request_id: Option<String>,
+        reliable: bool,
+    ) {
         let status = if error.is_some() {
             ServiceStatus::Failed
         } else if h.cluster.is_healthy().await {
@@ -67,6 +80,7 @@ impl Agent {
                 address: Some(self.config.address.clone()),
                 port: Some(h.port()),
                 error,
+                completes: completes.map(str::to_string),
             },
             sent: epoch_seconds(Utc::now()),
         };

@@ -18,6 +18,10 @@ pub struct HeartbeatPayload {
     /// Ours: why provisioning failed, shown to the user as the instance fault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Ours: the operation this report concludes (`restart`). Periodic heartbeats carry none, so
+    /// one probed before a restart began cannot end the restart's task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completes: Option<String>,
 }
 
 /// What the backup store holds of one timeline of an instance's WAL.

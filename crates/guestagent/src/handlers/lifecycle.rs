@@ -17,7 +17,8 @@ impl Agent {
         if let Err(e) = h.cluster.start().await {
             tracing::error!(instance.id = %h.id, error = %format!("{e:#}"), "restart failed");
         }
-        self.send_status(h, None, rid, true).await;
+        self.send_status_completing(h, None, Some("restart"), rid, true)
+            .await;
     }
 
     pub(crate) async fn delete_instance(&self, h: &Arc<Hosted>, rid: Option<String>) {

@@ -65,7 +65,11 @@ impl TaskManager {
                 .await?;
                 tracing::warn!(instance.id = %instance_id, "instance build failed on the guest");
             }
-            (InstanceTask::Rebooting, s) if s.is_up() && after_task_start => {
+            (InstanceTask::Rebooting, s)
+                if s.is_up()
+                    && after_task_start
+                    && payload.completes.as_deref() == Some("restart") =>
+            {
                 instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
             }
             _ => {}

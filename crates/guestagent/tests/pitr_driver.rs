@@ -176,6 +176,18 @@ fn snapshot(rows: &Arc<Mutex<Vec<Row>>>) -> Vec<Row> {
     rows.lock().expect("rows lock").clone()
 }
 
+/// Waits until the writer has committed at least `n` rows, with a deadline.
+async fn wait_for_rows(rows: &Arc<Mutex<Vec<Row>>>, n: usize) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(60);
+    while rows.lock().expect("rows lock").len() < n {
+        if Instant::now() >= until {
+            bail!("the writer did not commit {n} rows within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 async fn timeline_state(cluster: &Cluster, wal_root: &Path, tli: u32) -> Result<TimelineState> {
     scan(cluster.bins(), cluster.runner(), wal_root)
         .await?
@@ -206,10 +218,11 @@ async fn wait_for_store(
 }
 
 /// A running instance with table `rows`, a streamer into `<root>/wal`, a writer, and a backup taken
-/// while the writer runs; returns after about `run` of writing (the writer keeps going).
+/// while the writer runs; returns once `rows_after_backup` more rows committed after the backup
+/// (the writer keeps going).
 async fn live_with_backup(
     root: &TestRoot,
-    run: Duration,
+    rows_after_backup: usize,
 ) -> Result<(
     Cluster,
     PathBuf,
@@ -233,13 +246,15 @@ async fn live_with_backup(
     let streamer = root.streamer(&cluster, &wal_root);
     let rows = Arc::new(Mutex::new(Vec::new()));
     let writer = start_writer(&cluster, rows.clone());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Some rows before the backup, so the backup is taken under writes.
+    wait_for_rows(&rows, 5).await?;
 
     let started = Instant::now();
     let backup_dir = root.path.join("backups").join("b1");
     let manifest = take_backup(&cluster, "b1", &backup_dir).await?;
     eprintln!("take_backup while writing: {:?}", started.elapsed());
-    tokio::time::sleep(run).await;
+    let written = snapshot(&rows).len();
+    wait_for_rows(&rows, written + rows_after_backup).await?;
     Ok((
         cluster,
         wal_root,
@@ -255,7 +270,7 @@ async fn live_with_backup(
 async fn recovers_in_place_to_times_on_three_timelines_following_the_history() -> Result<()> {
     let root = TestRoot::new()?;
     let (cluster, wal_root, streamer, writer, rows, manifest, archive) =
-        live_with_backup(&root, Duration::from_secs(3)).await?;
+        live_with_backup(&root, 60).await?;
     let bins = cluster.bins().clone();
 
     // T0 early after the backup, T1 a second before the writer stops.
@@ -317,7 +332,7 @@ async fn recovers_in_place_to_times_on_three_timelines_following_the_history() -
     // More rows on timeline 2; the streamer follows the server onto it by itself.
     let rows2 = Arc::new(Mutex::new(Vec::new()));
     let writer = start_writer(&cluster, rows2.clone());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for_rows(&rows2, 30).await?;
     let second = snapshot(&rows2);
     ensure!(second.len() > 10, "too few rows on timeline 2");
     let t2 = midpoint(&second, second.len() / 2);
@@ -423,7 +438,7 @@ async fn refuses_a_damaged_or_incomplete_store_and_restores_a_new_instance_to_a_
 {
     let root = TestRoot::new()?;
     let (cluster, wal_root, streamer, writer, rows, manifest, archive) =
-        live_with_backup(&root, Duration::from_secs(3)).await?;
+        live_with_backup(&root, 60).await?;
     let snap = snapshot(&rows);
     let t = midpoint(&snap, snap.len() - 5);
     wait_for_store(&cluster, &wal_root, 1, t).await?;
@@ -583,11 +598,19 @@ async fn store_holds_the_last_commit_before_a_crash() -> Result<()> {
     ensure!(status.success(), "kill -9 failed");
     drop(conn);
 
-    // The receiver has lost its server; what it flushed is what the store holds.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The receiver has lost its server; what it flushed is what the store holds. Wait (with a
+    // deadline) for the store to show the last commit; if it never does, the assertion below
+    // reports how much is missing.
+    let until = Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        let state = timeline_state(&cluster, &wal_root, 1).await?;
+        let stored = state.latest_commit.context("no commit in the store")?;
+        if stored >= last.1 || Instant::now() >= until {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     streamer.stop().await?;
-    let state = timeline_state(&cluster, &wal_root, 1).await?;
-    let stored = state.latest_commit.context("no commit in the store")?;
     let gap_ms = (last.1 - stored).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
     eprintln!(
         "RPO: last committed row ts {}, latest commit in store {stored}, row ts minus store commit = {gap_ms} ms",

@@ -3,7 +3,10 @@
 use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
-use crate::recovery_window::{BackupPoint, TimelineInfo, Window, window};
+use crate::{
+    error::{ApiError, ApiResult},
+    recovery_window::{BackupPoint, TimelineInfo, Window, window},
+};
 
 #[derive(sqlx::FromRow)]
 struct TimelineRow {
@@ -93,4 +96,27 @@ pub async fn window_of(
     let timelines = timelines(conn, instance_id).await?;
     let backups = backup_points(conn, instance_id).await?;
     Ok(Some((window(tl, &timelines, &backups), timelines)))
+}
+
+/// The window a point-in-time request is planned against, read once: 422 when the instance has
+/// reported no WAL yet, 400 for a timeline it never had.
+pub async fn planning_window(
+    conn: &mut PgConnection,
+    instance_id: Uuid,
+    timeline: Option<i32>,
+) -> ApiResult<Window> {
+    let Some((w, known)) = window_of(conn, instance_id, timeline).await? else {
+        return Err(ApiError::Unprocessable(format!(
+            "Instance {instance_id} has no archived WAL yet, so it cannot be brought to a point in time."
+        )));
+    };
+    if let Some(t) = timeline
+        && !known.iter().any(|k| k.timeline == t)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Instance {instance_id} never had timeline {t}; its timelines are {:?}.",
+            known.iter().map(|k| k.timeline).collect::<Vec<_>>()
+        )));
+    }
+    Ok(w)
 }

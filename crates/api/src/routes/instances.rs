@@ -467,17 +467,7 @@ async fn resolve_restore_point(
     instances::find(conn, source, Some(tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(source))?;
-    let known = wal::timelines(conn, source).await?;
-    if let Some(t) = rp.timeline
-        && !known.iter().any(|k| k.timeline == t)
-    {
-        return Err(bad(format!("Instance {source} never had timeline {t}.")));
-    }
-    let Some((w, _)) = wal::window_of(conn, source, rp.timeline).await? else {
-        return Err(ApiError::Unprocessable(format!(
-            "Instance {source} has no archived WAL yet, so it cannot be restored to a point in time."
-        )));
-    };
+    let w = wal::planning_window(conn, source, rp.timeline).await?;
     let plan = recovery_window::plan(&w, target, rp.backup)?;
     let b = backups::find(conn, plan.backup, Some(tenant))
         .await?

@@ -128,20 +128,7 @@ async fn recover_instance(
     // The point-in-time plan (or the plain backup) decides which backup is restored.
     let plan = match req.target {
         Some(target) => {
-            let known = wal::timelines(&mut tx, id).await?;
-            if let Some(t) = req.timeline
-                && !known.iter().any(|k| k.timeline == t)
-            {
-                return Err(bad(format!(
-                    "Instance {id} never had timeline {t}; its timelines are {:?}.",
-                    known.iter().map(|k| k.timeline).collect::<Vec<_>>()
-                )));
-            }
-            let Some((w, _)) = wal::window_of(&mut tx, id, req.timeline).await? else {
-                return Err(ApiError::Unprocessable(format!(
-                    "Instance {id} has no archived WAL yet, so it cannot be recovered to a point in time."
-                )));
-            };
+            let w = wal::planning_window(&mut tx, id, req.timeline).await?;
             Some(recovery_window::plan(&w, target, req.backup_id)?)
         }
         None => None,

@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 use trove_common::config::{AmqpConfig, DatabaseConfig};
 use uuid::Uuid;
 
+pub mod envelope;
+pub mod fixtures;
+
 pub const TENANT_A: &str = "tenant-a";
 pub const TOKEN_A: &str = "token-a";
 pub const TENANT_B: &str = "tenant-b";
@@ -192,14 +195,7 @@ impl Stack {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         stack.api_url = format!("http://{}", listener.local_addr()?);
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(e) = trove_api::run(api_cfg, listener, c).await {
-                eprintln!("trove-api stopped: {e:#}");
-            }
-        });
-        stack.daemons.insert("api", (cancel, handle));
+        stack.spawn("api", |c| trove_api::run(api_cfg, listener, c));
         if daemons.taskmanager {
             stack.start_taskmanager();
         }
@@ -243,14 +239,7 @@ impl Stack {
             database: self.db.clone(),
             amqp: self.amqp.clone(),
         };
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(e) = trove_taskmanager::run(cfg, c).await {
-                eprintln!("trove-taskmanager stopped: {e:#}");
-            }
-        });
-        self.daemons.insert("taskmanager", (cancel, handle));
+        self.spawn("taskmanager", |c| trove_taskmanager::run(cfg, c));
     }
 
     pub fn start_guest(&mut self) {
@@ -264,14 +253,24 @@ impl Stack {
             amqp: self.amqp.clone(),
             ..Default::default()
         };
+        self.spawn("guest", |c| trove_guestagent::run(cfg, c));
+    }
+
+    /// Runs one daemon in this process until `stop` or `shutdown` cancels it. Its error is only
+    /// printed: a test notices a dead daemon by what stops happening.
+    fn spawn<F, Fut>(&mut self, name: &'static str, run: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
         let cancel = CancellationToken::new();
-        let c = cancel.clone();
+        let daemon = run(cancel.clone());
         let handle = tokio::spawn(async move {
-            if let Err(e) = trove_guestagent::run(cfg, c).await {
-                eprintln!("trove-guestagent stopped: {e:#}");
+            if let Err(e) = daemon.await {
+                eprintln!("trove-{name} stopped: {e:#}");
             }
         });
-        self.daemons.insert("guest", (cancel, handle));
+        self.daemons.insert(name, (cancel, handle));
     }
 
     /// Stops one daemon (`api`, `taskmanager` or `guest`) and waits until it is gone. Managed
@@ -348,24 +347,36 @@ impl Stack {
         ))
     }
 
+    /// A request of tenant A, with its token, to `path` below the tenant's root.
+    pub async fn call_a(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let path = format!("/v1.0/{TENANT_A}{path}");
+        self.call(method, &path, Some(TOKEN_A), body).await
+    }
+
     pub async fn get_a(&self, path: &str) -> Result<(StatusCode, Value)> {
-        self.call(
-            Method::GET,
-            &format!("/v1.0/{TENANT_A}{path}"),
-            Some(TOKEN_A),
-            None,
-        )
-        .await
+        self.call_a(Method::GET, path, None).await
     }
 
     pub async fn post_a(&self, path: &str, body: Value) -> Result<(StatusCode, Value)> {
-        self.call(
-            Method::POST,
-            &format!("/v1.0/{TENANT_A}{path}"),
-            Some(TOKEN_A),
-            Some(body),
-        )
-        .await
+        self.call_a(Method::POST, path, Some(body)).await
+    }
+
+    /// Posts `{"recovery": recovery}` to tenant A's `instance`.
+    pub async fn recover(&self, instance: Uuid, recovery: Value) -> Result<(StatusCode, Value)> {
+        let path = format!("/instances/{instance}/recover");
+        self.post_a(&path, json!({ "recovery": recovery })).await
+    }
+
+    /// As `recover`, asserting the 202; returns its body.
+    pub async fn recover_accepted(&self, instance: Uuid, recovery: Value) -> Result<Value> {
+        let (status, body) = self.recover(instance, recovery).await?;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        Ok(body)
     }
 
     /// Creates an instance for tenant A with database `appdb` and user `app`/`app-secret-1`.
@@ -430,6 +441,40 @@ impl Stack {
             .await
     }
 
+    /// Creates an instance for tenant A (see `create_instance`) and waits until it is ACTIVE;
+    /// returns its id and how it showed then.
+    pub async fn active_instance(&self, name: &str) -> Result<(Uuid, Value)> {
+        let id = self.create_instance(name, None).await?;
+        Ok((id, self.wait_active(id).await?))
+    }
+
+    /// As `active_instance`, then runs `sql` in it as the tenant; also returns that connection.
+    pub async fn seeded_instance(
+        &self,
+        name: &str,
+        sql: &str,
+    ) -> Result<(Uuid, Value, PgConnection)> {
+        let (id, shown) = self.active_instance(name).await?;
+        let mut conn = self.connect_instance(id).await?;
+        sqlx::raw_sql(sql).execute(&mut conn).await?;
+        Ok((id, shown, conn))
+    }
+
+    /// A seeded instance with a completed backup, after which `after` runs: what `after` writes
+    /// is what the backup must not hold. Returns the instance's id and the backup.
+    pub async fn backed_up_instance(
+        &self,
+        name: &str,
+        before: &str,
+        backup: &str,
+        after: &str,
+    ) -> Result<(Uuid, Value)> {
+        let (id, _, mut conn) = self.seeded_instance(name, before).await?;
+        let backup = self.backup(id, backup).await?;
+        sqlx::raw_sql(after).execute(&mut conn).await?;
+        Ok((id, backup))
+    }
+
     pub async fn backup(&self, instance: Uuid, name: &str) -> Result<Value> {
         let (status, v) = self
             .post_a(
@@ -488,6 +533,29 @@ impl Stack {
         Ok(
             json!({"task": row.0, "name": row.1, "updated": row.2, "recoveries": row.3, "backups": row.4, "outbox": row.5}),
         )
+    }
+
+    /// `count(*)` of `from`: a table, optionally with a `WHERE` clause.
+    pub async fn count(&self, from: &str) -> Result<i64> {
+        let sql = format!("SELECT count(*) FROM {from}");
+        Ok(sqlx::query_scalar(&sql).fetch_one(&self.pool).await?)
+    }
+
+    /// The state of a recovery as the control database holds it.
+    pub async fn recovery_state(&self, recovery_id: &str) -> Result<String> {
+        Ok(
+            sqlx::query_scalar("SELECT state FROM recoveries WHERE id = $1::uuid")
+                .bind(recovery_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The end of a test that ran tasks: asserts nothing is left pending, then shuts down.
+    pub async fn finish(self) -> Result<()> {
+        self.assert_quiescent().await?;
+        self.shutdown().await;
+        Ok(())
     }
 
     /// At the end of a test: nothing is left pending in the control plane.
@@ -627,6 +695,24 @@ pub fn target_between(
 }
 
 impl Stack {
+    /// A `Writer` on a new tenant connection to `id`, one row every 50 ms.
+    pub async fn start_writer(&self, id: Uuid) -> Result<Writer> {
+        Writer::start(self.connect_instance(id).await?, Duration::from_millis(50)).await
+    }
+
+    /// Lets `writer` run until the store holds WAL from `lead` after now, then stops it. Returns
+    /// that "now" and every committed row.
+    pub async fn keep_writing(
+        &self,
+        id: Uuid,
+        writer: Writer,
+        lead: chrono::Duration,
+    ) -> Result<(chrono::DateTime<chrono::Utc>, Vec<Tick>)> {
+        let since = chrono::Utc::now();
+        self.wait_window_past(id, since + lead).await?;
+        Ok((since, writer.stop().await?))
+    }
+
     /// Waits until the instance's recoverable window reaches past `t`.
     pub async fn wait_window_past(
         &self,
@@ -637,13 +723,8 @@ impl Stack {
             &format!("the recoverable window of {id} to pass {t}"),
             Duration::from_secs(60),
             || async {
-                let v = self.instance(id).await?;
-                let latest = v["recovery_window"]["latest"]
-                    .as_str()
-                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
-                Ok(latest
-                    .filter(|l| *l > t)
-                    .map(|_| v["recovery_window"].clone()))
+                let w = self.instance(id).await?["recovery_window"].clone();
+                Ok(time_of(&w["latest"]).filter(|l| *l > t).map(|_| w))
             },
         )
         .await
@@ -652,4 +733,15 @@ impl Stack {
 
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// A JSON timestamp (RFC 3339) as a time; `None` when absent or not one.
+pub fn time_of(v: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = chrono::DateTime::parse_from_rfc3339(v.as_str()?).ok()?;
+    Some(t.with_timezone(&chrono::Utc))
+}
+
+/// The ids of `rows`, in commit order.
+pub fn tick_ids(rows: &[Tick]) -> Vec<i32> {
+    rows.iter().map(|r| r.id).collect()
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use trove_e2e::{API_ONLY, Stack, TOKEN_A};
+use trove_e2e::{API_ONLY, Stack, envelope::assert_fault};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalogue_versions_and_unknown_routes_answer_in_trove_shapes() -> Result<()> {
@@ -28,20 +28,11 @@ async fn catalogue_versions_and_unknown_routes_answer_in_trove_shapes() -> Resul
     assert_eq!(fl["flavors"][0]["id"], 1);
     assert_eq!(fl["flavors"][0]["str_id"], "1");
 
-    let (status, nf) = stack.get_a("/nothing-here").await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(nf["itemNotFound"]["code"], 404);
-    let (status, nf) = stack.get_a("/instances/not-a-uuid").await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(nf["itemNotFound"]["code"], 404);
-    let (status, _) = stack
-        .call(
-            Method::DELETE,
-            "/v1.0/tenant-a/flavors",
-            Some(TOKEN_A),
-            None,
-        )
-        .await?;
+    for path in ["/nothing-here", "/instances/not-a-uuid"] {
+        let (status, nf) = stack.get_a(path).await?;
+        assert_fault(status, &nf, StatusCode::NOT_FOUND, path);
+    }
+    let (status, _) = stack.call_a(Method::DELETE, "/flavors", None).await?;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let (_, list) = stack.get_a("/instances").await?;
     assert_eq!(list, json!({"instances": []}));
@@ -65,21 +56,14 @@ async fn create_refuses_bad_input_and_writes_nothing() -> Result<()> {
     ];
     for body in cases {
         let (status, resp) = stack.post_a("/instances", body.clone()).await?;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {resp}");
-        assert_eq!(resp["badRequest"]["code"], 400);
+        assert_fault(status, &resp, StatusCode::BAD_REQUEST, body);
     }
     let (status, resp) = stack
         .post_a("/instances", json!({"instance": {"name": "x", "flavorRef": "1", "restorePoint": {"backupRef": uuid::Uuid::new_v4()}}}))
         .await?;
     assert_eq!(status, StatusCode::NOT_FOUND, "{resp}");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM instances")
-        .fetch_one(&stack.pool)
-        .await?;
-    assert_eq!(n, 0);
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-        .fetch_one(&stack.pool)
-        .await?;
-    assert_eq!(n, 0);
+    assert_eq!(stack.count("instances").await?, 0);
+    assert_eq!(stack.count("outbox").await?, 0);
     stack.shutdown().await;
     Ok(())
 }

@@ -6,16 +6,16 @@ use std::time::Duration;
 use anyhow::Result;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use trove_e2e::{ALL, Daemons, Stack, TENANT_A, TOKEN_A, ids};
+use trove_e2e::{ALL, Daemons, Stack, ids};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restart_and_rename_keep_the_data() -> Result<()> {
     let stack = Stack::start(ALL).await?;
-    let id = stack.create_instance("pg-life", None).await?;
-    stack.wait_active(id).await?;
-    let mut conn = stack.connect_instance(id).await?;
-    sqlx::raw_sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1);")
-        .execute(&mut conn)
+    let (id, _, conn) = stack
+        .seeded_instance(
+            "pg-life",
+            "CREATE TABLE t (id int); INSERT INTO t VALUES (1);",
+        )
         .await?;
     drop(conn);
 
@@ -28,14 +28,9 @@ async fn restart_and_rename_keep_the_data() -> Result<()> {
     let mut conn = stack.connect_instance(id).await?;
     assert_eq!(ids(&mut conn, "t").await?, vec![1]);
 
-    let path = format!("/v1.0/{TENANT_A}/instances/{id}");
+    let rename = json!({"instance": {"name": "pg-renamed"}});
     let (status, _) = stack
-        .call(
-            Method::PUT,
-            &path,
-            Some(TOKEN_A),
-            Some(json!({"instance": {"name": "pg-renamed"}})),
-        )
+        .call_a(Method::PUT, &format!("/instances/{id}"), Some(rename))
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(stack.instance(id).await?["name"], "pg-renamed");
@@ -46,9 +41,7 @@ async fn restart_and_rename_keep_the_data() -> Result<()> {
         )
         .await?;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{resp}");
-    stack.assert_quiescent().await?;
-    stack.shutdown().await;
-    Ok(())
+    stack.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use chrono::Duration as Span;
 use reqwest::StatusCode;
 use serde_json::json;
-use trove_e2e::{ALL, Stack, Tick, Writer, ids, rfc3339, target_between};
+use trove_e2e::{ALL, Stack, Tick, Writer, ids, rfc3339, target_between, tick_ids, time_of};
 use uuid::Uuid;
 
 /// Rows expected after a recovery to a target that falls after row `last_kept`.
@@ -17,29 +18,28 @@ fn upto(rows: &[Tick], last_kept: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Recovers in place to `t` and waits, with a replay's longer deadline, for the instance to be
+/// ACTIVE again without a fault.
 async fn recover_to(
     stack: &Stack,
     id: Uuid,
     t: chrono::DateTime<chrono::Utc>,
 ) -> Result<serde_json::Value> {
-    let (status, body) = stack
-        .post_a(
-            &format!("/instances/{id}/recover"),
-            json!({"recovery": {"point_in_time": rfc3339(t)}}),
-        )
+    let body = stack
+        .recover_accepted(id, json!({"point_in_time": rfc3339(t)}))
         .await?;
-    anyhow::ensure!(
-        status == StatusCode::ACCEPTED,
-        "recover answered {status}: {body}"
-    );
     assert_eq!(body["recovery"]["point_in_time"], rfc3339(t));
     let during = stack.instance(id).await?;
     assert_eq!(during["status"], "RECOVER", "{during}");
-    let after = stack
-        .wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(120))
-        .await?;
+    let after = wait_replayed(stack, id).await?;
     assert!(after.get("fault").is_none(), "{after}");
     Ok(body)
+}
+
+async fn wait_replayed(stack: &Stack, id: Uuid) -> Result<serde_json::Value> {
+    stack
+        .wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(120))
+        .await
 }
 
 /// Waits until the instance runs on a timeline newer than `previous` and the store reports WAL on
@@ -57,27 +57,32 @@ async fn new_timeline(stack: &Stack, id: Uuid, previous: i64) -> Result<i64> {
     .await
 }
 
+/// A stack with an ACTIVE instance that has a base backup, and a writer started after it.
+async fn writing_after_a_backup(name: &str) -> Result<(Stack, Uuid, Writer)> {
+    let stack = Stack::start(ALL).await?;
+    let (id, _) = stack.active_instance(name).await?;
+    stack.backup(id, "base").await?;
+    let writer = stack.start_writer(id).await?;
+    Ok((stack, id, writer))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recover_to_a_time_twice_across_timelines_keeps_exactly_the_rows_up_to_it() -> Result<()> {
     let stack = Stack::start(ALL).await?;
-    let id = stack.create_instance("pg-pitr", None).await?;
-    stack.wait_active(id).await?;
-    let writer =
-        Writer::start(stack.connect_instance(id).await?, Duration::from_millis(50)).await?;
+    let (id, _) = stack.active_instance("pg-pitr").await?;
+    let writer = stack.start_writer(id).await?;
     let backup = stack.backup(id, "base").await?;
     // The window opens once the guest reports WAL archived after the backup.
     let window = stack
-        .wait_window_past(id, chrono::Utc::now() - chrono::Duration::seconds(60))
+        .wait_window_past(id, chrono::Utc::now() - Span::seconds(60))
         .await?;
-    let backup_stop =
-        chrono::DateTime::parse_from_rfc3339(window["earliest"].as_str().context("earliest")?)?
-            .with_timezone(&chrono::Utc);
+    let backup_stop = time_of(&window["earliest"]).context("earliest")?;
     // Let the writer run well past the backup, then pick T1 between two commits.
     stack
-        .wait_window_past(id, backup_stop + chrono::Duration::seconds(2))
+        .wait_window_past(id, backup_stop + Span::seconds(2))
         .await?;
     let rows = writer.stop().await?;
-    let (t1, kept1) = target_between(&rows, backup_stop + chrono::Duration::milliseconds(500))
+    let (t1, kept1) = target_between(&rows, backup_stop + Span::milliseconds(500))
         .context("a gap after the backup")?;
     let window = stack.wait_window_past(id, t1).await?;
     let tl1 = window["timeline"].as_i64().context("timeline")?;
@@ -92,13 +97,9 @@ async fn recover_to_a_time_twice_across_timelines_keeps_exactly_the_rows_up_to_i
     // New writes on the new timeline, then a recovery to a time among them (after the first
     // recovery): the rows up to T1, plus the new ones up to T2.
     let writer = Writer::start(conn, Duration::from_millis(50)).await?;
-    let since = chrono::Utc::now();
-    stack
-        .wait_window_past(id, since + chrono::Duration::seconds(2))
-        .await?;
-    let new_rows = writer.stop().await?;
+    let (since, new_rows) = stack.keep_writing(id, writer, Span::seconds(2)).await?;
     let (t2, kept2) =
-        target_between(&new_rows, since + chrono::Duration::milliseconds(300)).context("a gap")?;
+        target_between(&new_rows, since + Span::milliseconds(300)).context("a gap")?;
     stack.wait_window_past(id, t2).await?;
     recover_to(&stack, id, t2).await?;
     let mut conn = stack.connect_instance(id).await?;
@@ -108,8 +109,8 @@ async fn recover_to_a_time_twice_across_timelines_keeps_exactly_the_rows_up_to_i
     let tl3 = new_timeline(&stack, id, tl2).await?;
 
     // And back to a time before the first recovery's target: only the old rows up to T0.
-    let (t0, kept0) = target_between(&rows, backup_stop + chrono::Duration::milliseconds(200))
-        .context("a gap")?;
+    let (t0, kept0) =
+        target_between(&rows, backup_stop + Span::milliseconds(200)).context("a gap")?;
     assert!(t0 < t1);
     recover_to(&stack, id, t0).await?;
     let mut conn = stack.connect_instance(id).await?;
@@ -137,27 +138,16 @@ async fn recover_to_a_time_twice_across_timelines_keeps_exactly_the_rows_up_to_i
             .join(format!("wal/{id}/tl{tl}/{tl:08X}.history"));
         assert!(history.exists(), "{} is missing", history.display());
     }
-    stack.assert_quiescent().await?;
-    stack.shutdown().await;
-    Ok(())
+    stack.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restore_a_time_into_a_new_instance_leaves_the_source_running() -> Result<()> {
     let stack = Stack::start(ALL).await?;
-    let src = stack.create_instance("pg-src", None).await?;
-    stack.wait_active(src).await?;
-    let writer = Writer::start(
-        stack.connect_instance(src).await?,
-        Duration::from_millis(50),
-    )
-    .await?;
+    let (src, _) = stack.active_instance("pg-src").await?;
+    let writer = stack.start_writer(src).await?;
     stack.backup(src, "base").await?;
-    let since = chrono::Utc::now();
-    stack
-        .wait_window_past(src, since + chrono::Duration::seconds(2))
-        .await?;
-    let rows = writer.stop().await?;
+    let (since, rows) = stack.keep_writing(src, writer, Span::seconds(2)).await?;
     let (t, kept) = target_between(&rows, since).context("a gap")?;
     stack.wait_window_past(src, t).await?;
 
@@ -173,28 +163,15 @@ async fn restore_a_time_into_a_new_instance_leaves_the_source_running() -> Resul
     let mut conn = stack.connect_instance(copy).await?;
     assert_eq!(ids(&mut conn, "ticks").await?, upto(&rows, kept));
     let mut conn = stack.connect_instance(src).await?;
-    assert_eq!(
-        ids(&mut conn, "ticks").await?,
-        rows.iter().map(|r| r.id).collect::<Vec<_>>()
-    );
-    stack.assert_quiescent().await?;
-    stack.shutdown().await;
-    Ok(())
+    assert_eq!(ids(&mut conn, "ticks").await?, tick_ids(&rows));
+    stack.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_right_after_a_commit_loses_at_most_a_second() -> Result<()> {
-    let stack = Stack::start(ALL).await?;
-    let id = stack.create_instance("pg-rpo", None).await?;
-    stack.wait_active(id).await?;
-    stack.backup(id, "base").await?;
-    let writer =
-        Writer::start(stack.connect_instance(id).await?, Duration::from_millis(50)).await?;
-    let since = chrono::Utc::now();
-    stack
-        .wait_window_past(id, since + chrono::Duration::seconds(1))
-        .await?;
-    // Kill the postmaster right after the writer's last commit, as a host loss would.
+    let (stack, id, writer) = writing_after_a_backup("pg-rpo").await?;
+    // Read before the writer stops, so that the kill follows its last commit at once, as a host
+    // loss would.
     let pid_file = stack.instance_dir(id).join("data/postmaster.pid");
     let pid = std::fs::read_to_string(&pid_file)?
         .lines()
@@ -202,13 +179,10 @@ async fn a_crash_right_after_a_commit_loses_at_most_a_second() -> Result<()> {
         .context("pid")?
         .trim()
         .to_string();
-    let rows_before_kill = {
-        let rows = writer.stop().await?;
-        std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()?;
-        rows
-    };
+    let (_, rows_before_kill) = stack.keep_writing(id, writer, Span::seconds(1)).await?;
+    std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()?;
     let last_commit = rows_before_kill.last().context("rows")?.ts;
     // What the store holds is final now (the receiver lost its server); the guest reports it
     // within a second. Wait for the report to show the last commit, or give up after 10 s and
@@ -217,20 +191,14 @@ async fn a_crash_right_after_a_commit_loses_at_most_a_second() -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline {
         let w = stack.instance(id).await?["recovery_window"].clone();
-        let latest = w["latest"]
-            .as_str()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.with_timezone(&chrono::Utc));
-        store = latest.max(store);
+        store = time_of(&w["latest"]).max(store);
         if store.is_some_and(|l| l >= last_commit) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let store = store.context("no window reported")?;
-    let lost_ms = (last_commit - store.with_timezone(&chrono::Utc))
-        .num_milliseconds()
-        .max(0);
+    let lost_ms = (last_commit - store).num_milliseconds().max(0);
     eprintln!(
         "RPO after kill -9: last commit {last_commit}, last in store {store}, lost {lost_ms} ms"
     );
@@ -241,47 +209,23 @@ async fn a_crash_right_after_a_commit_loses_at_most_a_second() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recover_to_latest_replays_everything_in_the_store() -> Result<()> {
-    let stack = Stack::start(ALL).await?;
-    let id = stack.create_instance("pg-latest", None).await?;
-    stack.wait_active(id).await?;
-    stack.backup(id, "base").await?;
-    let writer =
-        Writer::start(stack.connect_instance(id).await?, Duration::from_millis(50)).await?;
-    let since = chrono::Utc::now();
-    stack
-        .wait_window_past(id, since + chrono::Duration::seconds(1))
-        .await?;
-    let rows = writer.stop().await?;
+    let (stack, id, writer) = writing_after_a_backup("pg-latest").await?;
+    let (_, rows) = stack.keep_writing(id, writer, Span::seconds(1)).await?;
     let last = rows.last().context("rows")?;
     let window = stack.wait_window_past(id, last.ts).await?;
     let tl = window["timeline"].as_i64().context("timeline")?;
 
-    let (status, body) = stack
-        .post_a(
-            &format!("/instances/{id}/recover"),
-            json!({"recovery": {"point_in_time": "latest"}}),
-        )
+    let body = stack
+        .recover_accepted(id, json!({"point_in_time": "latest"}))
         .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     // "latest" answers with the last archived commit, which may only have moved forward since.
-    let parse = |v: &serde_json::Value| {
-        v.as_str()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-    };
     assert!(
-        parse(&body["recovery"]["point_in_time"]) >= parse(&window["latest"]),
+        time_of(&body["recovery"]["point_in_time"]) >= time_of(&window["latest"]),
         "{body} vs {window}"
     );
-    stack
-        .wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(120))
-        .await?;
+    wait_replayed(&stack, id).await?;
     let mut conn = stack.connect_instance(id).await?;
-    assert_eq!(
-        ids(&mut conn, "ticks").await?,
-        rows.iter().map(|r| r.id).collect::<Vec<_>>()
-    );
+    assert_eq!(ids(&mut conn, "ticks").await?, tick_ids(&rows));
     assert!(new_timeline(&stack, id, tl).await? > tl);
-    stack.assert_quiescent().await?;
-    stack.shutdown().await;
-    Ok(())
+    stack.finish().await
 }

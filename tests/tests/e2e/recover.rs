@@ -1,26 +1,23 @@
 //! Recovering a running instance in place from a backup.
 
+use std::time::Duration;
+
 use anyhow::Result;
-use reqwest::StatusCode;
 use serde_json::json;
 use trove_e2e::{ALL, Stack, ids, wait_until};
-
-use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recover_brings_back_exactly_the_backup_rows() -> Result<()> {
     let stack = Stack::start(ALL).await?;
     // Arrange: an instance with a table and three rows, backed up.
-    let id = stack.create_instance("pg-recover", None).await?;
-    let inst = stack.wait_active(id).await?;
+    let (id, inst, mut conn) = stack
+        .seeded_instance(
+            "pg-recover",
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c'); \
+             CREATE TABLE keep (x int); INSERT INTO keep VALUES (42);",
+        )
+        .await?;
     assert_eq!(inst["addresses"][0]["type"], "private");
-    let mut conn = stack.connect_instance(id).await?;
-    sqlx::raw_sql(
-        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c'); \
-         CREATE TABLE keep (x int); INSERT INTO keep VALUES (42);",
-    )
-    .execute(&mut conn)
-    .await?;
     let backup = stack.backup(id, "before-damage").await?;
     assert!(backup["stop_time"].is_string(), "{backup}");
     // Damage: insert, update, delete and drop.
@@ -33,15 +30,11 @@ async fn recover_brings_back_exactly_the_backup_rows() -> Result<()> {
     drop(conn);
 
     // Act
-    let (status, body) = stack
-        .post_a(
-            &format!("/instances/{id}/recover"),
-            json!({"recovery": {"instance": id, "backup": backup["id"]}}),
-        )
+    let body = stack
+        .recover_accepted(id, json!({"instance": id, "backup": backup["id"]}))
         .await?;
 
     // Assert: the contract of the 202.
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let r = &body["recovery"];
     assert_eq!(r["id"], json!(id));
     assert_eq!(r["name"], "pg-recover");
@@ -74,11 +67,8 @@ async fn recover_brings_back_exactly_the_backup_rows() -> Result<()> {
         .fetch_one(&mut conn)
         .await?;
     assert_eq!(keep, 42);
-    let state: String = sqlx::query_scalar("SELECT state FROM recoveries WHERE id = $1::uuid")
-        .bind(r["recovery_id"].as_str())
-        .fetch_one(&stack.pool)
-        .await?;
-    assert_eq!(state, "COMPLETED");
+    let rid = r["recovery_id"].as_str().unwrap_or_default();
+    assert_eq!(stack.recovery_state(rid).await?, "COMPLETED");
     // The recovered instance takes writes.
     sqlx::query("INSERT INTO t VALUES (10, 'new')")
         .execute(&mut conn)
@@ -102,25 +92,20 @@ async fn recover_brings_back_exactly_the_backup_rows() -> Result<()> {
             .is_some_and(|e| e.starts_with(stop)),
         "{window} vs {stop}"
     );
-    stack.assert_quiescent().await?;
-    stack.shutdown().await;
-    Ok(())
+    stack.finish().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recover_from_a_corrupted_backup_fails_and_keeps_serving_current_data() -> Result<()> {
     let stack = Stack::start(ALL).await?;
-    let id = stack.create_instance("pg-corrupt", None).await?;
-    stack.wait_active(id).await?;
-    let mut conn = stack.connect_instance(id).await?;
-    sqlx::raw_sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
-        .execute(&mut conn)
+    let (id, backup) = stack
+        .backed_up_instance(
+            "pg-corrupt",
+            "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);",
+            "to-be-corrupted",
+            "INSERT INTO t VALUES (3)",
+        )
         .await?;
-    let backup = stack.backup(id, "to-be-corrupted").await?;
-    sqlx::query("INSERT INTO t VALUES (3)")
-        .execute(&mut conn)
-        .await?;
-    drop(conn);
     // Corrupt the archive in the store: flip bytes in the middle.
     let archive = stack
         .backup_store()
@@ -132,23 +117,16 @@ async fn recover_from_a_corrupted_backup_fails_and_keeps_serving_current_data() 
     }
     std::fs::write(&archive, bytes)?;
 
-    let (status, body) = stack
-        .post_a(
-            &format!("/instances/{id}/recover"),
-            json!({"recovery": {"backup": backup["id"]}}),
-        )
+    let body = stack
+        .recover_accepted(id, json!({"backup": backup["id"]}))
         .await?;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let rid = body["recovery"]["recovery_id"]
         .as_str()
         .expect("recovery id")
         .to_string();
 
     let state = wait_until("the recovery to fail", Duration::from_secs(60), || async {
-        let s: String = sqlx::query_scalar("SELECT state FROM recoveries WHERE id = $1::uuid")
-            .bind(&rid)
-            .fetch_one(&stack.pool)
-            .await?;
+        let s = stack.recovery_state(&rid).await?;
         Ok((s == "FAILED" || s == "COMPLETED").then_some(s))
     })
     .await?;
@@ -168,7 +146,5 @@ async fn recover_from_a_corrupted_backup_fails_and_keeps_serving_current_data() 
     // The instance still serves the data it had, including what was written after the backup.
     let mut conn = stack.connect_instance(id).await?;
     assert_eq!(ids(&mut conn, "t").await?, vec![1, 2, 3]);
-    stack.assert_quiescent().await?;
-    stack.shutdown().await;
-    Ok(())
+    stack.finish().await
 }

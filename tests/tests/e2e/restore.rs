@@ -7,17 +7,14 @@ use trove_e2e::{ALL, Stack, ids};
 async fn restore_into_a_new_instance_holds_the_backup_rows_and_leaves_the_source_alone()
 -> Result<()> {
     let stack = Stack::start(ALL).await?;
-    let src = stack.create_instance("pg-source", None).await?;
-    stack.wait_active(src).await?;
-    let mut conn = stack.connect_instance(src).await?;
-    sqlx::raw_sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);")
-        .execute(&mut conn)
+    let (src, backup) = stack
+        .backed_up_instance(
+            "pg-source",
+            "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);",
+            "for-restore",
+            "INSERT INTO t VALUES (4)",
+        )
         .await?;
-    let backup = stack.backup(src, "for-restore").await?;
-    sqlx::query("INSERT INTO t VALUES (4)")
-        .execute(&mut conn)
-        .await?;
-    drop(conn);
 
     let bid = uuid::Uuid::parse_str(backup["id"].as_str().expect("id"))?;
     let copy = stack.create_instance("pg-copy", Some(bid)).await?;
@@ -31,7 +28,5 @@ async fn restore_into_a_new_instance_holds_the_backup_rows_and_leaves_the_source
     assert_eq!(ids(&mut conn, "t").await?, vec![1, 2, 3]);
     let mut conn = stack.connect_instance(src).await?;
     assert_eq!(ids(&mut conn, "t").await?, vec![1, 2, 3, 4]);
-    stack.assert_quiescent().await?;
-    stack.shutdown().await;
-    Ok(())
+    stack.finish().await
 }

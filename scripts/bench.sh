@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On-demand benchmark of the PostgreSQL driver: RPO under pgbench load, and point-in-time recovery
-# wall time against PostgreSQL alone. Flags pass through to trove-bench:
+# wall time against PostgreSQL alone. Flags pass through to trove-bench
+# (crates/bench):
 #   --scale N (10)  --load-secs N (30)  --runs N (3)  --clients N (4)  --keep
 # Runs as root (the driver switches to the postgres OS user itself). Every server started under the
 # work directory is stopped and the directory removed at the end, also on error or Ctrl-C, unless
@@ -26,7 +27,7 @@ fi
 command -v pgbench >/dev/null || [ -x /usr/lib/postgresql/15/bin/pgbench ] || {
   echo "error: pgbench is missing (apt-get install postgresql-contrib-15 or postgresql-15)" >&2; exit 1; }
 
-cargo build --release -p trove-guestagent --bin trove-bench
+cargo build --release -p trove-bench
 bin="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/release/trove-bench"
 
 workdir="/tmp/trove-bench-$(date +%Y%m%d-%H%M%S)-$$"

@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool, postgres::PgConnectOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use trove_common::config::{AmqpConfig, DatabaseConfig};
+use trove_common::{
+    config::{AmqpConfig, DatabaseConfig},
+    testkit::{Sandbox, run},
+};
 use uuid::Uuid;
 
 pub mod envelope;
@@ -28,7 +31,6 @@ pub const TENANT_B: &str = "tenant-b";
 pub const TOKEN_B: &str = "token-b";
 pub const TOKEN_ADMIN: &str = "token-admin";
 
-const CONTROL_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// Which daemons a test runs (refusal tests need only the API), and the API's task deadline.
@@ -61,13 +63,13 @@ pub struct Stack {
     pub host: String,
     daemons: HashMap<&'static str, (CancellationToken, JoinHandle<()>)>,
     cleanup: Cleanup,
+    /// Dropped last: the control database and the vhost outlive the managed servers' teardown.
+    _sandbox: Sandbox,
 }
 
 /// Synchronous teardown that also runs when a test panics.
 struct Cleanup {
     root: PathBuf,
-    db_name: String,
-    vhost: String,
 }
 
 impl Drop for Cleanup {
@@ -90,25 +92,7 @@ impl Drop for Cleanup {
             }
         }
         let _ = std::fs::remove_dir_all(&self.root);
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.db_name
-            ))
-            .output();
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.vhost])
-            .output();
     }
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }
 
 impl Stack {
@@ -116,49 +100,17 @@ impl Stack {
         trove_common::telemetry::init(
             "warn,trove_api=info,trove_taskmanager=info,trove_guestagent=info",
         );
-        let id = Uuid::new_v4().simple().to_string()[..12].to_string();
+        let sandbox = Sandbox::create("trove_e2e").await?;
+        let id = sandbox.id.clone();
         let root = std::env::temp_dir().join(format!("trove-e2e-{id}"));
-        let db_name = format!("trove_e2e_{id}");
-        let vhost = format!("trove-e2e-{id}");
-        let cleanup = Cleanup {
-            root: root.clone(),
-            db_name: db_name.clone(),
-            vhost: vhost.clone(),
-        };
+        let cleanup = Cleanup { root: root.clone() };
         std::fs::create_dir_all(root.join("instances"))?;
         std::fs::create_dir_all(root.join("backups"))?;
         // The managed servers run as `postgres` and must traverse into their directories.
         run(Command::new("chmod").args(["0755"]).arg(&root))?;
-
-        let mut admin = PgConnection::connect(CONTROL_ADMIN_URL).await?;
-        sqlx::query(&format!("CREATE DATABASE \"{db_name}\""))
-            .execute(&mut admin)
-            .await?;
-        let db = DatabaseConfig {
-            url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
-            max_connections: 5,
-            acquire_timeout_secs: 10,
-        };
-        let pool = trove_common::db::connect(&db).await?;
-        trove_common::schema::sync(&pool).await?;
+        let pool = sandbox.pool.clone();
         trove_taskmanager::manage::bootstrap(&pool).await?;
-
-        run(Command::new("rabbitmqctl").args(["add_vhost", &vhost]))?;
-        run(Command::new("rabbitmqctl").args([
-            "set_permissions",
-            "-p",
-            &vhost,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ]))?;
-        let amqp = AmqpConfig {
-            url: format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"),
-            exchange: "trove".into(),
-            prefetch: 8,
-            connect_timeout_secs: 10,
-        };
+        let (db, amqp) = (sandbox.database.clone(), sandbox.amqp.clone());
 
         let token_file = root.join("tokens.json");
         std::fs::write(
@@ -183,6 +135,7 @@ impl Stack {
             amqp,
             daemons: HashMap::new(),
             cleanup,
+            _sandbox: sandbox,
         };
 
         let api_cfg = trove_api::config::ApiConfig {

@@ -1,14 +1,15 @@
 //! Our own extractors, so malformed JSON, wrong media types and bad query strings come out in
 //! Trove's error envelope instead of axum's plain-text rejections.
 
+use anyhow::anyhow;
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Request},
-    http::{header, request::Parts},
+    extract::{FromRequest, FromRequestParts, RawPathParams, Request},
+    http::{HeaderMap, header, request::Parts},
 };
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::{error::ApiError, state::AppState, views::Links};
 
 /// A JSON object body. Trove ignores the body when no Content-Type is sent; we require JSON
 /// whenever a body is present, and answer 415 for any other media type.
@@ -93,6 +94,42 @@ impl Paging {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// The links of a request under `/v1.0/{tenant}/`.
+impl FromRequestParts<AppState> for Links {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let tenant = params
+            .iter()
+            .find(|(k, _)| *k == "tenant")
+            .map(|(_, v)| v.to_string())
+            .ok_or_else(|| anyhow!("route {} has no {{tenant}}", parts.uri.path()))?;
+        Ok(Self {
+            base: base_url(state, &parts.headers),
+            tenant,
+        })
+    }
+}
+
+/// Base URL for links: the configured public endpoint, else the request's Host.
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if !state.config.public_endpoint.is_empty() {
+        return state
+            .config
+            .public_endpoint
+            .trim_end_matches('/')
+            .to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost:8779");
+    format!("http://{host}")
 }
 
 fn percent_decode(s: &str) -> String {

@@ -66,45 +66,46 @@ pub fn derive(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use InstanceTask as T;
+    use ServiceStatus as S;
+
+    /// (task, service, backup running, heartbeat stale) → (status, operating_status).
+    fn shown(task: T, service: S, backup: bool, stale: bool) -> (&'static str, &'static str) {
+        let d = derive(task, service, backup, stale);
+        (d.status, d.operating_status)
+    }
 
     #[test]
     fn recovery_shows_recover_and_hides_operating_status() {
-        let d = derive(
-            InstanceTask::Recovering,
-            ServiceStatus::Healthy,
-            false,
-            false,
+        assert_eq!(
+            shown(T::Recovering, S::Healthy, false, false),
+            ("RECOVER", "")
         );
-        assert_eq!(d.status, "RECOVER");
-        assert_eq!(d.operating_status, "");
     }
 
     #[test]
     fn healthy_idle_instance_is_active_and_healthy() {
-        let d = derive(InstanceTask::None, ServiceStatus::Healthy, false, false);
-        assert_eq!((d.status, d.operating_status), ("ACTIVE", "HEALTHY"));
+        assert_eq!(
+            shown(T::None, S::Healthy, false, false),
+            ("ACTIVE", "HEALTHY")
+        );
     }
 
     #[test]
     fn running_backup_shows_backup() {
-        let d = derive(InstanceTask::None, ServiceStatus::Healthy, true, false);
-        assert_eq!(d.status, "BACKUP");
+        assert_eq!(shown(T::None, S::Healthy, true, false).0, "BACKUP");
     }
 
     #[test]
     fn stale_heartbeat_is_an_error() {
-        let d = derive(InstanceTask::None, ServiceStatus::Healthy, false, true);
-        assert_eq!((d.status, d.operating_status), ("ERROR", "ERROR"));
+        assert_eq!(shown(T::None, S::Healthy, false, true), ("ERROR", "ERROR"));
     }
 
     #[test]
     fn error_task_wins() {
-        let d = derive(
-            InstanceTask::BuildingErrorTimeoutGa,
-            ServiceStatus::Healthy,
-            false,
-            false,
+        assert_eq!(
+            shown(T::BuildingErrorTimeoutGa, S::Healthy, false, false).0,
+            "ERROR"
         );
-        assert_eq!(d.status, "ERROR");
     }
 }

@@ -7,6 +7,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod instance_status;
+pub mod recovery_request;
 pub mod recovery_window;
 pub mod request_id;
 pub mod routes;

@@ -4,43 +4,44 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use trove_common::recovery::{
+    RecoveryTarget, StopPoint, WalTimeline, lsn_segment, parse_lsn, segment_number,
+};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-
-/// One timeline of the instance's WAL in the store (`wal_timelines`).
-#[derive(Debug, Clone)]
-pub struct TimelineInfo {
-    pub timeline: i32,
-    pub parent: Option<i32>,
-    pub switch_lsn: Option<String>,
-    pub first_segment: Option<String>,
-    pub last_segment: Option<String>,
-    pub gaps: Vec<(String, String)>,
-    pub latest_commit: Option<DateTime<Utc>>,
-    pub latest_lsn: Option<String>,
-}
 
 /// A completed backup of the instance.
 #[derive(Debug, Clone)]
 pub struct BackupPoint {
     pub id: Uuid,
     pub stop_time: DateTime<Utc>,
-    pub timeline: Option<i32>,
+    pub timeline: Option<u32>,
     pub start_lsn: Option<String>,
     pub stop_lsn: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Window {
-    pub timeline: i32,
-    pub lineage: Vec<i32>,
+    /// The instance whose WAL the window is made of; a plan replays its history.
+    pub instance_id: Uuid,
+    pub timeline: u32,
+    pub lineage: Vec<u32>,
     pub earliest: Option<DateTime<Utc>>,
     pub latest: Option<DateTime<Utc>>,
     /// Backups usable on this lineage, oldest first.
     pub backups: Vec<BackupPoint>,
     /// (timeline, first missing segment, last missing segment).
-    pub gaps: Vec<(i32, String, String)>,
+    pub gaps: Vec<(u32, String, String)>,
+}
+
+/// A timeline number as requests give it and the control database holds it (`integer`): 1 to
+/// `i32::MAX`. Anything else names no timeline.
+pub fn timeline_number(n: i64) -> Option<u32> {
+    i32::try_from(n)
+        .ok()
+        .filter(|t| *t >= 1)
+        .and_then(|t| u32::try_from(t).ok())
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -48,7 +49,7 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// `timeline` and its ancestors, newest first.
-pub fn lineage(timeline: i32, timelines: &[TimelineInfo]) -> Vec<i32> {
+pub fn lineage(timeline: u32, timelines: &[WalTimeline]) -> Vec<u32> {
     let mut out = vec![timeline];
     let mut cur = timeline;
     while let Some(parent) = timelines
@@ -69,7 +70,7 @@ pub fn lineage(timeline: i32, timelines: &[TimelineInfo]) -> Vec<i32> {
 /// The timeline whose WAL holds position `lsn` in the history of `lineage[0]`, as PostgreSQL's
 /// `tliOfPointInHistory` decides: each timeline covers [its switch point, its child's switch
 /// point), newest first. A timeline forked from below an earlier fork covers nothing there.
-fn timeline_of_point(lsn: u64, lineage: &[i32], timelines: &[TimelineInfo]) -> Option<i32> {
+fn timeline_of_point(lsn: u64, lineage: &[u32], timelines: &[WalTimeline]) -> Option<u32> {
     let mut end: Option<u64> = None;
     for &tl in lineage {
         let info = timelines.iter().find(|t| t.timeline == tl);
@@ -88,7 +89,12 @@ fn timeline_of_point(lsn: u64, lineage: &[i32], timelines: &[TimelineInfo]) -> O
     None
 }
 
-pub fn window(timeline: i32, timelines: &[TimelineInfo], backups: &[BackupPoint]) -> Window {
+pub fn window(
+    instance_id: Uuid,
+    timeline: u32,
+    timelines: &[WalTimeline],
+    backups: &[BackupPoint],
+) -> Window {
     let lineage = lineage(timeline, timelines);
     // A backup serves this lineage only if the WAL it ends with lies on the lineage's history,
     // not on a branch that a later recovery abandoned. Its last byte (stop - 1) decides: a
@@ -121,6 +127,7 @@ pub fn window(timeline: i32, timelines: &[TimelineInfo], backups: &[BackupPoint]
         })
         .collect();
     Window {
+        instance_id,
         timeline,
         earliest: usable
             .first()
@@ -158,59 +165,27 @@ impl Window {
     }
 }
 
-/// What a recovery asks for.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Target {
-    Time(DateTime<Utc>),
-    Latest,
-}
-
-/// Parses `point_in_time`: `"latest"` or RFC 3339 **with** a zone offset. PostgreSQL would read a
-/// zoneless time in the server's zone and silently stop elsewhere (postgres-pitr.md P4).
-pub fn parse_target(v: &Value) -> Result<Target, ApiError> {
-    let s = v.as_str().ok_or_else(|| {
-        ApiError::BadRequest(
-            "point_in_time must be a string: an RFC 3339 time with a zone offset, or \"latest\"."
-                .into(),
-        )
-    })?;
-    if s == "latest" {
-        return Ok(Target::Latest);
-    }
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| Target::Time(t.with_timezone(&Utc)))
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "point_in_time '{s}' is not an RFC 3339 time with a zone offset (e.g. 2026-11-25T17:00:00.5Z or 2026-11-25T18:00:00+01:00)."
-            ))
-        })
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub backup: Uuid,
-    /// None for "latest".
-    pub time: Option<DateTime<Utc>>,
+    /// Where replay of the window's instance's WAL stops, on the window's timeline.
+    pub target: RecoveryTarget,
     /// What the response calls the point in time: the target, or the latest commit for "latest".
     pub point_in_time: DateTime<Utc>,
-    pub timeline: i32,
 }
 
 /// Chooses the backup and checks the target against the window, refusing before anything is
 /// touched: outside the window (422), a WAL gap after the backup (409), a backup that stops
 /// after the target or is not on the lineage (422).
-pub fn plan(w: &Window, target: Target, requested_backup: Option<Uuid>) -> Result<Plan, ApiError> {
+pub fn plan(w: &Window, stop: StopPoint, requested_backup: Option<Uuid>) -> Result<Plan, ApiError> {
     let (Some(earliest), Some(latest)) = (w.earliest, w.latest) else {
         return Err(ApiError::Unprocessable(format!(
             "Cannot recover to a point in time: {}.",
             w.describe()
         )));
     };
-    let when = match target {
-        Target::Latest => latest,
-        Target::Time(t) => t,
-    };
-    if let Target::Time(t) = target {
+    let when = stop.time().unwrap_or(latest);
+    if let StopPoint::Time(t) = stop {
         // A target equal to a backup's stop time is already too early (pgbackrest#1168).
         if t <= earliest {
             return Err(ApiError::Unprocessable(format!(
@@ -220,7 +195,7 @@ pub fn plan(w: &Window, target: Target, requested_backup: Option<Uuid>) -> Resul
             )));
         }
         // PostgreSQL stops before the first commit after the target, so a target at or after the
-        // last archived commit could never be reached (postgres-pitr.md P2, P3).
+        // last archived commit could never be reached (docs/postgres-recovery.md P2, P3).
         if t >= latest {
             return Err(ApiError::Unprocessable(format!(
                 "point_in_time {} is not before the last archived commit (use \"latest\" to replay everything): {}.",
@@ -277,34 +252,9 @@ pub fn plan(w: &Window, target: Target, requested_backup: Option<Uuid>) -> Resul
     }
     Ok(Plan {
         backup: backup.id,
-        time: match target {
-            Target::Time(t) => Some(t),
-            Target::Latest => None,
-        },
+        target: RecoveryTarget::new(stop, w.timeline, w.instance_id),
         point_in_time: when,
-        timeline: w.timeline,
     })
-}
-
-/// An LSN `X/Y` as a number.
-pub fn parse_lsn(lsn: &str) -> Option<u64> {
-    let (hi, lo) = lsn.split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
-
-/// Segment number of an LSN `X/Y` (16 MiB segments).
-pub fn lsn_segment(lsn: &str) -> Option<u64> {
-    parse_lsn(lsn).map(|v| v >> 24)
-}
-
-/// Segment number of a WAL file name `TTTTTTTTXXXXXXXXYYYYYYYY`.
-pub fn segment_number(name: &str) -> Option<u64> {
-    if name.len() < 24 {
-        return None;
-    }
-    let log = u64::from_str_radix(&name[8..16], 16).ok()?;
-    let seg = u64::from_str_radix(&name[16..24], 16).ok()?;
-    Some(log * 0x100 + seg)
 }
 
 #[cfg(test)]
@@ -312,20 +262,18 @@ mod tests {
     use super::*;
     use chrono::Duration;
 
-    fn tl(timeline: i32, parent: Option<i32>, latest: Option<DateTime<Utc>>) -> TimelineInfo {
-        TimelineInfo {
+    const INSTANCE: Uuid = Uuid::from_u128(1);
+
+    fn tl(timeline: u32, parent: Option<u32>, latest: Option<DateTime<Utc>>) -> WalTimeline {
+        WalTimeline {
             timeline,
             parent,
-            switch_lsn: None,
-            first_segment: None,
-            last_segment: None,
-            gaps: vec![],
             latest_commit: latest,
-            latest_lsn: None,
+            ..Default::default()
         }
     }
 
-    fn backup(stop: DateTime<Utc>, timeline: i32) -> BackupPoint {
+    fn backup(stop: DateTime<Utc>, timeline: u32) -> BackupPoint {
         BackupPoint {
             id: Uuid::new_v4(),
             stop_time: stop,
@@ -353,6 +301,7 @@ mod tests {
         let mut at_the_fork = backup(now - Duration::minutes(8), 1);
         at_the_fork.stop_lsn = Some("0/4000000".into());
         let w = window(
+            INSTANCE,
             3,
             &[tl(1, None, None), t2, t3],
             &[on_tl1.clone(), on_tl2, tl1_after_fork, at_the_fork.clone()],
@@ -380,32 +329,53 @@ mod tests {
         let now = Utc::now();
         let b1 = backup(now - Duration::minutes(10), 1);
         let b2 = backup(now - Duration::minutes(5), 1);
-        let w = window(1, &[tl(1, None, Some(now))], &[b2.clone(), b1.clone()]);
+        let w = window(
+            INSTANCE,
+            1,
+            &[tl(1, None, Some(now))],
+            &[b2.clone(), b1.clone()],
+        );
         assert_eq!(w.earliest, Some(b1.stop_time));
-        let p = plan(&w, Target::Time(now - Duration::minutes(7)), None).expect("plan");
+        let p = plan(&w, StopPoint::Time(now - Duration::minutes(7)), None).expect("plan");
         assert_eq!(p.backup, b1.id);
-        let p = plan(&w, Target::Time(now - Duration::minutes(1)), None).expect("plan");
+        let p = plan(&w, StopPoint::Time(now - Duration::minutes(1)), None).expect("plan");
         assert_eq!(p.backup, b2.id);
         assert!(matches!(
-            plan(&w, Target::Time(now - Duration::minutes(11)), None),
+            plan(&w, StopPoint::Time(now - Duration::minutes(11)), None),
             Err(ApiError::Unprocessable(_))
         ));
         assert!(matches!(
-            plan(&w, Target::Time(b1.stop_time), None),
+            plan(&w, StopPoint::Time(b1.stop_time), None),
             Err(ApiError::Unprocessable(_))
         ));
         assert!(matches!(
-            plan(&w, Target::Time(now + Duration::seconds(1)), None),
+            plan(&w, StopPoint::Time(now + Duration::seconds(1)), None),
             Err(ApiError::Unprocessable(_))
         ));
         assert!(matches!(
-            plan(&w, Target::Time(now - Duration::minutes(7)), Some(b2.id)),
+            plan(&w, StopPoint::Time(now - Duration::minutes(7)), Some(b2.id)),
             Err(ApiError::Unprocessable(_))
         ));
-        let latest = plan(&w, Target::Latest, None).expect("latest");
+        let latest = plan(&w, StopPoint::Latest, None).expect("latest");
         assert_eq!(
-            (latest.backup, latest.time, latest.point_in_time),
-            (b2.id, None, now)
+            (latest.backup, latest.target.stop, latest.point_in_time),
+            (b2.id, StopPoint::Latest, now)
+        );
+    }
+
+    #[test]
+    fn a_plan_targets_the_windows_timeline_on_the_windows_instance() {
+        let now = Utc::now();
+        // TL2 forked from TL1 before the backup, taken on TL2, began.
+        let mut t2 = tl(2, Some(1), Some(now));
+        t2.switch_lsn = Some("0/1000000".into());
+        let b = backup(now - Duration::minutes(10), 2);
+        let w = window(INSTANCE, 2, &[t2, tl(1, None, None)], &[b]);
+        let at = now - Duration::minutes(1);
+        let p = plan(&w, StopPoint::Time(at), None).expect("plan");
+        assert_eq!(
+            p.target,
+            RecoveryTarget::new(StopPoint::Time(at), 2, INSTANCE)
         );
     }
 
@@ -418,49 +388,46 @@ mod tests {
             "000000010000000000000005".into(),
             "000000010000000000000006".into(),
         )];
-        let w = window(1, std::slice::from_ref(&t), std::slice::from_ref(&b));
+        let w = window(
+            INSTANCE,
+            1,
+            std::slice::from_ref(&t),
+            std::slice::from_ref(&b),
+        );
         assert!(matches!(
-            plan(&w, Target::Latest, None),
+            plan(&w, StopPoint::Latest, None),
             Err(ApiError::Conflict(_))
         ));
         t.gaps = vec![(
             "000000010000000000000001".into(),
             "000000010000000000000002".into(),
         )];
-        let w = window(1, &[t], &[b]);
-        assert!(plan(&w, Target::Latest, None).is_ok());
+        let w = window(INSTANCE, 1, &[t], &[b]);
+        assert!(plan(&w, StopPoint::Latest, None).is_ok());
     }
 
     #[test]
     fn backups_of_other_lineages_do_not_count() {
         let now = Utc::now();
         let w = window(
+            INSTANCE,
             2,
             &[tl(2, Some(1), Some(now)), tl(1, None, None)],
             &[backup(now - Duration::minutes(1), 3)],
         );
         assert_eq!(w.earliest, None);
         assert!(matches!(
-            plan(&w, Target::Latest, None),
+            plan(&w, StopPoint::Latest, None),
             Err(ApiError::Unprocessable(_))
         ));
     }
 
     #[test]
-    fn targets_need_a_zone() {
-        assert!(parse_target(&json!("2026-11-25T17:00:00")).is_err());
-        assert!(parse_target(&json!("2026-11-25 17:00:00")).is_err());
-        assert_eq!(parse_target(&json!("latest")).ok(), Some(Target::Latest));
-        assert!(matches!(
-            parse_target(&json!("2026-11-25T17:00:00.25+01:00")),
-            Ok(Target::Time(_))
-        ));
-    }
-
-    #[test]
-    fn segment_arithmetic() {
-        assert_eq!(lsn_segment("0/3000028"), Some(3));
-        assert_eq!(lsn_segment("1/0"), Some(256));
-        assert_eq!(segment_number("000000020000000100000002"), Some(258));
+    fn timeline_numbers_are_what_the_database_can_hold() {
+        assert_eq!(timeline_number(1), Some(1));
+        assert_eq!(timeline_number(i64::from(i32::MAX)), Some(0x7FFF_FFFF));
+        assert_eq!(timeline_number(0), None);
+        assert_eq!(timeline_number(-3), None);
+        assert_eq!(timeline_number(i64::from(i32::MAX) + 1), None);
     }
 }

@@ -16,22 +16,32 @@ use crate::{
     instance_status,
 };
 
-/// Builds `self` and `bookmark` links.
-pub struct Links<'a> {
-    pub base: &'a str,
-    pub tenant: &'a str,
+/// Builds `self` and `bookmark` links; a handler gets one as an extractor.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// The public base URL, without a trailing slash.
+    pub base: String,
+    pub tenant: String,
 }
 
-impl Links<'_> {
+impl Links {
     pub fn of(&self, collection: &str, id: &str) -> Value {
         json!([
             {"href": format!("{}/v1.0/{}/{collection}/{id}", self.base, self.tenant), "rel": "self"},
             {"href": format!("{}/{collection}/{id}", self.base), "rel": "bookmark"},
         ])
     }
+
+    /// The `links` of a list page that has a successor: `path` from `marker` on.
+    pub fn next_page(&self, path: &str, limit: i64, marker: impl std::fmt::Display) -> Value {
+        json!([{
+            "rel": "next",
+            "href": format!("{}/v1.0/{}/{path}?limit={limit}&marker={marker}", self.base, self.tenant),
+        }])
+    }
 }
 
-pub fn instance_summary(row: &InstanceRow, links: &Links<'_>, heartbeat_expiry_secs: i64) -> Value {
+pub fn instance_summary(row: &InstanceRow, links: &Links, heartbeat_expiry_secs: i64) -> Value {
     let task = InstanceTask::from_code(row.task_id).unwrap_or(InstanceTask::None);
     let service = ServiceStatus::from_code(row.status_id).unwrap_or(ServiceStatus::Unknown);
     let stale = (Utc::now() - row.status_updated).num_seconds() >= heartbeat_expiry_secs;
@@ -57,7 +67,7 @@ pub fn instance_summary(row: &InstanceRow, links: &Links<'_>, heartbeat_expiry_s
     })
 }
 
-pub fn instance_detail(row: &InstanceRow, links: &Links<'_>, heartbeat_expiry_secs: i64) -> Value {
+pub fn instance_detail(row: &InstanceRow, links: &Links, heartbeat_expiry_secs: i64) -> Value {
     let mut v = instance_summary(row, links, heartbeat_expiry_secs);
     let obj = v.as_object_mut().expect("summary is an object");
     obj.insert(
@@ -116,7 +126,7 @@ pub fn backup(row: &BackupRow) -> Value {
     v
 }
 
-pub fn version(v: &VersionRow, links: &Links<'_>, with_datastore: bool) -> Value {
+pub fn version(v: &VersionRow, links: &Links, with_datastore: bool) -> Value {
     let mut out = json!({
         "id": v.id,
         "name": v.name,
@@ -129,7 +139,7 @@ pub fn version(v: &VersionRow, links: &Links<'_>, with_datastore: bool) -> Value
     out
 }
 
-pub fn datastore(d: &DatastoreRow, versions: &[VersionRow], links: &Links<'_>) -> Value {
+pub fn datastore(d: &DatastoreRow, versions: &[VersionRow], links: &Links) -> Value {
     let mut out = json!({
         "id": d.id,
         "name": d.name,
@@ -142,7 +152,7 @@ pub fn datastore(d: &DatastoreRow, versions: &[VersionRow], links: &Links<'_>) -
     out
 }
 
-pub fn flavor(f: &FlavorRow, links: &Links<'_>) -> Value {
+pub fn flavor(f: &FlavorRow, links: &Links) -> Value {
     // Trove's `id` is an integer when the id is one; `str_id` always holds the string.
     let int_id = f.id.parse::<i64>().ok().filter(|_| !f.id.starts_with('0'));
     json!({

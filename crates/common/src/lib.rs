@@ -4,9 +4,13 @@ pub mod amqp;
 pub mod config;
 pub mod db;
 pub mod outbox;
+pub mod recovery;
 pub mod rpc;
 pub mod schema;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod text_enum;
 pub mod timefmt;

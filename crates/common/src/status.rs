@@ -200,70 +200,72 @@ impl InstanceTask {
     }
 }
 
-/// Backup states as Trove names them (`backups.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum BackupState {
-    New,
-    Building,
-    Saving,
-    Completed,
-    Failed,
-    DeleteFailed,
+crate::text_enum! {
+    /// Backup states as Trove names them (`backups.state`).
+    pub enum BackupState {
+        New => "NEW",
+        Building => "BUILDING",
+        Saving => "SAVING",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+        DeleteFailed => "DELETE_FAILED",
+    }
 }
 
 impl BackupState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "NEW",
-            Self::Building => "BUILDING",
-            Self::Saving => "SAVING",
-            Self::Completed => "COMPLETED",
-            Self::Failed => "FAILED",
-            Self::DeleteFailed => "DELETE_FAILED",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::New,
-            Self::Building,
-            Self::Saving,
-            Self::Completed,
-            Self::Failed,
-            Self::DeleteFailed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
+    /// States of a backup still being taken.
+    pub const RUNNING: [Self; 3] = [Self::New, Self::Building, Self::Saving];
 
     pub fn is_running(self) -> bool {
-        matches!(self, Self::New | Self::Building | Self::Saving)
+        Self::RUNNING.contains(&self)
     }
 }
 
-/// Where a recovery stands (`recoveries.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RecoveryState {
-    New,
-    Running,
-    Completed,
-    Failed,
+crate::text_enum! {
+    /// Where a recovery stands (`recoveries.state`, and `state` in `update_recovery`).
+    pub enum RecoveryState {
+        New => "NEW",
+        Running => "RUNNING",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+    }
 }
 
 impl RecoveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "NEW",
-            Self::Running => "RUNNING",
-            Self::Completed => "COMPLETED",
-            Self::Failed => "FAILED",
-        }
-    }
+    /// States of a recovery not finished yet (at most one per instance).
+    pub const ACTIVE: [Self; 2] = [Self::New, Self::Running];
 
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+crate::text_enum! {
+    /// The step a recovery is in (`recoveries.phase`, and `phase` in `update_recovery`). The
+    /// control plane writes `queued`, `dispatched`, `done`, `failed` and `timed out`; the guest
+    /// reports the steps in between as it enters them.
+    pub enum RecoveryPhase {
+        /// Accepted by the API, not yet handed to the guest.
+        Queued => "queued",
+        /// Sent to the guest, which has not reported yet.
+        Dispatched => "dispatched",
+        /// Locating the backup archive.
+        Fetching => "fetching",
+        /// Checking the archive's checksum (and the WAL's continuity) while unpacking it.
+        Verifying => "verifying",
+        /// Replaying WAL into the staged copy.
+        Replaying => "replaying",
+        /// Proving replay stopped at the target, then promoting the staged copy.
+        VerifyingTarget => "verifying_target",
+        /// Stopping the live server and swapping the directories.
+        CuttingOver => "cutting_over",
+        /// Waiting for the recovered server to answer.
+        HealthCheck => "health_check",
+        Done => "done",
+        /// Refused by the taskmanager before the guest was involved.
+        Failed => "failed",
+        /// The sweeper gave up waiting; the guest's late outcome may still settle it.
+        TimedOut => "timed out",
     }
 }
 
@@ -280,6 +282,19 @@ mod tests {
         assert_eq!(ServiceStatus::Healthy.code(), 33);
         assert_eq!(ServiceStatus::New.code(), 23);
         assert_eq!(ServiceStatus::FailedTimeoutGuestagent.code(), 24);
+    }
+
+    #[test]
+    fn recovery_and_backup_states_keep_their_stored_text() {
+        assert_eq!(RecoveryState::Completed.as_str(), "COMPLETED");
+        assert_eq!(BackupState::DeleteFailed.as_str(), "DELETE_FAILED");
+        assert_eq!(RecoveryPhase::TimedOut.as_str(), "timed out");
+        assert_eq!(
+            RecoveryPhase::parse("verifying_target"),
+            Some(RecoveryPhase::VerifyingTarget)
+        );
+        assert!(BackupState::New.is_running() && !BackupState::Completed.is_running());
+        assert!(RecoveryState::Failed.is_finished() && !RecoveryState::Running.is_finished());
     }
 
     #[test]

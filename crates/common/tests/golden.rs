@@ -6,11 +6,15 @@ use std::path::PathBuf;
 
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
-use trove_common::rpc::{
-    Method, RequestContext, RpcMessage,
-    conductor::{ConductorMethod, GuestErrorCode, HeartbeatPayload, WalTimeline},
-    guest::{BackupLocation, GuestMethod, RecoveryTarget, TakeBackupInfo},
-    taskmanager::{DatabaseSpec, FlavorRef, NewBackupInfo, TaskManagerMethod, UserSpec},
+use trove_common::{
+    recovery::{RecoveryOutcome, RecoveryProgress, RecoveryTarget, StopPoint, WalTimeline},
+    rpc::{
+        Method, RequestContext, RpcMessage,
+        conductor::{ConductorMethod, GuestErrorCode, HeartbeatPayload},
+        guest::{BackupLocation, GuestMethod, TakeBackupInfo},
+        taskmanager::{DatabaseSpec, FlavorRef, NewBackupInfo, TaskManagerMethod, UserSpec},
+    },
+    status::{BackupState, RecoveryPhase, RecoveryState},
 };
 use uuid::Uuid;
 
@@ -93,11 +97,7 @@ fn taskmanager_messages_match_their_fixtures() {
                         name: "appdb".into(),
                     }],
                 }],
-                restore_target: Some(RecoveryTarget {
-                    time: Some(at()),
-                    timeline: 2,
-                    wal_location: "wal/00000000-0000-0000-0000-000000000003".into(),
-                }),
+                restore_target: Some(RecoveryTarget::new(StopPoint::Time(at()), 2, id(3))),
             },
         ),
         (
@@ -188,11 +188,7 @@ fn guest_messages_match_their_fixtures() {
             GuestMethod::DoRecovery {
                 recovery_id: id(4),
                 backup_info: location,
-                target: Some(RecoveryTarget {
-                    time: Some(at()),
-                    timeline: 1,
-                    wal_location: "wal/00000000-0000-0000-0000-000000000001".into(),
-                }),
+                target: Some(RecoveryTarget::new(StopPoint::Time(at()), 1, id(1))),
             },
         ),
     ];
@@ -228,7 +224,7 @@ fn conductor_messages_match_their_fixtures() {
                 instance_id: id(1),
                 backup_id: id(2),
                 sent: 1764090000.5,
-                state: "COMPLETED".into(),
+                state: BackupState::Completed,
                 size: Some(0.004),
                 checksum: Some("ab".repeat(32)),
                 location: Some("00000000-0000-0000-0000-000000000002/base.tar.zst".into()),
@@ -247,11 +243,51 @@ fn conductor_messages_match_their_fixtures() {
                 instance_id: id(1),
                 recovery_id: id(4),
                 sent: 1764090001.0,
-                phase: "verifying".into(),
-                state: "FAILED".into(),
+                phase: RecoveryPhase::Verifying,
+                state: RecoveryState::Failed,
                 progress: None,
                 error: Some("checksum mismatch".into()),
                 error_code: Some(GuestErrorCode::ChecksumMismatch),
+                outcome: None,
+            },
+        ),
+        (
+            "conductor.update_recovery_running",
+            ConductorMethod::UpdateRecovery {
+                instance_id: id(1),
+                recovery_id: id(4),
+                sent: 1764090001.0,
+                phase: RecoveryPhase::Replaying,
+                state: RecoveryState::Running,
+                progress: Some(RecoveryProgress {
+                    bytes_done: Some(1024),
+                    bytes_total: Some(1024),
+                    replayed_lsn: Some("0/5000100".into()),
+                    target_lsn: None,
+                    store_end_lsn: Some("0/7000100".into()),
+                }),
+                error: None,
+                error_code: None,
+                outcome: None,
+            },
+        ),
+        (
+            "conductor.update_recovery_completed",
+            ConductorMethod::UpdateRecovery {
+                instance_id: id(1),
+                recovery_id: id(4),
+                sent: 1764090001.5,
+                phase: RecoveryPhase::Done,
+                state: RecoveryState::Completed,
+                progress: None,
+                error: None,
+                error_code: None,
+                outcome: Some(RecoveryOutcome {
+                    new_timeline: Some(3),
+                    last_replayed_commit: Some(at()),
+                    stop_lsn: Some("0/6000200".into()),
+                    duration_ms: Some(4250),
+                }),
             },
         ),
         (
@@ -296,7 +332,7 @@ fn conductor_messages_match_their_fixtures() {
 
 #[test]
 fn a_trove_style_message_with_unknown_context_keys_decodes() {
-    // As captured from Trove (trove-server.md §4.6), plus a method of ours.
+    // As Trove sends it (docs/architecture.md, "Message bus" → "Wire format"), plus a method of ours.
     let inner = serde_json::json!({
         "method": "delete_instance", "args": {"instance_id": "9c363d4c-8418-484d-b77c-43b85fac3c69"},
         "version": "1.0", "_unique_id": "14b8990b5ea34a5caf53f448d0d29225",

@@ -8,6 +8,8 @@ mod heartbeat;
 pub mod hosted;
 pub mod postgres;
 mod report;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod wal_report;
 
 use std::{collections::HashMap, sync::Arc};

@@ -5,10 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use trove_common::{
-    rpc::conductor::{ConductorMethod, WalTimeline},
-    timefmt::epoch_seconds,
-};
+use trove_common::{rpc::conductor::ConductorMethod, timefmt::epoch_seconds};
 
 use crate::{
     agent::Agent,
@@ -54,19 +51,7 @@ impl Agent {
                 None => return Ok(()),
             },
         };
-        let timelines: Vec<WalTimeline> = states
-            .into_iter()
-            .map(|s| WalTimeline {
-                timeline: s.timeline,
-                parent: s.parent,
-                switch_lsn: s.switch_lsn,
-                first_segment: s.first_segment,
-                last_segment: s.last_segment,
-                gaps: s.gaps,
-                latest_commit: s.latest_commit,
-                latest_lsn: s.latest_lsn,
-            })
-            .collect();
+        let timelines = states;
         let fingerprint = serde_json::json!([current, timelines]);
         let mut last = h.last_wal_report.lock().await;
         if last.as_ref() == Some(&fingerprint) {

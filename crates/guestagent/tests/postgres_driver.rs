@@ -1,7 +1,6 @@
 //! Integration tests of the PostgreSQL driver against real PostgreSQL 15 servers: init, users, backup,
 //! restore to a new instance, and in-place recovery with its rollback paths.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -10,64 +9,18 @@ use anyhow::{Context as _, Result, ensure};
 use sha2::{Digest as _, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{Connection as _, PgConnection};
+use trove_common::{
+    recovery::RecoveryProgress, rpc::conductor::GuestErrorCode, status::RecoveryPhase,
+};
 use trove_guestagent::postgres::{
-    BackupManifest, Cluster, ClusterSpec, PgBinaries, Runner, allocate_port, recover_in_place,
-    restore_new, take_backup,
+    BackupManifest, Cluster, RecoveryRequest, Reporters, recover_in_place, restore_new, take_backup,
+};
+use trove_guestagent::testkit::{
+    PhaseLog, TestRoot, assert_rolled_back_while_replaying, in_recovery, parse_lsn,
 };
 
 /// Quotes of both kinds prove that the password literal is escaped, not just passed through.
 const APP_PASSWORD: &str = "s3cret 'with\" quotes";
-
-/// A private directory tree for one test. Dropping it kills every server started under it and
-/// removes the tree, so a failed assertion leaves nothing running.
-struct TestRoot {
-    path: PathBuf,
-    runner: Runner,
-    clusters: Mutex<Vec<Cluster>>,
-}
-
-impl TestRoot {
-    fn new() -> Result<TestRoot> {
-        let path = PathBuf::from(format!("/tmp/trove-pgdriver-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir(&path)?;
-        // The postgres OS user must traverse it when the test runs as root.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-        Ok(TestRoot {
-            path,
-            runner: Runner::detect("postgres")?,
-            clusters: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// A cluster under `<root>/<name>` on a fresh port, reachable over TCP on 127.0.0.1 only.
-    fn cluster(&self, name: &str) -> Result<Cluster> {
-        let mut spec = ClusterSpec::under(&self.path.join(name), allocate_port()?);
-        spec.listen_addresses = "127.0.0.1".to_owned();
-        let cluster = Cluster::new(spec, PgBinaries::default(), self.runner.clone());
-        self.clusters
-            .lock()
-            .expect("cluster list lock")
-            .push(cluster.clone());
-        Ok(cluster)
-    }
-}
-
-impl Drop for TestRoot {
-    fn drop(&mut self) {
-        let clusters = self.clusters.lock().map(|c| c.clone()).unwrap_or_default();
-        for cluster in clusters {
-            let data = &cluster.spec().data_dir;
-            let mut staging = data.clone().into_os_string();
-            staging.push(".staging");
-            for dir in [data.clone(), PathBuf::from(staging)] {
-                let mut cmd = self.runner.command(cluster.bins().path("pg_ctl"));
-                cmd.arg("-D").arg(&dir).args(["-m", "immediate", "stop"]);
-                let _ = cmd.as_std_mut().output();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
 
 fn sha256_hex(path: &Path) -> Result<String> {
     Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
@@ -116,12 +69,6 @@ async fn current_timeline(cluster: &Cluster) -> Result<i32> {
     Ok(timeline)
 }
 
-/// `X/Y` in hex, as PostgreSQL prints an LSN.
-fn parse_lsn(lsn: &str) -> Result<u64> {
-    let (hi, lo) = lsn.split_once('/').context("lsn without '/'")?;
-    Ok((u64::from_str_radix(hi, 16)? << 32) | u64::from_str_radix(lo, 16)?)
-}
-
 /// A running instance with user `app`, database `appdb`, rows 1..3 in `t`, a table `other`, and a
 /// backup of that state.
 async fn seeded_instance_with_backup(
@@ -145,7 +92,7 @@ async fn seeded_instance_with_backup(
 
     let started = Instant::now();
     let backup_id = uuid::Uuid::new_v4().to_string();
-    let dest = root.path.join("store").join(&backup_id);
+    let dest = root.path().join("store").join(&backup_id);
     let manifest = take_backup(&cluster, &backup_id, &dest).await?;
     eprintln!(
         "take_backup: {:?} ({} bytes)",
@@ -158,7 +105,7 @@ async fn seeded_instance_with_backup(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_in_place_rewinds_a_running_instance_to_its_backup_and_refuses_a_corrupt_archive()
 -> Result<()> {
-    let root = TestRoot::new()?;
+    let root = TestRoot::new("trove-pgdriver")?;
     let (cluster, manifest, archive) = seeded_instance_with_backup(&root).await?;
 
     // The manifest describes the archive next to it.
@@ -184,21 +131,27 @@ async fn recover_in_place_rewinds_a_running_instance_to_its_backup_and_refuses_a
     exec_as_app(&cluster, "INSERT INTO t VALUES (4), (5); DROP TABLE other").await?;
     assert_eq!(ids(&cluster).await?, vec![1, 2, 3, 4, 5]);
 
-    let phases = Mutex::new(Vec::<String>::new());
+    let phases = PhaseLog::default();
     let last_progress = Mutex::new((0u64, 0u64));
     let started = Instant::now();
+    let record_bytes = |p: RecoveryProgress| {
+        if let (Some(done), Some(total)) = (p.bytes_done, p.bytes_total) {
+            *last_progress.lock().expect("progress lock") = (done, total);
+        }
+    };
     recover_in_place(
         &cluster,
-        &archive,
-        &manifest.checksum,
-        &|p| phases.lock().expect("phases lock").push(p.to_owned()),
-        &|done, total| *last_progress.lock().expect("progress lock") = (done, total),
+        &to_backup_end(&archive, &manifest.checksum),
+        Reporters {
+            phase: &|p| phases.record(p),
+            progress: &record_bytes,
+        },
     )
     .await?;
     eprintln!("recover_in_place: {:?}", started.elapsed());
 
     assert_eq!(
-        *phases.lock().expect("phases lock"),
+        phases.names(),
         [
             "fetching",
             "verifying",
@@ -224,38 +177,45 @@ async fn recover_in_place_rewinds_a_running_instance_to_its_backup_and_refuses_a
         timeline > 1,
         "recovered server should run on a new timeline, got {timeline}"
     );
-    let mut admin = cluster.connect().await?;
-    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-        .fetch_one(&mut admin)
-        .await?;
-    assert!(!in_recovery);
-    admin.close().await?;
+    assert!(!in_recovery(&cluster).await?);
     let data_dir = &cluster.spec().data_dir;
     assert!(
-        root.path.join("live/data.old/PG_VERSION").exists(),
+        root.path().join("live/data.old/PG_VERSION").exists(),
         "pre-recovery data kept as data.old"
     );
-    assert!(!root.path.join("live/data.staging").exists());
+    assert!(!root.path().join("live/data.staging").exists());
     assert!(!data_dir.join("trove-recovery.conf").exists());
 
     // A corrupt archive is refused before anything is touched.
     exec_as_app(&cluster, "INSERT INTO t VALUES (10)").await?;
-    let corrupt = root.path.join("corrupt.tar.zst");
+    let corrupt = root.path().join("corrupt.tar.zst");
     let mut bytes = std::fs::read(&archive)?;
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&corrupt, bytes)?;
-    let err = recover_in_place(&cluster, &corrupt, &manifest.checksum, &|_| {}, &|_, _| {})
-        .await
-        .expect_err("a corrupt archive must be refused");
+    let err = recover_in_place(
+        &cluster,
+        &to_backup_end(&corrupt, &manifest.checksum),
+        Reporters::SILENT,
+    )
+    .await
+    .expect_err("a corrupt archive must be refused");
     let message = format!("{err:#}");
     assert!(message.contains("checksum mismatch"), "{message}");
-    assert!(message.contains("verifying"), "{message}");
+    assert_eq!(
+        (err.phase, err.code),
+        (RecoveryPhase::Verifying, GuestErrorCode::ChecksumMismatch)
+    );
     assert_eq!(ids(&cluster).await?, vec![1, 2, 3, 10]);
-    assert!(!root.path.join("live/data.staging").exists());
+    assert!(!root.path().join("live/data.staging").exists());
 
     // A second recovery from the same backup must not reuse the first recovery's timeline ID.
-    recover_in_place(&cluster, &archive, &manifest.checksum, &|_| {}, &|_, _| {}).await?;
+    recover_in_place(
+        &cluster,
+        &to_backup_end(&archive, &manifest.checksum),
+        Reporters::SILENT,
+    )
+    .await?;
     assert_eq!(ids(&cluster).await?, vec![1, 2, 3]);
     assert!(current_timeline(&cluster).await? > timeline);
 
@@ -265,14 +225,19 @@ async fn recover_in_place_rewinds_a_running_instance_to_its_backup_and_refuses_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_new_brings_up_a_second_instance_with_the_backups_rows_and_logins() -> Result<()> {
-    let root = TestRoot::new()?;
+    let root = TestRoot::new("trove-pgdriver")?;
     let (source, manifest, archive) = seeded_instance_with_backup(&root).await?;
     exec_as_app(&source, "INSERT INTO t VALUES (4)").await?;
 
     let copy = root.cluster("copy")?;
     assert_ne!(copy.spec().port, source.spec().port);
     let started = Instant::now();
-    restore_new(&copy, &archive, &manifest.checksum, &|_, _| {}).await?;
+    restore_new(
+        &copy,
+        &to_backup_end(&archive, &manifest.checksum),
+        Reporters::SILENT,
+    )
+    .await?;
     eprintln!("restore_new: {:?}", started.elapsed());
 
     assert_eq!(ids(&copy).await?, vec![1, 2, 3]);
@@ -286,18 +251,22 @@ async fn restore_new_brings_up_a_second_instance_with_the_backups_rows_and_login
     // A restart must not re-enter recovery: the recovery settings are gone.
     copy.stop().await?;
     copy.start().await?;
-    let mut admin = copy.connect().await?;
-    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-        .fetch_one(&mut admin)
-        .await?;
-    assert!(!in_recovery);
-    admin.close().await?;
+    assert!(!in_recovery(&copy).await?);
     exec_as_app(&copy, "INSERT INTO t VALUES (7)").await?;
     assert_eq!(ids(&copy).await?, vec![1, 2, 3, 7]);
 
     copy.stop().await?;
     source.stop().await?;
     Ok(())
+}
+
+/// A recovery to the end of the backup in `archive`.
+fn to_backup_end<'a>(archive: &'a Path, sha256: &'a str) -> RecoveryRequest<'a> {
+    RecoveryRequest {
+        archive,
+        sha256,
+        replay: None,
+    }
 }
 
 /// An archive with the right checksum whose contents are not a usable data directory.
@@ -331,44 +300,42 @@ fn junk_archive(root: &Path) -> Result<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_in_place_rolls_back_when_the_staged_copy_cannot_start() -> Result<()> {
-    let root = TestRoot::new()?;
+    let root = TestRoot::new("trove-pgdriver")?;
     let (cluster, _manifest, _archive) = seeded_instance_with_backup(&root).await?;
     exec_as_app(&cluster, "INSERT INTO t VALUES (4)").await?;
-    let junk = junk_archive(&root.path)?;
+    let junk = junk_archive(root.path())?;
     let checksum = sha256_hex(&junk)?;
 
-    let phases = Mutex::new(Vec::<String>::new());
+    let phases = PhaseLog::default();
     let started = Instant::now();
     let err = recover_in_place(
         &cluster,
-        &junk,
-        &checksum,
-        &|p| phases.lock().expect("phases lock").push(p.to_owned()),
-        &|_, _| {},
+        &to_backup_end(&junk, &checksum),
+        Reporters {
+            phase: &|p| phases.record(p),
+            ..Reporters::SILENT
+        },
     )
     .await
     .expect_err("a junk data directory cannot be recovered");
+    assert_eq!(err.code, GuestErrorCode::StartFailed);
     eprintln!(
         "failed recover_in_place with rollback: {:?}",
         started.elapsed()
     );
 
-    let message = format!("{err:#}");
-    eprintln!("rollback error: {message}");
-    assert!(message.contains("during phase replaying"), "{message}");
-    assert!(!message.contains("rollback also failed"), "{message}");
-    assert_eq!(
-        *phases.lock().expect("phases lock"),
-        ["fetching", "verifying", "replaying"]
-    );
-    assert!(cluster.is_healthy().await);
+    eprintln!("rollback error: {err:#}");
+    assert_rolled_back_while_replaying(&err, &phases, &cluster).await;
     assert_eq!(
         ids(&cluster).await?,
         vec![1, 2, 3, 4],
         "the live instance still serves its data"
     );
-    assert!(!root.path.join("live/data.staging").exists());
-    assert!(!root.path.join("live/data.old").exists(), "never cut over");
+    assert!(!root.path().join("live/data.staging").exists());
+    assert!(
+        !root.path().join("live/data.old").exists(),
+        "never cut over"
+    );
 
     cluster.stop().await?;
     Ok(())

@@ -12,7 +12,12 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use trove_common::{amqp::Bus, db as control_db, rpc::topics, schema};
+use trove_common::{
+    amqp::{Bus, HandlerFuture},
+    db as control_db,
+    rpc::{RpcMessage, topics},
+    schema,
+};
 
 use crate::{config::TaskManagerConfig, manager::TaskManager};
 
@@ -27,28 +32,20 @@ pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Resu
         config: Arc::new(config),
     };
     let tracker = TaskTracker::new();
-    {
+    let consume = |topic: &str, handler: fn(TaskManager, RpcMessage) -> HandlerFuture| {
         let tm = tm.clone();
         tracker.spawn(bus.clone().serve(
-            topics::TASKMANAGER.to_string(),
-            move |msg| {
-                let tm = tm.clone();
-                async move { tm.handle_task(msg).await }
-            },
+            topic.to_string(),
+            move |msg| handler(tm.clone(), msg),
             shutdown.child_token(),
         ));
-    }
-    {
-        let tm = tm.clone();
-        tracker.spawn(bus.clone().serve(
-            topics::CONDUCTOR.to_string(),
-            move |msg| {
-                let tm = tm.clone();
-                async move { tm.handle_conductor(msg).await }
-            },
-            shutdown.child_token(),
-        ));
-    }
+    };
+    consume(topics::TASKMANAGER, |tm, msg| {
+        Box::pin(async move { tm.handle_task(msg).await })
+    });
+    consume(topics::CONDUCTOR, |tm, msg| {
+        Box::pin(async move { tm.handle_conductor(msg).await })
+    });
     {
         let tm = tm.clone();
         let cancel = shutdown.child_token();

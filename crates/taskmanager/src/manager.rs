@@ -7,7 +7,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use trove_common::{
     amqp::{Bus, Outcome},
     outbox,
-    rpc::{RequestContext, RpcMessage, guest::GuestMethod},
+    rpc::{Method, RequestContext, RpcMessage, guest::GuestMethod},
 };
 
 use crate::config::TaskManagerConfig;
@@ -33,27 +33,28 @@ pub fn outcome(method: &str, r: HandlerResult) -> Outcome {
     }
 }
 
+/// Matches a delivery against `topic`'s message set; one no handler can ever accept is parked in
+/// the dead-letter queue rather than retried.
+pub fn parse_or_dead_letter<M: Method>(msg: &RpcMessage, topic: &str) -> Result<M, Outcome> {
+    msg.parse::<M>().map_err(|e| {
+        tracing::warn!(topic, error = %e, "unknown or malformed message");
+        Outcome::DeadLetter
+    })
+}
+
 impl TaskManager {
-    /// Stores a cast to a guest in the caller's transaction (sent after commit).
-    pub async fn enqueue_guest(
+    /// Stores a cast to a guest in `tx` with the state change it belongs to, commits, then
+    /// publishes it (the sweeper sends it again if that publish fails).
+    pub async fn commit_with_cast(
         &self,
-        tx: &mut Transaction<'_, Postgres>,
+        mut tx: Transaction<'_, Postgres>,
         topic: &str,
         method: &GuestMethod,
         context: RequestContext,
-    ) -> Result<i64> {
-        let msg = RpcMessage::new(method, context);
-        outbox::enqueue(tx, topic, &msg).await
-    }
-
-    /// Commits, then publishes what the transaction enqueued.
-    pub async fn commit_and_send(
-        &self,
-        tx: Transaction<'_, Postgres>,
-        ids: Vec<i64>,
     ) -> Result<()> {
+        let id = outbox::enqueue(&mut tx, topic, &RpcMessage::new(method, context)).await?;
         tx.commit().await?;
-        outbox::flush(&self.pool, &self.bus, &ids).await;
+        outbox::flush(&self.pool, &self.bus, &[id]).await;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 use trove_common::{
     outbox,
-    status::{InstanceTask, ServiceStatus},
+    status::{InstanceTask, RecoveryPhase, RecoveryState, ServiceStatus},
 };
 
 use crate::{
@@ -29,6 +29,8 @@ impl TaskManager {
         }
     }
 
+    /// One pass: re-sends stranded outbox rows, then fails the tasks, recoveries and backups
+    /// whose deadline passed.
     pub async fn sweep_once(&self) -> Result<()> {
         outbox::sweep(
             &self.pool,
@@ -86,9 +88,12 @@ impl TaskManager {
             recoveries::finish(
                 &mut tx,
                 rec.id,
-                "FAILED",
-                recoveries::TIMED_OUT,
-                Some("the recovery did not finish before its deadline"),
+                recoveries::Finish {
+                    state: RecoveryState::Failed,
+                    phase: RecoveryPhase::TimedOut,
+                    error: Some("the recovery did not finish before its deadline"),
+                    outcome: None,
+                },
             )
             .await?;
             if let Some(inst) = instances::lock(&mut tx, rec.instance_id).await? {

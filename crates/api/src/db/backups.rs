@@ -2,7 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use trove_common::status::{BackupState, InstanceTask, RecoveryState};
 use uuid::Uuid;
+
+/// The only kind of backup taken: incremental ones are refused.
+pub const FULL: &str = "full";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BackupRow {
@@ -14,7 +18,7 @@ pub struct BackupRow {
     pub size: Option<f64>,
     pub checksum: Option<String>,
     pub tenant_id: String,
-    pub state: String,
+    pub state: BackupState,
     pub instance_id: Option<Uuid>,
     pub parent_id: Option<Uuid>,
     pub datastore_version_id: Option<Uuid>,
@@ -49,8 +53,35 @@ pub async fn find(
     .await
 }
 
+/// The instance's completed backups that recorded where they stop, oldest first.
+pub async fn completed_of(
+    conn: &mut PgConnection,
+    instance_id: Uuid,
+) -> sqlx::Result<Vec<BackupRow>> {
+    sqlx::query_as(&format!(
+        "{SELECT} AND b.instance_id = $1 AND b.state = $2 AND b.stop_time IS NOT NULL \
+         ORDER BY b.stop_time"
+    ))
+    .bind(instance_id)
+    .bind(BackupState::Completed)
+    .fetch_all(conn)
+    .await
+}
+
+/// True while a backup of the instance is being taken.
+pub async fn running_exists(conn: &mut PgConnection, instance_id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM backups WHERE instance_id = $1 AND NOT deleted \
+         AND state = ANY($2))",
+    )
+    .bind(instance_id)
+    .bind(BackupState::RUNNING)
+    .fetch_one(conn)
+    .await
+}
+
 /// Locks a backup row for the rest of the transaction.
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<String>> {
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<BackupState>> {
     sqlx::query_scalar("SELECT state FROM backups WHERE id = $1 AND NOT deleted FOR UPDATE")
         .bind(id)
         .fetch_optional(conn)
@@ -98,36 +129,32 @@ pub struct NewBackup<'a> {
 pub async fn insert(conn: &mut PgConnection, b: &NewBackup<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO backups (id, name, description, tenant_id, state, instance_id, \
-         datastore_version_id, backup_type, deadline) VALUES ($1, $2, $3, $4, 'NEW', $5, $6, 'full', $7)",
+         datastore_version_id, backup_type, deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(b.id)
     .bind(b.name)
     .bind(b.description)
     .bind(b.tenant_id)
+    .bind(BackupState::New)
     .bind(b.instance_id)
     .bind(b.datastore_version_id)
+    .bind(FULL)
     .bind(b.deadline)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// True when an unfinished recovery reads this backup.
-pub async fn in_use_by_recovery(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+/// True while an unfinished recovery, or an instance still being built, restores this backup.
+pub async fn in_use(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM recoveries WHERE backup_id = $1 AND state IN ('NEW', 'RUNNING'))",
+        "SELECT EXISTS (SELECT 1 FROM recoveries WHERE backup_id = $1 AND state = ANY($2)) \
+         OR EXISTS (SELECT 1 FROM instances WHERE restored_from_backup = $1 AND NOT deleted \
+                    AND task_id = $3)",
     )
     .bind(id)
-    .fetch_one(conn)
-    .await
-}
-
-/// True when an instance that is still being built restores from this backup.
-pub async fn in_use_by_restore(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM instances WHERE restored_from_backup = $1 AND NOT deleted AND task_id = 5)",
-    )
-    .bind(id)
+    .bind(RecoveryState::ACTIVE)
+    .bind(InstanceTask::Building.code())
     .fetch_one(conn)
     .await
 }

@@ -1,7 +1,10 @@
 //! Instance rows as the API reads and writes them.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, types::Json};
+use sqlx::{PgConnection, Postgres, postgres::PgArguments, query::QueryAs, types::Json};
+use trove_common::status::{
+    BackupState, InstanceTask, RecoveryPhase, RecoveryState, ServiceStatus,
+};
 use uuid::Uuid;
 
 /// One instance with everything its views need, read in a single query.
@@ -29,7 +32,7 @@ pub struct InstanceRow {
     pub fault_created: Option<DateTime<Utc>>,
     pub fault_details: Option<String>,
     pub recovery_id: Option<Uuid>,
-    pub recovery_phase: Option<String>,
+    pub recovery_phase: Option<RecoveryPhase>,
     pub recovery_progress: Option<Json<serde_json::Value>>,
     pub recovery_backup_id: Option<Uuid>,
     pub backup_running: bool,
@@ -45,7 +48,7 @@ SELECT i.id, i.name, i.tenant_id, i.flavor_id, i.volume_size, i.task_id, i.addre
        r.id AS recovery_id, r.phase AS recovery_phase, r.progress AS recovery_progress,
        r.backup_id AS recovery_backup_id,
        EXISTS (SELECT 1 FROM backups b WHERE b.instance_id = i.id AND NOT b.deleted
-               AND b.state IN ('NEW', 'BUILDING', 'SAVING')) AS backup_running
+               AND b.state = ANY($1)) AS backup_running
 FROM instances i
 JOIN service_statuses s ON s.instance_id = i.id
 JOIN datastore_versions dv ON dv.id = i.datastore_version_id
@@ -53,9 +56,17 @@ JOIN datastores d ON d.id = dv.datastore_id
 LEFT JOIN LATERAL (SELECT message, created, details FROM instance_faults
                    WHERE instance_id = i.id AND NOT deleted ORDER BY created DESC LIMIT 1) f ON true
 LEFT JOIN LATERAL (SELECT id, phase, progress, backup_id FROM recoveries
-                   WHERE instance_id = i.id AND state IN ('NEW', 'RUNNING') LIMIT 1) r ON true
+                   WHERE instance_id = i.id AND state = ANY($2) LIMIT 1) r ON true
 WHERE NOT i.deleted
 "#;
+
+/// `sql` (which extends [`SELECT`]) with the states `SELECT` reads bound as `$1` and `$2`; the
+/// caller's own parameters start at `$3`.
+fn select(sql: &str) -> QueryAs<'_, Postgres, InstanceRow, PgArguments> {
+    sqlx::query_as(sql)
+        .bind(BackupState::RUNNING)
+        .bind(RecoveryState::ACTIVE)
+}
 
 /// A visible instance of `tenant` (any tenant when `tenant` is None, for admins).
 pub async fn find(
@@ -63,13 +74,12 @@ pub async fn find(
     id: Uuid,
     tenant: Option<&str>,
 ) -> sqlx::Result<Option<InstanceRow>> {
-    sqlx::query_as(&format!(
-        "{SELECT} AND i.id = $1 AND ($2::text IS NULL OR i.tenant_id = $2)"
-    ))
-    .bind(id)
-    .bind(tenant)
-    .fetch_optional(conn)
-    .await
+    let sql = format!("{SELECT} AND i.id = $3 AND ($4::text IS NULL OR i.tenant_id = $4)");
+    select(&sql)
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(conn)
+        .await
 }
 
 /// A page of a tenant's instances ordered by id, as Trove pages them (`marker` = last id seen).
@@ -79,14 +89,15 @@ pub async fn list(
     marker: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<InstanceRow>> {
-    sqlx::query_as(&format!(
-        "{SELECT} AND i.tenant_id = $1 AND ($2::uuid IS NULL OR i.id > $2) ORDER BY i.id LIMIT $3"
-    ))
-    .bind(tenant)
-    .bind(marker)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    let sql = format!(
+        "{SELECT} AND i.tenant_id = $3 AND ($4::uuid IS NULL OR i.id > $4) ORDER BY i.id LIMIT $5"
+    );
+    select(&sql)
+        .bind(tenant)
+        .bind(marker)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
 }
 
 /// The columns a state transition needs, locked for the rest of the transaction.
@@ -128,11 +139,9 @@ pub struct NewInstance<'a> {
     pub restored_from_backup: Option<Uuid>,
     /// The point in time a restore replays to, recorded for operators.
     pub restore_target: Option<serde_json::Value>,
-    pub task_id: i32,
-    pub task_description: &'a str,
+    pub task: InstanceTask,
     pub task_deadline: DateTime<Utc>,
-    pub status_id: i32,
-    pub status_description: &'a str,
+    pub status: ServiceStatus,
 }
 
 pub async fn insert(conn: &mut PgConnection, n: &NewInstance<'_>) -> sqlx::Result<()> {
@@ -150,8 +159,8 @@ pub async fn insert(conn: &mut PgConnection, n: &NewInstance<'_>) -> sqlx::Resul
     .bind(n.access.clone().map(Json))
     .bind(n.restored_from_backup)
     .bind(n.restore_target.clone().map(Json))
-    .bind(n.task_id)
-    .bind(n.task_description)
+    .bind(n.task.code())
+    .bind(n.task.description())
     .bind(n.task_deadline)
     .execute(&mut *conn)
     .await?;
@@ -161,8 +170,8 @@ pub async fn insert(conn: &mut PgConnection, n: &NewInstance<'_>) -> sqlx::Resul
     )
     .bind(Uuid::new_v4())
     .bind(n.id)
-    .bind(n.status_id)
-    .bind(n.status_description)
+    .bind(n.status.code())
+    .bind(n.status.description())
     .execute(conn)
     .await?;
     Ok(())
@@ -171,8 +180,7 @@ pub async fn insert(conn: &mut PgConnection, n: &NewInstance<'_>) -> sqlx::Resul
 pub async fn set_task(
     conn: &mut PgConnection,
     id: Uuid,
-    task_id: i32,
-    description: &str,
+    task: InstanceTask,
     deadline: Option<DateTime<Utc>>,
 ) -> sqlx::Result<()> {
     sqlx::query(
@@ -180,8 +188,8 @@ pub async fn set_task(
          task_deadline = $4, updated = now() WHERE id = $1",
     )
     .bind(id)
-    .bind(task_id)
-    .bind(description)
+    .bind(task.code())
+    .bind(task.description())
     .bind(deadline)
     .execute(conn)
     .await?;

@@ -2,39 +2,52 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use trove_common::{
+    recovery::TargetKind,
+    status::{RecoveryPhase, RecoveryState},
+};
 use uuid::Uuid;
 
 pub async fn active_exists(conn: &mut PgConnection, instance_id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM recoveries WHERE instance_id = $1 AND state IN ('NEW', 'RUNNING'))",
+        "SELECT EXISTS (SELECT 1 FROM recoveries WHERE instance_id = $1 AND state = ANY($2))",
     )
     .bind(instance_id)
+    .bind(RecoveryState::ACTIVE)
     .fetch_one(conn)
     .await
 }
 
-pub struct NewRecovery<'a> {
+pub struct NewRecovery {
     pub id: Uuid,
     pub instance_id: Uuid,
     pub backup_id: Uuid,
-    /// `backup`, `time` or `latest`.
-    pub target_kind: &'a str,
+    pub target_kind: TargetKind,
     pub target_time: Option<DateTime<Utc>>,
-    pub target_timeline: Option<i32>,
+    pub target_timeline: Option<u32>,
     pub deadline: DateTime<Utc>,
 }
 
-pub async fn insert(conn: &mut PgConnection, r: &NewRecovery<'_>) -> sqlx::Result<()> {
+/// Records a recovery as accepted: `NEW`, `queued`.
+pub async fn insert(conn: &mut PgConnection, r: &NewRecovery) -> sqlx::Result<()> {
+    // The column is `integer`; a timeline beyond it is refused, not wrapped.
+    let timeline = r
+        .target_timeline
+        .map(i32::try_from)
+        .transpose()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "INSERT INTO recoveries (id, instance_id, backup_id, target_time, target_kind, \
-         target_timeline, state, phase, deadline) VALUES ($1, $2, $3, $4, $5, $6, 'NEW', 'queued', $7)",
+         target_timeline, state, phase, deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(r.id)
     .bind(r.instance_id)
     .bind(r.backup_id)
     .bind(r.target_time)
     .bind(r.target_kind)
-    .bind(r.target_timeline)
+    .bind(timeline)
+    .bind(RecoveryState::New)
+    .bind(RecoveryPhase::Queued)
     .bind(r.deadline)
     .execute(conn)
     .await?;

@@ -1,11 +1,15 @@
-//! What the API reads to compute an instance's recoverable window.
+//! What the API reads to compute an instance's recoverable window. Timeline numbers are `integer`
+//! columns here and `u32` in the plan; a number that cannot be a timeline is left out, never
+//! planned on.
 
 use sqlx::{PgConnection, types::Json};
+use trove_common::recovery::WalTimeline;
 use uuid::Uuid;
 
+use super::backups;
 use crate::{
     error::{ApiError, ApiResult},
-    recovery_window::{BackupPoint, TimelineInfo, Window, window},
+    recovery_window::{BackupPoint, Window, timeline_number, window},
 };
 
 #[derive(sqlx::FromRow)]
@@ -20,10 +24,30 @@ struct TimelineRow {
     latest_lsn: Option<String>,
 }
 
+impl TimelineRow {
+    /// None when the row's timeline or parent cannot be a timeline.
+    fn into_timeline(self) -> Option<WalTimeline> {
+        let parent = match self.parent_timeline {
+            Some(p) => Some(timeline_number(p.into())?),
+            None => None,
+        };
+        Some(WalTimeline {
+            timeline: timeline_number(self.timeline.into())?,
+            parent,
+            switch_lsn: self.switch_lsn,
+            first_segment: self.first_segment,
+            last_segment: self.last_segment,
+            gaps: self.gaps.0,
+            latest_commit: self.latest_commit,
+            latest_lsn: self.latest_lsn,
+        })
+    }
+}
+
 pub async fn timelines(
     conn: &mut PgConnection,
     instance_id: Uuid,
-) -> sqlx::Result<Vec<TimelineInfo>> {
+) -> sqlx::Result<Vec<WalTimeline>> {
     let rows: Vec<TimelineRow> = sqlx::query_as(
         "SELECT timeline, parent_timeline, switch_lsn, first_segment, last_segment, gaps, \
          latest_commit, latest_lsn FROM wal_timelines WHERE instance_id = $1 ORDER BY timeline",
@@ -31,49 +55,36 @@ pub async fn timelines(
     .bind(instance_id)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TimelineInfo {
-            timeline: r.timeline,
-            parent: r.parent_timeline,
-            switch_lsn: r.switch_lsn,
-            first_segment: r.first_segment,
-            last_segment: r.last_segment,
-            gaps: r.gaps.0,
-            latest_commit: r.latest_commit,
-            latest_lsn: r.latest_lsn,
-        })
-        .collect())
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (timeline, parent) = (row.timeline, row.parent_timeline);
+        match row.into_timeline() {
+            Some(t) => out.push(t),
+            None => {
+                tracing::warn!(instance.id = %instance_id, timeline, parent, "ignoring a wal_timelines row that names no valid timeline")
+            }
+        }
+    }
+    Ok(out)
 }
 
-#[derive(sqlx::FromRow)]
-struct BackupRow {
-    id: Uuid,
-    stop_time: chrono::DateTime<chrono::Utc>,
-    timeline: Option<i32>,
-    start_lsn: Option<String>,
-    stop_lsn: Option<String>,
-}
-
+/// The instance's completed backups that recorded where they stop, oldest first.
 pub async fn backup_points(
     conn: &mut PgConnection,
     instance_id: Uuid,
 ) -> sqlx::Result<Vec<BackupPoint>> {
-    let rows: Vec<BackupRow> = sqlx::query_as(
-        "SELECT id, stop_time, timeline, start_lsn, stop_lsn FROM backups WHERE instance_id = $1 \
-         AND NOT deleted AND state = 'COMPLETED' AND stop_time IS NOT NULL ORDER BY stop_time",
-    )
-    .bind(instance_id)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
+    Ok(backups::completed_of(conn, instance_id)
+        .await?
         .into_iter()
-        .map(|r| BackupPoint {
-            id: r.id,
-            stop_time: r.stop_time,
-            timeline: r.timeline,
-            start_lsn: r.start_lsn,
-            stop_lsn: r.stop_lsn,
+        .filter_map(|b| {
+            Some(BackupPoint {
+                id: b.id,
+                stop_time: b.stop_time?,
+                // A backup without a valid timeline serves no lineage.
+                timeline: b.timeline.and_then(|t| timeline_number(t.into())),
+                start_lsn: b.start_lsn,
+                stop_lsn: b.stop_lsn,
+            })
         })
         .collect())
 }
@@ -83,19 +94,23 @@ pub async fn backup_points(
 pub async fn window_of(
     conn: &mut PgConnection,
     instance_id: Uuid,
-    timeline: Option<i32>,
-) -> sqlx::Result<Option<(Window, Vec<TimelineInfo>)>> {
+    timeline: Option<u32>,
+) -> sqlx::Result<Option<(Window, Vec<WalTimeline>)>> {
     let current: Option<i32> = sqlx::query_scalar("SELECT timeline FROM instances WHERE id = $1")
         .bind(instance_id)
         .fetch_optional(&mut *conn)
         .await?
         .flatten();
+    let current = current.and_then(|t| timeline_number(t.into()));
     let Some(tl) = timeline.or(current) else {
         return Ok(None);
     };
     let timelines = timelines(conn, instance_id).await?;
     let backups = backup_points(conn, instance_id).await?;
-    Ok(Some((window(tl, &timelines, &backups), timelines)))
+    Ok(Some((
+        window(instance_id, tl, &timelines, &backups),
+        timelines,
+    )))
 }
 
 /// The window a point-in-time request is planned against, read once: 422 when the instance has
@@ -103,7 +118,7 @@ pub async fn window_of(
 pub async fn planning_window(
     conn: &mut PgConnection,
     instance_id: Uuid,
-    timeline: Option<i32>,
+    timeline: Option<u32>,
 ) -> ApiResult<Window> {
     let Some((w, known)) = window_of(conn, instance_id, timeline).await? else {
         return Err(ApiError::Unprocessable(format!(

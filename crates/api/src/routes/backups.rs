@@ -1,33 +1,23 @@
-//! Backups: list, create, show, delete.
+//! Backups: list (all, or of one instance), create, show, delete.
 
 use axum::{
-    Extension, Json, Router,
+    Json, Router,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     routing::get,
 };
 use serde_json::{Value, json};
-use trove_common::{
-    outbox,
-    rpc::{
-        RpcMessage,
-        taskmanager::{NewBackupInfo, TaskManagerMethod},
-        topics,
-    },
-    status::BackupState,
-};
+use trove_common::rpc::taskmanager::{NewBackupInfo, TaskManagerMethod};
 use uuid::Uuid;
 
-use super::instances::path_uuid;
+use super::{availability::ensure_available, dispatch::Dispatch, path_uuid};
 use crate::{
-    auth::Caller,
     db::{backups, instances},
     error::{ApiError, ApiResult},
     extract::{JsonBody, Paging},
-    request_id::RequestId,
     state::AppState,
     validate::{self, bad},
-    views,
+    views::{self, Links},
 };
 
 pub fn router() -> Router<AppState> {
@@ -40,14 +30,16 @@ pub fn router() -> Router<AppState> {
             "/v1.0/{tenant}/backups/{id}",
             get(show_backup).delete(delete_backup),
         )
+        .route(
+            "/v1.0/{tenant}/instances/{id}/backups",
+            get(list_instance_backups),
+        )
 }
 
-/// Newest first. Unlike Trove, `next` appears only when another page really exists, so the
-/// CLI (which follows `next` until it is absent) terminates.
-pub async fn list_page(
+/// Newest first; the marker is an offset, as in Trove.
+async fn list_page(
     state: &AppState,
-    tenant: &str,
-    headers: &HeaderMap,
+    links: &Links,
     paging: &Paging,
     instance_id: Option<Uuid>,
     path: &str,
@@ -70,32 +62,43 @@ pub async fn list_page(
         (None, None) => None,
     };
     let filter = backups::ListFilter {
-        tenant: Some(tenant),
+        tenant: Some(&links.tenant),
         instance_id: instance_filter,
         datastore: paging.param("datastore"),
     };
     let mut conn = state.pool.acquire().await?;
     let mut rows = backups::list(&mut conn, &filter, offset, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let more = super::cut_page(&mut rows, limit);
     let mut body = json!({"backups": rows.iter().map(views::backup).collect::<Vec<_>>()});
     if more {
-        let base = super::base_url(state, headers);
-        body["links"] = json!([{
-            "rel": "next",
-            "href": format!("{base}/v1.0/{tenant}/{path}?limit={limit}&marker={}", offset + limit),
-        }]);
+        body["links"] = links.next_page(path, limit, offset + limit);
     }
     Ok(Json(body))
 }
 
 async fn list_backups(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
+    links: Links,
     paging: Paging,
 ) -> ApiResult<Json<Value>> {
-    list_page(&state, &tenant, &headers, &paging, None, "backups").await
+    list_page(&state, &links, &paging, None, "backups").await
+}
+
+async fn list_instance_backups(
+    State(state): State<AppState>,
+    Path((tenant, id)): Path<(String, String)>,
+    links: Links,
+    paging: Paging,
+) -> ApiResult<Json<Value>> {
+    let id = path_uuid(&id)?;
+    {
+        let mut conn = state.pool.acquire().await?;
+        instances::find(&mut conn, id, Some(&tenant))
+            .await?
+            .ok_or_else(|| ApiError::not_found(id))?;
+    }
+    let path = format!("instances/{id}/backups");
+    list_page(&state, &links, &paging, Some(id), &path).await
 }
 
 async fn show_backup(
@@ -112,8 +115,7 @@ async fn show_backup(
 
 async fn create_backup(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(rid): Extension<RequestId>,
+    dispatch: Dispatch,
     Path(tenant): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -162,7 +164,7 @@ async fn create_backup(
     let inst = instances::lock(&mut tx, instance_id, Some(&tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(instance_id))?;
-    super::instance_actions::ensure_available(&mut tx, &inst).await?;
+    ensure_available(&mut tx, &inst).await?;
     let id = Uuid::new_v4();
     backups::insert(
         &mut tx,
@@ -180,23 +182,18 @@ async fn create_backup(
     let row = backups::find(&mut tx, id, Some(&tenant))
         .await?
         .ok_or_else(|| anyhow::anyhow!("backup {id} vanished inside its own transaction"))?;
-    let msg = RpcMessage::new(
-        &TaskManagerMethod::CreateBackup {
-            backup_info: NewBackupInfo {
-                id,
-                name: name.clone(),
-                instance_id,
-                backup_type: "full".into(),
-                datastore: row.ds_name.clone().unwrap_or_default(),
-                datastore_version: row.ds_version_name.clone().unwrap_or_default(),
-            },
+    let method = TaskManagerMethod::CreateBackup {
+        backup_info: NewBackupInfo {
+            id,
+            name: name.clone(),
             instance_id,
+            backup_type: backups::FULL.into(),
+            datastore: row.ds_name.clone().unwrap_or_default(),
+            datastore_version: row.ds_version_name.clone().unwrap_or_default(),
         },
-        super::context(&caller, &rid),
-    );
-    let oid = outbox::enqueue(&mut tx, topics::TASKMANAGER, &msg).await?;
-    tx.commit().await?;
-    super::flush_later(&state, vec![oid]);
+        instance_id,
+    };
+    dispatch.send(tx, &method).await?;
     tracing::info!(backup.id = %id, instance.id = %instance_id, "backup accepted");
     Ok((
         StatusCode::ACCEPTED,
@@ -206,8 +203,7 @@ async fn create_backup(
 
 async fn delete_backup(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(rid): Extension<RequestId>,
+    dispatch: Dispatch,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let id = path_uuid(&id)?;
@@ -218,25 +214,19 @@ async fn delete_backup(
     let st = backups::lock(&mut tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
-    if BackupState::parse(&st).is_some_and(BackupState::is_running) {
+    if st.is_running() {
         return Err(ApiError::Unprocessable(format!(
             "Backup {id} is still running ({st}); delete it once it has finished."
         )));
     }
-    if backups::in_use_by_recovery(&mut tx, id).await?
-        || backups::in_use_by_restore(&mut tx, id).await?
-    {
+    if backups::in_use(&mut tx, id).await? {
         return Err(ApiError::Unprocessable(format!(
             "Backup {id} is being restored right now; delete it once that has finished."
         )));
     }
     backups::mark_deleted(&mut tx, id).await?;
-    let msg = RpcMessage::new(
-        &TaskManagerMethod::DeleteBackup { backup_id: id },
-        super::context(&caller, &rid),
-    );
-    let oid = outbox::enqueue(&mut tx, topics::TASKMANAGER, &msg).await?;
-    tx.commit().await?;
-    super::flush_later(&state, vec![oid]);
+    dispatch
+        .send(tx, &TaskManagerMethod::DeleteBackup { backup_id: id })
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }

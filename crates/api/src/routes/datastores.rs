@@ -3,17 +3,17 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::HeaderMap,
     routing::get,
 };
 use serde_json::{Value, json};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    db::catalog,
+    db::catalog::{self, DatastoreRow, VersionRow},
     error::{ApiError, ApiResult},
     state::AppState,
-    views,
+    views::{self, Links},
 };
 
 pub fn router() -> Router<AppState> {
@@ -34,21 +34,36 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn list_datastores(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+/// A datastore by id or name: 404 when there is none.
+async fn find_datastore(conn: &mut PgConnection, key: &str) -> ApiResult<DatastoreRow> {
+    catalog::datastore(conn, key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Datastore '{key}' cannot be found.")))
+}
+
+/// Only active versions are shown, as in Trove.
+async fn active_versions(
+    conn: &mut PgConnection,
+    datastore_id: Uuid,
+) -> ApiResult<Vec<VersionRow>> {
+    let mut versions = catalog::versions_of(conn, datastore_id).await?;
+    versions.retain(|v| v.active);
+    Ok(versions)
+}
+
+/// A datastore by id or name (404 when there is none) with its active versions.
+async fn with_versions(state: &AppState, key: &str) -> ApiResult<(DatastoreRow, Vec<VersionRow>)> {
     let mut conn = state.pool.acquire().await?;
-    let base = super::base_url(&state, &headers);
-    let links = super::links(&base, &tenant);
+    let d = find_datastore(&mut conn, key).await?;
+    let versions = active_versions(&mut conn, d.id).await?;
+    Ok((d, versions))
+}
+
+async fn list_datastores(State(state): State<AppState>, links: Links) -> ApiResult<Json<Value>> {
+    let mut conn = state.pool.acquire().await?;
     let mut out = Vec::new();
     for d in catalog::datastores(&mut conn).await? {
-        let versions: Vec<_> = catalog::versions_of(&mut conn, d.id)
-            .await?
-            .into_iter()
-            .filter(|v| v.active)
-            .collect();
+        let versions = active_versions(&mut conn, d.id).await?;
         // Like Trove, datastores without an active version are hidden.
         if !versions.is_empty() {
             out.push(views::datastore(&d, &versions, &links));
@@ -59,20 +74,10 @@ async fn list_datastores(
 
 async fn show_datastore(
     State(state): State<AppState>,
-    Path((tenant, ds)): Path<(String, String)>,
-    headers: HeaderMap,
+    Path((_tenant, ds)): Path<(String, String)>,
+    links: Links,
 ) -> ApiResult<Json<Value>> {
-    let mut conn = state.pool.acquire().await?;
-    let base = super::base_url(&state, &headers);
-    let links = super::links(&base, &tenant);
-    let d = catalog::datastore(&mut conn, &ds)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Datastore '{ds}' cannot be found.")))?;
-    let versions: Vec<_> = catalog::versions_of(&mut conn, d.id)
-        .await?
-        .into_iter()
-        .filter(|v| v.active)
-        .collect();
+    let (d, versions) = with_versions(&state, &ds).await?;
     Ok(Json(
         json!({"datastore": views::datastore(&d, &versions, &links)}),
     ))
@@ -80,34 +85,23 @@ async fn show_datastore(
 
 async fn list_versions(
     State(state): State<AppState>,
-    Path((tenant, ds)): Path<(String, String)>,
-    headers: HeaderMap,
+    Path((_tenant, ds)): Path<(String, String)>,
+    links: Links,
 ) -> ApiResult<Json<Value>> {
-    let mut conn = state.pool.acquire().await?;
-    let base = super::base_url(&state, &headers);
-    let links = super::links(&base, &tenant);
-    let d = catalog::datastore(&mut conn, &ds)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Datastore '{ds}' cannot be found.")))?;
-    let versions = catalog::versions_of(&mut conn, d.id).await?;
+    let (_, versions) = with_versions(&state, &ds).await?;
     Ok(Json(json!({"versions": versions
         .iter()
-        .filter(|v| v.active)
         .map(|v| views::version(v, &links, true))
         .collect::<Vec<_>>()})))
 }
 
 async fn show_version(
     State(state): State<AppState>,
-    Path((tenant, ds, version)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    Path((_tenant, ds, version)): Path<(String, String, String)>,
+    links: Links,
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.pool.acquire().await?;
-    let base = super::base_url(&state, &headers);
-    let links = super::links(&base, &tenant);
-    let d = catalog::datastore(&mut conn, &ds)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Datastore '{ds}' cannot be found.")))?;
+    let d = find_datastore(&mut conn, &ds).await?;
     let v = catalog::version_of(&mut conn, d.id, &version)
         .await?
         .ok_or_else(|| {
@@ -118,12 +112,10 @@ async fn show_version(
 
 async fn show_version_by_id(
     State(state): State<AppState>,
-    Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Path((_tenant, id)): Path<(String, String)>,
+    links: Links,
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.pool.acquire().await?;
-    let base = super::base_url(&state, &headers);
-    let links = super::links(&base, &tenant);
     let not_found = || ApiError::NotFound(format!("Datastore version '{id}' cannot be found."));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
     let v = catalog::version_by_id(&mut conn, uuid)

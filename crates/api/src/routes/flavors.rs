@@ -3,7 +3,6 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::HeaderMap,
     routing::get,
 };
 use serde_json::{Value, json};
@@ -12,7 +11,7 @@ use crate::{
     db::catalog,
     error::{ApiError, ApiResult},
     state::AppState,
-    views,
+    views::{self, Links},
 };
 
 pub fn router() -> Router<AppState> {
@@ -21,14 +20,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1.0/{tenant}/flavors/{id}", get(show_flavor))
 }
 
-async fn list_flavors(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+async fn list_flavors(State(state): State<AppState>, links: Links) -> ApiResult<Json<Value>> {
     let mut conn = state.pool.acquire().await?;
-    let base = super::base_url(&state, &headers);
-    let links = super::links(&base, &tenant);
     let rows = catalog::flavors(&mut conn).await?;
     Ok(Json(
         json!({"flavors": rows.iter().map(|f| views::flavor(f, &links)).collect::<Vec<_>>()}),
@@ -37,12 +30,10 @@ async fn list_flavors(
 
 async fn show_flavor(
     State(state): State<AppState>,
-    Path((tenant, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Path((_tenant, id)): Path<(String, String)>,
+    links: Links,
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.pool.acquire().await?;
-    let base = super::base_url(&state, &headers);
-    let links = super::links(&base, &tenant);
     let f = catalog::flavor(&mut conn, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(&id))?;

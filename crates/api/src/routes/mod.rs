@@ -1,7 +1,9 @@
 //! The HTTP surface: one module per resource, merged here.
 
+pub mod availability;
 pub mod backups;
 pub mod datastores;
+pub mod dispatch;
 pub mod flavors;
 pub mod instance_actions;
 pub mod instances;
@@ -9,51 +11,25 @@ pub mod recover;
 pub mod recovery_window;
 pub mod versions;
 
-use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Duration, Utc};
-use trove_common::{outbox, rpc::RequestContext};
+use uuid::Uuid;
 
-use crate::{auth::Caller, request_id::RequestId, state::AppState, views::Links};
+use crate::error::{ApiError, ApiResult};
 
-/// The RPC context for work started by this request.
-pub fn context(caller: &Caller, rid: &RequestId) -> RequestContext {
-    RequestContext {
-        request_id: Some(rid.0.clone()),
-        project_id: Some(caller.project_id.clone()),
-        user: caller.user.clone(),
-        is_admin: caller.is_admin,
-        roles: caller.roles.clone(),
-        guest_host: None,
-    }
-}
-
-/// Base URL for links: the configured public endpoint, else the request's Host.
-pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if !state.config.public_endpoint.is_empty() {
-        return state
-            .config
-            .public_endpoint
-            .trim_end_matches('/')
-            .to_string();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost:8779");
-    format!("http://{host}")
-}
-
-pub fn links<'a>(base: &'a str, tenant: &'a str) -> Links<'a> {
-    Links { base, tenant }
+/// Path ids that are not UUIDs name nothing: 404, as for an unknown id.
+pub fn path_uuid(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found(id))
 }
 
 pub fn deadline_in(secs: i64) -> DateTime<Utc> {
     Utc::now() + Duration::seconds(secs)
 }
 
-/// Publishes committed outbox rows in the background: a handler never waits on the broker.
-pub fn flush_later(state: &AppState, ids: Vec<i64>) {
-    let pool = state.pool.clone();
-    let bus = state.bus.clone();
-    tokio::spawn(async move { outbox::flush(&pool, &bus, &ids).await });
+/// Cuts `rows`, fetched with one row more than `limit`, to the page; true when another page
+/// exists, so `next` appears only then and the CLI (which follows `next` until it is absent)
+/// terminates.
+pub fn cut_page<T>(rows: &mut Vec<T>, limit: i64) -> bool {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    more
 }

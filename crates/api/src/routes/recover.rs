@@ -2,30 +2,32 @@
 //! in place. Every refusal happens before anything is written.
 
 use axum::{
-    Extension, Json, Router,
+    Json, Router,
     extract::{Path, State},
     http::StatusCode,
     routing::post,
 };
 use serde_json::{Value, json};
 use trove_common::{
-    outbox,
-    rpc::{RpcMessage, taskmanager::TaskManagerMethod, topics},
-    status::{BackupState, InstanceTask},
+    recovery::TargetKind, rpc::taskmanager::TaskManagerMethod, status::InstanceTask,
     timefmt::trove_time,
 };
 use uuid::Uuid;
 
+use super::{availability::ensure_available, dispatch::Dispatch, path_uuid};
 use crate::{
-    auth::Caller,
-    db::{backups, instances, recoveries, wal},
+    db::{backups, instances, recoveries},
     error::{ApiError, ApiResult},
     extract::JsonBody,
-    recovery_window::{self, Target},
-    request_id::RequestId,
+    recovery_request::{self, BackupUse, PointInTime},
+    recovery_window,
     state::AppState,
     validate::{self, bad},
 };
+
+/// The `status` a recover answers with, as Trove's restore answers it: the instance's status
+/// word, not a recovery state.
+const ACCEPTED_STATUS: &str = "BUILDING";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,8 +44,7 @@ pub fn router() -> Router<AppState> {
 /// The parsed body: which backup, which point in time, on which timeline.
 struct RecoverRequest {
     backup_id: Option<Uuid>,
-    target: Option<Target>,
-    timeline: Option<i32>,
+    point: PointInTime,
 }
 
 fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
@@ -66,28 +67,10 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
             )));
         }
     }
-    let target = match r.get("point_in_time") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(recovery_window::parse_target(v)?),
-    };
-    let timeline = match r.get("timeline") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .and_then(|t| i32::try_from(t).ok())
-                .filter(|t| *t >= 1)
-                .ok_or_else(|| {
-                    bad("Validation error: recovery['timeline'] must be a positive integer")
-                })?,
-        ),
-    };
-    if timeline.is_some() && target.is_none() {
-        return Err(bad(
-            "recovery['timeline'] only applies together with point_in_time.",
-        ));
-    }
+    let point = PointInTime::parse(r, "recovery")?;
+    point.check_timeline("recovery")?;
     let backup_id = match r.get("backup") {
-        None | Some(Value::Null) if target.is_some() => None,
+        None | Some(Value::Null) if point.stop.is_some() => None,
         None | Some(Value::Null) => {
             return Err(bad(
                 "Validation error: recovery needs 'backup', or 'point_in_time' (a time with a zone offset, or \"latest\")",
@@ -95,21 +78,16 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
         }
         Some(b) => Some(validate::uuid_strict(b, "recovery['backup']")?),
     };
-    Ok(RecoverRequest {
-        backup_id,
-        target,
-        timeline,
-    })
+    Ok(RecoverRequest { backup_id, point })
 }
 
 async fn recover_instance(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(rid): Extension<RequestId>,
+    dispatch: Dispatch,
     Path((tenant, id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = super::instances::path_uuid(&id)?;
+    let id = path_uuid(&id)?;
     let req = parse(&body, id)?;
 
     let mut tx = state.pool.begin().await?;
@@ -120,17 +98,15 @@ async fn recover_instance(
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
     if let Some(bid) = req.backup_id {
-        let backup = backups::find(&mut tx, bid, Some(&tenant))
-            .await?
-            .ok_or_else(|| ApiError::not_found(bid))?;
-        check_backup(&backup, &inst_row.ds_name, id)?;
+        let backup =
+            recovery_request::requested_backup(&mut tx, &tenant, bid, BackupUse::Recovery).await?;
+        same_datastore(&backup, &inst_row.ds_name, id)?;
     }
     // The point-in-time plan (or the plain backup) decides which backup is restored.
-    let plan = match req.target {
-        Some(target) => {
-            let w = wal::planning_window(&mut tx, id, req.timeline).await?;
-            Some(recovery_window::plan(&w, target, req.backup_id)?)
-        }
+    let plan = match req.point.stop {
+        Some(stop) => Some(
+            recovery_request::plan(&mut tx, id, stop, req.point.timeline, req.backup_id).await?,
+        ),
         None => None,
     };
     let backup_id = plan
@@ -143,20 +119,22 @@ async fn recover_instance(
         .ok_or_else(|| ApiError::not_found(backup_id))?;
     // Holds off a concurrent delete of the backup until this recovery is recorded.
     backups::lock(&mut tx, backup.id).await?;
-    check_backup(&backup, &inst_row.ds_name, id)?;
-    super::instance_actions::ensure_available(&mut tx, &inst).await?;
+    recovery_request::ensure_completed(&backup, BackupUse::Recovery)?;
+    same_datastore(&backup, &inst_row.ds_name, id)?;
+    ensure_available(&mut tx, &inst).await?;
 
     let recovery_id = Uuid::new_v4();
     let deadline = super::deadline_in(state.config.recovery_timeout_secs);
+    // Stored as columns, which the taskmanager rebuilds into the same target.
     let (kind, target_time, timeline, point_in_time) = match &plan {
         Some(p) => (
-            if p.time.is_some() { "time" } else { "latest" },
-            p.time,
-            Some(p.timeline),
+            p.target.stop.kind(),
+            p.target.stop.time(),
+            Some(p.target.timeline),
             Some(recovery_window::rfc3339(p.point_in_time)),
         ),
         None => (
-            "backup",
+            TargetKind::Backup,
             backup.stop_time,
             None,
             backup.stop_time.map(trove_time),
@@ -175,32 +153,21 @@ async fn recover_instance(
         },
     )
     .await?;
-    instances::set_task(
-        &mut tx,
-        id,
-        InstanceTask::Recovering.code(),
-        InstanceTask::Recovering.description(),
-        Some(deadline),
-    )
-    .await?;
-    let msg = RpcMessage::new(
-        &TaskManagerMethod::DoInstanceRecovery {
-            instance_id: id,
-            backup_id: backup.id,
-            recovery_id,
-        },
-        super::context(&caller, &rid),
-    );
-    let oid = outbox::enqueue(&mut tx, topics::TASKMANAGER, &msg).await?;
-    tx.commit().await?;
-    super::flush_later(&state, vec![oid]);
-    tracing::info!(instance.id = %id, backup.id = %backup.id, recovery.id = %recovery_id, target = kind, "recovery accepted");
+    let method = TaskManagerMethod::DoInstanceRecovery {
+        instance_id: id,
+        backup_id: backup.id,
+        recovery_id,
+    };
+    dispatch
+        .start_task(tx, id, InstanceTask::Recovering, deadline, &method)
+        .await?;
+    tracing::info!(instance.id = %id, backup.id = %backup.id, recovery.id = %recovery_id, target = %kind, "recovery accepted");
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"recovery": {
             "id": id,
             "name": inst_row.name,
-            "status": "BUILDING",
+            "status": ACCEPTED_STATUS,
             "datastore": inst_row.ds_name,
             "recovered_from_backup": backup.id,
             "point_in_time": point_in_time,
@@ -210,14 +177,8 @@ async fn recover_instance(
     ))
 }
 
-/// A backup can serve a recovery of `instance` only when complete and of its datastore.
-fn check_backup(backup: &backups::BackupRow, datastore: &str, instance: Uuid) -> ApiResult<()> {
-    if backup.state != BackupState::Completed.as_str() {
-        return Err(ApiError::Conflict(format!(
-            "Backup {} cannot be used for a recovery: its status is {}, not COMPLETED.",
-            backup.id, backup.state
-        )));
-    }
+/// A backup can serve a recovery of `instance` only when it is of the instance's datastore.
+fn same_datastore(backup: &backups::BackupRow, datastore: &str, instance: Uuid) -> ApiResult<()> {
     if backup.ds_name.as_deref() != Some(datastore) {
         return Err(bad(format!(
             "Backup {} is of datastore {}, but instance {instance} runs {datastore}.",

@@ -8,12 +8,12 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::instances::path_uuid;
+use super::path_uuid;
 use crate::{
     db::{instances, wal},
     error::{ApiError, ApiResult},
     extract::Paging,
-    recovery_window::rfc3339,
+    recovery_window::{rfc3339, timeline_number},
     state::AppState,
     validate::bad,
 };
@@ -33,9 +33,9 @@ async fn show_recovery_window(
     let id = path_uuid(&id)?;
     let timeline = match paging.param("timeline") {
         Some(t) => Some(
-            t.parse::<i32>()
+            t.parse::<i64>()
                 .ok()
-                .filter(|t| *t >= 1)
+                .and_then(timeline_number)
                 .ok_or_else(|| bad(format!("timeline '{t}' is not a positive integer.")))?,
         ),
         None => None,

@@ -10,7 +10,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn list_versions(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
-    let base = super::base_url(&state, &headers);
+    let base = crate::extract::base_url(&state, &headers);
     Json(json!({"versions": [{
         "id": "v1.0",
         "status": "CURRENT",

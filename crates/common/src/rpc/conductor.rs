@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Method;
+pub use crate::recovery::{RecoveryOutcome, RecoveryProgress, WalTimeline};
+use crate::status::{BackupState, RecoveryPhase, RecoveryState};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeartbeatPayload {
@@ -24,32 +26,25 @@ pub struct HeartbeatPayload {
     pub completes: Option<String>,
 }
 
-/// What the backup store holds of one timeline of an instance's WAL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WalTimeline {
-    pub timeline: u32,
-    pub parent: Option<u32>,
-    pub switch_lsn: Option<String>,
-    pub first_segment: Option<String>,
-    pub last_segment: Option<String>,
-    #[serde(default)]
-    pub gaps: Vec<(String, String)>,
-    pub latest_commit: Option<DateTime<Utc>>,
-    pub latest_lsn: Option<String>,
-}
-
-/// Stable codes for guest failures, so the control plane can tell them apart without parsing text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GuestErrorCode {
-    ChecksumMismatch,
-    BackupNotFound,
-    RestoreFailed,
-    StartFailed,
-    HealthCheckFailed,
-    /// Replay did not stop where it was asked to.
-    TargetNotReached,
-    Internal,
+crate::text_enum! {
+    /// Stable codes for guest failures, so the control plane can tell them apart without parsing
+    /// text. The guest derives each from the typed error raised where the failure happened.
+    pub enum GuestErrorCode {
+        /// The backup archive or a WAL segment does not match its recorded checksum.
+        ChecksumMismatch => "checksum_mismatch",
+        /// The backup archive or the WAL it needs is not in the store.
+        BackupNotFound => "backup_not_found",
+        /// Unpacking the backup or replaying WAL into the staged copy failed.
+        RestoreFailed => "restore_failed",
+        /// A server (staged or recovered) did not start.
+        StartFailed => "start_failed",
+        /// The recovered server did not answer in time.
+        HealthCheckFailed => "health_check_failed",
+        /// Replay did not stop where it was asked to.
+        TargetNotReached => "target_not_reached",
+        /// Anything else: a bug or the host (disk, permissions).
+        Internal => "internal",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,7 +59,7 @@ pub enum ConductorMethod {
         instance_id: Uuid,
         backup_id: Uuid,
         sent: f64,
-        state: String,
+        state: BackupState,
         #[serde(default)]
         size: Option<f64>,
         #[serde(default)]
@@ -92,15 +87,18 @@ pub enum ConductorMethod {
         instance_id: Uuid,
         recovery_id: Uuid,
         sent: f64,
-        phase: String,
+        phase: RecoveryPhase,
         /// `RUNNING`, `COMPLETED` or `FAILED`.
-        state: String,
+        state: RecoveryState,
         #[serde(default)]
-        progress: Option<serde_json::Value>,
+        progress: Option<RecoveryProgress>,
         #[serde(default)]
         error: Option<String>,
         #[serde(default)]
         error_code: Option<GuestErrorCode>,
+        /// What a completed recovery reached; absent while it runs and when it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<RecoveryOutcome>,
     },
     /// Ours: a guest host announces itself and its capacity.
     HostHeartbeat {

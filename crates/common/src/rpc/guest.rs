@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::Method;
 use super::taskmanager::{DatabaseSpec, UserSpec};
+pub use crate::recovery::{RecoveryTarget, wal_location};
 
 /// Where a backup lives and how to check it (the seed's `backup_info {id, location, type, checksum}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,22 +18,6 @@ pub struct BackupLocation {
     pub backup_type: String,
     /// sha256 hex of the archive file.
     pub checksum: String,
-}
-
-/// Where to stop replaying WAL: a time (UTC) or the end of the archived WAL, on the lineage of
-/// `timeline`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecoveryTarget {
-    /// None means "latest": replay everything the store holds.
-    pub time: Option<chrono::DateTime<chrono::Utc>>,
-    pub timeline: u32,
-    /// WAL directory of the instance whose history is replayed, relative to the backup store.
-    pub wal_location: String,
-}
-
-/// Where an instance's continuous WAL archive lives, relative to the backup store root.
-pub fn wal_location(instance_id: Uuid) -> String {
-    format!("wal/{instance_id}")
 }
 
 /// A backup the guest should take.

@@ -7,7 +7,7 @@ pub mod taskmanager;
 
 pub use envelope::{DecodeError, RequestContext, RpcMessage};
 
-/// Queue and routing-key names (DESIGN §4).
+/// Queue and routing-key names (docs/architecture.md, "Message bus").
 pub mod topics {
     pub const TASKMANAGER: &str = "taskmanager";
     pub const CONDUCTOR: &str = "trove-conductor";

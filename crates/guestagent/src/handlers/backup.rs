@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use trove_common::{
     rpc::{conductor::ConductorMethod, guest::TakeBackupInfo},
+    status::BackupState,
     timefmt::epoch_seconds,
 };
 
@@ -24,11 +25,11 @@ impl Agent {
         rid: Option<String>,
     ) {
         let _guard = h.op.lock().await;
-        let update = |state: &str| ConductorMethod::UpdateBackup {
+        let update = |state: BackupState| ConductorMethod::UpdateBackup {
             instance_id: h.id,
             backup_id: info.id,
             sent: epoch_seconds(Utc::now()),
-            state: state.to_string(),
+            state,
             size: None,
             checksum: None,
             location: None,
@@ -40,14 +41,15 @@ impl Agent {
             timeline: None,
             error: None,
         };
-        self.report(update("BUILDING"), rid.clone()).await;
+        self.report(update(BackupState::Building), rid.clone())
+            .await;
         let dest = self.config.backup_store.join(info.id.to_string());
         tracing::info!(instance.id = %h.id, backup.id = %info.id, "backup started");
         let started = std::time::Instant::now();
         let msg = match take_backup(&h.cluster, &info.id.to_string(), &dest).await {
             Ok(m) => {
                 tracing::info!(instance.id = %h.id, backup.id = %info.id, bytes = m.size_bytes, duration_ms = started.elapsed().as_millis() as u64, "backup completed");
-                let mut u = update("COMPLETED");
+                let mut u = update(BackupState::Completed);
                 if let ConductorMethod::UpdateBackup {
                     size,
                     checksum,
@@ -75,7 +77,7 @@ impl Agent {
                 let text = format!("{e:#}");
                 tracing::warn!(instance.id = %h.id, backup.id = %info.id, error = %text, "backup failed");
                 let _ = tokio::fs::remove_dir_all(&dest).await;
-                let mut u = update("FAILED");
+                let mut u = update(BackupState::Failed);
                 if let ConductorMethod::UpdateBackup { success, error, .. } = &mut u {
                     *success = Some(false);
                     *error = Some(text);

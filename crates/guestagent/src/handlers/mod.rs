@@ -5,6 +5,7 @@ mod backup;
 mod lifecycle;
 mod prepare;
 mod recovery;
+mod recovery_source;
 
 use std::{path::PathBuf, sync::Arc};
 

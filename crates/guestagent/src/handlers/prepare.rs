@@ -4,16 +4,19 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use trove_common::rpc::{
-    guest::{BackupLocation, RecoveryTarget},
-    taskmanager::{DatabaseSpec, UserSpec},
+use trove_common::{
+    recovery::RecoveryTarget,
+    rpc::{
+        guest::BackupLocation,
+        taskmanager::{DatabaseSpec, UserSpec},
+    },
 };
 use uuid::Uuid;
 
 use crate::{
     agent::Agent,
     hosted::{Hosted, InstanceRecord},
-    postgres::{RecoveryTarget as PitrTarget, allocate_port, restore_new, restore_new_to},
+    postgres::{Reporters, allocate_port, restore_new},
 };
 
 impl Agent {
@@ -100,34 +103,14 @@ impl Agent {
             .await
             .with_context(|| format!("creating {}", h.dir.display()))?;
         match backup {
+            // From a backup, replayed on to the target when there is one: the same restore as a
+            // recovery in place. The new timeline's history goes into this instance's own store,
+            // where its lineage starts.
             Some(b) => {
-                let archive = self.store_path(&b.location)?;
+                let source = self.recovery_source(h.id, b, target)?;
                 h.cluster.prepare_aux_dirs().await?;
-                match target {
-                    // Replay the source instance's WAL to the target; the new timeline's
-                    // history goes into this instance's own store, where its lineage starts.
-                    Some(t) => {
-                        let source_wal = self.store_path(&t.wal_location)?;
-                        let goal = match t.time {
-                            Some(time) => PitrTarget::Time(time),
-                            None => PitrTarget::Latest,
-                        };
-                        let own_wal = self.wal_root(h.id);
-                        let outcome = restore_new_to(
-                            &h.cluster,
-                            &archive,
-                            &b.checksum,
-                            &source_wal,
-                            goal,
-                            t.timeline,
-                            Some(&own_wal),
-                            &|_| {},
-                        )
-                        .await?;
-                        tracing::info!(instance.id = %h.id, timeline = outcome.new_timeline, last_commit = ?outcome.last_replayed_commit, "restored to a point in time");
-                    }
-                    None => restore_new(&h.cluster, &archive, &b.checksum, &|_, _| {}).await?,
-                }
+                let outcome = restore_new(&h.cluster, &source.request(), Reporters::SILENT).await?;
+                tracing::info!(instance.id = %h.id, timeline = ?outcome.new_timeline, last_commit = ?outcome.last_replayed_commit, "restored from a backup");
             }
             None => {
                 h.cluster.init().await?;

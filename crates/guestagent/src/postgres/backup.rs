@@ -7,12 +7,12 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 
 use super::cluster::Cluster;
 use super::os_user::remove_file_if_exists;
+use super::runner::{join_stderr, spawn_read_to_string};
 use super::sibling;
 
 /// File name of the archive inside a backup directory.
@@ -228,28 +228,6 @@ async fn stream_backup(cluster: &Cluster, tmp: &Path) -> Result<Streamed> {
         size_bytes,
         wal,
     })
-}
-
-/// Drains a child's stderr in the background so that a chatty process never blocks on a full pipe.
-pub(crate) fn spawn_read_to_string<R>(pipe: Option<R>) -> JoinHandle<String>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut text = String::new();
-        if let Some(mut pipe) = pipe {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes).await;
-            text = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        text
-    })
-}
-
-pub(crate) async fn join_stderr(handle: JoinHandle<String>) -> String {
-    handle
-        .await
-        .unwrap_or_else(|err| format!("<stderr reader failed: {err}>"))
 }
 
 pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {

@@ -1,6 +1,5 @@
 //! One managed PostgreSQL cluster: create, configure, start, stop, connect, and create databases and users.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -12,6 +11,7 @@ use super::PgBinaries;
 use super::config;
 use super::os_user::ensure_dir;
 use super::runner::{Runner, run_checked};
+use super::spec::ClusterSpec;
 use super::sql::{quote_ident, quote_literal};
 
 /// Seconds `pg_ctl` waits for start or stop. Start includes crash recovery after an unclean stop,
@@ -21,33 +21,6 @@ const PG_CTL_TIMEOUT_SECS: &str = "120";
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The superuser the agent administers the cluster as, over the trusted unix socket.
 const SUPERUSER: &str = "postgres";
-
-/// Everything the driver needs to run one managed instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterSpec {
-    /// e.g. `<root>/<instance_id>/data`
-    pub data_dir: PathBuf,
-    /// Unix socket directory, e.g. `<root>/<instance_id>/run`; the agent connects here.
-    pub socket_dir: PathBuf,
-    /// Server log (`pg_ctl -l`).
-    pub log_file: PathBuf,
-    pub port: u16,
-    /// `*` by default; tenants connect over TCP with scram-sha-256.
-    pub listen_addresses: String,
-}
-
-impl ClusterSpec {
-    /// The standard layout under one instance directory: `data/`, `run/`, `log/postgresql.log`.
-    pub fn under(instance_dir: &Path, port: u16) -> ClusterSpec {
-        ClusterSpec {
-            data_dir: instance_dir.join("data"),
-            socket_dir: instance_dir.join("run"),
-            log_file: instance_dir.join("log").join("postgresql.log"),
-            port,
-            listen_addresses: "*".to_owned(),
-        }
-    }
-}
 
 /// A managed cluster: where it lives, which binaries run it, and as whom.
 #[derive(Debug, Clone)]
@@ -126,12 +99,14 @@ impl Cluster {
 
     /// (Re)writes `trove.conf` and `pg_hba.conf`; see [`config`].
     pub async fn write_managed_config(&self) -> Result<()> {
-        config::write_managed_config(self).await.with_context(|| {
-            format!(
-                "writing managed configuration into {}",
-                self.spec.data_dir.display()
-            )
-        })
+        config::write_managed_config(&self.spec, self.runner.owner())
+            .await
+            .with_context(|| {
+                format!(
+                    "writing managed configuration into {}",
+                    self.spec.data_dir.display()
+                )
+            })
     }
 
     /// Starts the server with its configured port and addresses. Ok if it already runs.
@@ -173,39 +148,28 @@ impl Cluster {
 
     /// Fast shutdown (rolls back open transactions, then a shutdown checkpoint). Ok if not running.
     pub async fn stop(&self) -> Result<()> {
-        if !self.is_running().await {
-            return Ok(());
-        }
-        let mut cmd = self.runner.command(self.bins.path("pg_ctl"));
-        cmd.arg("-D").arg(&self.spec.data_dir).args([
-            "-m",
-            "fast",
-            "-w",
-            "-t",
-            PG_CTL_TIMEOUT_SECS,
-            "stop",
-        ]);
-        run_checked(&mut cmd, "pg_ctl stop")
-            .await
-            .with_context(|| format!("stopping postgresql in {}", self.spec.data_dir.display()))?;
-        Ok(())
+        self.pg_ctl_stop("fast").await
     }
 
     /// Stops the server without a shutdown checkpoint; the next start does crash recovery.
     pub async fn stop_immediate(&self) -> Result<()> {
+        self.pg_ctl_stop("immediate").await
+    }
+
+    async fn pg_ctl_stop(&self, mode: &str) -> Result<()> {
         if !self.is_running().await {
             return Ok(());
         }
         let mut cmd = self.runner.command(self.bins.path("pg_ctl"));
         cmd.arg("-D").arg(&self.spec.data_dir).args([
             "-m",
-            "immediate",
+            mode,
             "-w",
             "-t",
             PG_CTL_TIMEOUT_SECS,
             "stop",
         ]);
-        run_checked(&mut cmd, "pg_ctl stop -m immediate")
+        run_checked(&mut cmd, &format!("pg_ctl stop -m {mode}"))
             .await
             .with_context(|| format!("stopping postgresql in {}", self.spec.data_dir.display()))?;
         Ok(())
@@ -285,13 +249,7 @@ impl Cluster {
     pub async fn create_database(&self, name: &str) -> Result<()> {
         let quoted = quote_ident(name)?;
         let mut conn = self.connect().await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(name)
-                .fetch_one(&mut conn)
-                .await
-                .context("checking whether the database exists")?;
-        if !exists {
+        if !catalog_has(&mut conn, "pg_database", "datname", name).await? {
             run_sql(&mut conn, &format!("CREATE DATABASE {quoted}"))
                 .await
                 .with_context(|| format!("creating database {name:?}"))?;
@@ -315,12 +273,7 @@ impl Cluster {
         let mut conn = self.connect().await?;
         // quote_literal relies on this; it is the default, but a tenant could change it with ALTER SYSTEM.
         run_sql(&mut conn, "SET standard_conforming_strings = on").await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(name)
-                .fetch_one(&mut conn)
-                .await
-                .context("checking whether the role exists")?;
+        let exists = catalog_has(&mut conn, "pg_roles", "rolname", name).await?;
         let verb = if exists { "ALTER" } else { "CREATE" };
         run_sql(
             &mut conn,
@@ -372,6 +325,22 @@ impl Cluster {
 /// Runs one or more statements with the simple query protocol. A plain function with concrete
 /// lifetimes: sqlx's generic executor bounds otherwise make the callers' futures fail the
 /// compiler's `Send` check.
+/// Whether the catalog `table` has a row whose `column` is `name`.
+async fn catalog_has(
+    conn: &mut PgConnection,
+    table: &'static str,
+    column: &'static str,
+    name: &str,
+) -> Result<bool> {
+    sqlx::query_scalar(&format!(
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = $1)"
+    ))
+    .bind(name)
+    .fetch_one(conn)
+    .await
+    .with_context(|| format!("looking up {name:?} in {table}"))
+}
+
 async fn run_sql(conn: &mut PgConnection, sql: &str) -> sqlx::Result<()> {
     use sqlx::Executor as _;
     let sql = sql.to_owned();

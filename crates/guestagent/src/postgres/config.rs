@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::cluster::Cluster;
-use super::os_user::write_owned;
+use super::os_user::{OsUser, write_owned};
+use super::spec::ClusterSpec;
 
 /// Settings file the agent rewrites freely; `postgresql.conf` only includes it.
 pub(crate) const MANAGED_CONF: &str = "trove.conf";
@@ -37,8 +37,7 @@ pub(crate) fn conf_string(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-fn render_trove_conf(cluster: &Cluster) -> String {
-    let spec = cluster.spec();
+fn render_trove_conf(spec: &ClusterSpec) -> String {
     let socket_dir = spec.socket_dir.to_string_lossy();
     format!(
         "# Managed by the Trove guest agent; rewritten on start, restore and recovery.\n\
@@ -81,8 +80,7 @@ async fn require_data_dir(data_dir: &Path) -> Result<()> {
 }
 
 /// Appends the include lines to `postgresql.conf` unless they are there already.
-pub(crate) async fn ensure_includes(cluster: &Cluster) -> Result<()> {
-    let data_dir = &cluster.spec().data_dir;
+pub(crate) async fn ensure_includes(data_dir: &Path, owner: Option<&OsUser>) -> Result<()> {
     require_data_dir(data_dir).await?;
     let path = data_dir.join("postgresql.conf");
     let current = match tokio::fs::read_to_string(&path).await {
@@ -108,19 +106,18 @@ pub(crate) async fn ensure_includes(cluster: &Cluster) -> Result<()> {
         updated.push_str(line);
         updated.push('\n');
     }
-    write_owned(&path, updated.as_bytes(), 0o600, cluster.runner().owner()).await
+    write_owned(&path, updated.as_bytes(), 0o600, owner).await
 }
 
 /// (Re)writes `trove.conf` and `pg_hba.conf` and makes `postgresql.conf` include our files.
 /// Idempotent. A restored data directory carries the source instance's files, so this runs again
 /// after every restore to put this instance's port and socket back.
-pub(crate) async fn write_managed_config(cluster: &Cluster) -> Result<()> {
-    ensure_includes(cluster).await?;
-    let data_dir = &cluster.spec().data_dir;
-    let owner = cluster.runner().owner();
+pub(crate) async fn write_managed_config(spec: &ClusterSpec, owner: Option<&OsUser>) -> Result<()> {
+    let data_dir = &spec.data_dir;
+    ensure_includes(data_dir, owner).await?;
     write_owned(
         &data_dir.join(MANAGED_CONF),
-        render_trove_conf(cluster).as_bytes(),
+        render_trove_conf(spec).as_bytes(),
         0o600,
         owner,
     )

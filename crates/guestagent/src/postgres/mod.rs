@@ -5,25 +5,38 @@
 //! over TCP with scram-sha-256 only. When the agent runs as root every PostgreSQL command runs as the
 //! `postgres` OS user through `runuser`, because `initdb` and `postgres` refuse to run as root.
 //!
+//! A recovery, in place or into a new instance, takes one [`RecoveryRequest`]: unpack a verified
+//! backup (`archive`), replay and promote it (`replay`, `wal_plan`, `recovery_conf`), and
+//! for a recovery in place swap it with the live data or roll back (`staging`). Failures are typed
+//! ([`RecoveryError`]: phase and kind) where they happen.
+//!
 //! Layout of one instance (paths come from [`ClusterSpec`]):
 //! - `data_dir`, mode 0700, with `trove.conf` (settings the agent owns) and, only while recovering,
 //!   `trove-recovery.conf`;
 //! - `data_dir.staging` and `data_dir.old` beside it during and after an in-place recovery;
 //! - a WAL store (`wal_root/tl<N>/`) fed by [`spawn_wal_streamer`], from which
-//!   [`recover_in_place_to`] and [`restore_new_to`] replay to a point in time;
+//!   [`recover_in_place`] and [`restore_new`] replay to a point in time;
 //! - `socket_dir`, mode 0700, because local connections are trusted.
 
+mod archive;
 mod backup;
 mod cluster;
 mod config;
+mod error;
 mod os_user;
-mod pitr;
 mod recover;
+mod recovery_conf;
+mod replay;
+mod request;
 mod restore;
 mod restore_command;
 mod runner;
+mod spec;
 mod sql;
+mod staging;
+mod steps;
 mod wal_index;
+mod wal_plan;
 mod wal_stream;
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -31,26 +44,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+pub use archive::{restore_backup, unpack_archive, verify_archive};
 pub use backup::{ARCHIVE_FILE, BackupManifest, MANIFEST_FILE, take_backup};
-pub use cluster::{Cluster, ClusterSpec};
+pub use cluster::Cluster;
+pub use error::{FailAs, Failure, RecoveryError};
 pub use os_user::{OsUser, is_root};
-pub use pitr::{
-    PitrOutcome, RecoveryTarget, ReplayProgress, ReplayReporter, recover_in_place_to,
-    restore_new_to,
-};
-pub use recover::{finish_recovery, prepare_recovery, recover_in_place};
-pub use restore::{restore_backup, restore_new, unpack_archive, verify_archive};
-pub use runner::Runner;
+pub use recover::recover_in_place;
+pub use request::{RecoveryRequest, Replay, Reporters};
+pub use restore::restore_new;
+pub use runner::{Runner, run_checked};
+pub use spec::ClusterSpec;
 pub use sql::{quote_ident, quote_literal};
-pub use wal_index::{TimelineState, checksum_segments, scan, timeline_dir};
+pub use wal_index::{checksum_segments, scan, timeline_dir};
 pub use wal_stream::{WAL_SLOT, current_timeline, ensure_wal_slot, spawn_wal_streamer};
 
 /// Progress of a long byte-oriented step: `(bytes_done, bytes_total)`.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
-
-/// Name of the phase an in-place recovery has entered (`fetching`, `verifying`, `replaying`,
-/// `cutting_over`, `health_check`; point-in-time recovery adds `verifying_target`).
-pub type PhaseReporter<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 /// Where the PostgreSQL server binaries live.
 #[derive(Debug, Clone, PartialEq, Eq)]

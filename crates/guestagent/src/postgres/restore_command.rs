@@ -1,5 +1,5 @@
 //! The `restore_command` a point-in-time recovery uses: a small shell script that serves WAL files
-//! from the instance's WAL store and tells "absent" apart from "broken" (postgres-pitr.md P7).
+//! from the instance's WAL store and tells "absent" apart from "broken" (docs/postgres-recovery.md P7).
 
 use std::path::{Path, PathBuf};
 

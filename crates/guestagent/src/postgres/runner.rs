@@ -4,7 +4,9 @@ use std::ffi::OsStr;
 use std::process::{Output, Stdio};
 
 use anyhow::{Context as _, Result, bail};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
+use tokio::task::JoinHandle;
 
 use super::os_user::{OsUser, is_root};
 
@@ -70,7 +72,7 @@ impl Runner {
 
 /// Runs `cmd` to completion; a non-zero exit becomes an error carrying its stderr (and stdout, which
 /// some PostgreSQL tools use for their diagnostics).
-pub(crate) async fn run_checked(cmd: &mut Command, what: &str) -> Result<Output> {
+pub async fn run_checked(cmd: &mut Command, what: &str) -> Result<Output> {
     let output = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -96,4 +98,26 @@ fn diagnostics_suffix(stdout: &[u8]) -> String {
     } else {
         format!(" (stdout: {text})")
     }
+}
+
+/// Drains a child's stderr in the background so that a chatty process never blocks on a full pipe.
+pub(crate) fn spawn_read_to_string<R>(pipe: Option<R>) -> JoinHandle<String>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes).await;
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        text
+    })
+}
+
+pub(crate) async fn join_stderr(handle: JoinHandle<String>) -> String {
+    handle
+        .await
+        .unwrap_or_else(|err| format!("<stderr reader failed: {err}>"))
 }

@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use trove_common::recovery::{self, WalTimeline};
+
+pub(crate) use trove_common::recovery::format_lsn;
 
 use super::PgBinaries;
 use super::os_user::{OsUser, ensure_dir, is_root, remove_dir_if_exists, write_owned};
@@ -24,29 +27,6 @@ const DEFAULT_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
 const PARTIAL_SUFFIX: &str = ".partial";
 const CHECKSUM_SUFFIX: &str = ".sha256";
 const SUMMARY_SUFFIX: &str = ".summary";
-
-/// What the store holds for one timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimelineState {
-    pub timeline: u32,
-    /// The timeline this one branched from, from its `.history` file.
-    pub parent: Option<u32>,
-    /// Where it branched (`X/Y`), from its `.history` file.
-    pub switch_lsn: Option<String>,
-    /// Oldest segment held (completed or partial), as a plain segment name.
-    pub first_segment: Option<String>,
-    /// Newest segment held (completed or partial), as a plain segment name.
-    pub last_segment: Option<String>,
-    /// Inclusive ranges of missing segments: between first and last, and between the branch point
-    /// and the first segment held, since recovery along this timeline needs those too.
-    pub gaps: Vec<(String, String)>,
-    /// Time of the last COMMIT record held on this timeline, the `.partial` included: the latest
-    /// point a time-targeted recovery can reach.
-    pub latest_commit: Option<DateTime<Utc>>,
-    /// End of the WAL held on this timeline (end of valid WAL in the `.partial`, or the end of the
-    /// newest completed segment).
-    pub latest_lsn: Option<String>,
-}
 
 /// One timeline's entry in a `.history` file: WAL of `timeline` is valid up to `switch_lsn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,20 +66,7 @@ pub(crate) struct StoreFiles {
 
 /// `X/Y` (hex halves) as PostgreSQL prints an LSN.
 pub(crate) fn parse_lsn(text: &str) -> Result<u64> {
-    let (hi, lo) = text
-        .trim()
-        .split_once('/')
-        .with_context(|| format!("lsn {text:?} has no '/'"))?;
-    let hi = u64::from_str_radix(hi, 16).with_context(|| format!("bad lsn {text:?}"))?;
-    let lo = u64::from_str_radix(lo, 16).with_context(|| format!("bad lsn {text:?}"))?;
-    if hi > u64::from(u32::MAX) || lo > u64::from(u32::MAX) {
-        bail!("lsn {text:?} out of range");
-    }
-    Ok((hi << 32) | lo)
-}
-
-pub(crate) fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+    recovery::parse_lsn(text).with_context(|| format!("bad lsn {text:?}"))
 }
 
 fn segments_per_xlogid(segment_size: u64) -> u64 {
@@ -315,7 +282,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Cached result of dumping one completed segment; completed segments never change.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct SegmentSummary {
     last_commit: Option<DateTime<Utc>>,
 }
@@ -333,11 +300,7 @@ struct Dumped {
 /// Cheap enough to call every second: it lists the directories, dumps only the newest segment of
 /// each timeline with `pg_waldump` (the `.partial` changes all the time), and remembers the last
 /// commit of every completed segment in a `<segment>.summary` sidecar.
-pub async fn scan(
-    bins: &PgBinaries,
-    runner: &Runner,
-    wal_root: &Path,
-) -> Result<Vec<TimelineState>> {
+pub async fn scan(bins: &PgBinaries, runner: &Runner, wal_root: &Path) -> Result<Vec<WalTimeline>> {
     let store = list_store(wal_root).await?;
     let mut states = Vec::new();
     for (&tli, files) in &store.timelines {
@@ -357,7 +320,7 @@ async fn timeline_state(
     store: &StoreFiles,
     tli: u32,
     files: &TimelineFiles,
-) -> Result<TimelineState> {
+) -> Result<WalTimeline> {
     let size = store.segment_size;
     let name = |segno: u64| segment_name(tli, segno, size);
     let (parent, switch_lsn) = match &files.history {
@@ -433,7 +396,7 @@ async fn timeline_state(
         }
     }
 
-    Ok(TimelineState {
+    Ok(WalTimeline {
         timeline: tli,
         parent,
         switch_lsn: switch_lsn.map(format_lsn),

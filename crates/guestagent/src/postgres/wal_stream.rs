@@ -1,6 +1,6 @@
 //! Continuous WAL shipping: a supervised `pg_receivewal` streams the live server's WAL into the
 //! instance's WAL store, flushing every record (`--synchronous`), so the store lags the server by
-//! well under a second (postgres-pitr.md §3.1).
+//! well under a second (docs/postgres-recovery.md §3.1).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -10,9 +10,9 @@ use anyhow::{Context as _, Result};
 use sqlx::Connection as _;
 use tokio_util::sync::CancellationToken;
 
-use super::backup::{join_stderr, spawn_read_to_string};
 use super::cluster::Cluster;
 use super::os_user::ensure_dir;
+use super::runner::{join_stderr, spawn_read_to_string};
 use super::wal_index::{checksum_segments, timeline_dir};
 
 /// The physical slot that keeps the server from recycling WAL the store has not received yet.

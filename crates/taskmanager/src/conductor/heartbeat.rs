@@ -8,7 +8,7 @@ use trove_common::{
 };
 use uuid::Uuid;
 
-use super::sender_hosts;
+use super::lock_reported;
 use crate::{
     db::{faults, instances},
     manager::TaskManager,
@@ -27,12 +27,9 @@ impl TaskManager {
             return Ok(());
         };
         let mut tx = self.pool.begin().await?;
-        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
+        let Some(inst) = lock_reported(&mut tx, sender, instance_id).await? else {
             return Ok(());
         };
-        if inst.deleted || !sender_hosts(sender, &inst) {
-            return Ok(());
-        }
         if !instances::message_is_fresh(&mut tx, instance_id, "heartbeat", sent).await? {
             return Ok(());
         }

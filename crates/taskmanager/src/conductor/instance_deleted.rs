@@ -4,7 +4,7 @@ use anyhow::Result;
 use trove_common::rpc::topics;
 use uuid::Uuid;
 
-use super::sender_hosts;
+use super::lock_reported;
 use crate::{db::instances, manager::TaskManager};
 
 impl TaskManager {
@@ -14,10 +14,7 @@ impl TaskManager {
         instance_id: Uuid,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
-            return Ok(());
-        };
-        if inst.deleted || !sender_hosts(sender, &inst) {
+        if lock_reported(&mut tx, sender, instance_id).await?.is_none() {
             return Ok(());
         }
         instances::mark_deleted(&mut tx, instance_id).await?;

@@ -8,49 +8,40 @@ mod update_backup;
 mod update_recovery;
 mod update_wal;
 
+use sqlx::PgConnection;
 use trove_common::{
     amqp::Outcome,
-    rpc::{RpcMessage, conductor::ConductorMethod},
+    rpc::{RpcMessage, conductor::ConductorMethod, topics},
 };
+use uuid::Uuid;
 
 use crate::{
-    db::instances::Instance,
-    manager::{TaskManager, outcome},
+    db::instances::{self, Instance},
+    manager::{TaskManager, outcome, parse_or_dead_letter},
 };
 
 impl TaskManager {
     pub async fn handle_conductor(&self, msg: RpcMessage) -> Outcome {
-        let method = match msg.parse::<ConductorMethod>() {
+        let method = match parse_or_dead_letter::<ConductorMethod>(&msg, topics::CONDUCTOR) {
             Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "unknown or malformed conductor message");
-                return Outcome::DeadLetter;
-            }
+            Err(dead) => return dead,
         };
-        let sender = msg.context.guest_host.clone();
-        let name = msg.method.clone();
+        let sender = msg.context.guest_host.as_deref();
         let r = match method {
             ConductorMethod::Heartbeat {
                 instance_id,
                 payload,
                 sent,
-            } => {
-                self.heartbeat(sender.as_deref(), instance_id, payload, sent)
-                    .await
-            }
-            ConductorMethod::UpdateBackup { .. } => {
-                self.update_backup(sender.as_deref(), method).await
-            }
-            ConductorMethod::UpdateRecovery { .. } => {
-                self.update_recovery(sender.as_deref(), method).await
-            }
+            } => self.heartbeat(sender, instance_id, payload, sent).await,
+            ConductorMethod::UpdateBackup { .. } => self.update_backup(sender, method).await,
+            ConductorMethod::UpdateRecovery { .. } => self.update_recovery(sender, method).await,
             ConductorMethod::HostHeartbeat {
                 host,
                 address,
                 capacity,
                 sent,
             } => {
-                self.host_heartbeat(sender.as_deref(), &host, &address, capacity, sent)
+                self.host_heartbeat(sender, &host, &address, capacity, sent)
                     .await
             }
             ConductorMethod::UpdateWal {
@@ -59,21 +50,27 @@ impl TaskManager {
                 current_timeline,
                 timelines,
             } => {
-                self.update_wal(
-                    sender.as_deref(),
-                    instance_id,
-                    sent,
-                    current_timeline,
-                    timelines,
-                )
-                .await
+                self.update_wal(sender, instance_id, sent, current_timeline, timelines)
+                    .await
             }
             ConductorMethod::InstanceDeleted { instance_id, .. } => {
-                self.instance_deleted(sender.as_deref(), instance_id).await
+                self.instance_deleted(sender, instance_id).await
             }
         };
-        outcome(&name, r)
+        outcome(&msg.method, r)
     }
+}
+
+/// The instance a guest report speaks for, locked, if it exists, is not deleted, and is placed
+/// on the sender's host.
+pub(crate) async fn lock_reported(
+    conn: &mut PgConnection,
+    sender: Option<&str>,
+    instance_id: Uuid,
+) -> sqlx::Result<Option<Instance>> {
+    Ok(instances::lock(conn, instance_id)
+        .await?
+        .filter(|i| !i.deleted && sender_hosts(sender, i)))
 }
 
 /// A guest may only speak for instances placed on its own host.

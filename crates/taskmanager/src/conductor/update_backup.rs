@@ -32,33 +32,27 @@ impl TaskManager {
         else {
             return Ok(());
         };
-        let Some(new_state) = BackupState::parse(&state) else {
-            tracing::warn!(backup.id = %backup_id, state, "backup update with an unknown state ignored");
-            return Ok(());
-        };
         let mut tx = self.pool.begin().await?;
-        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
-            return Ok(());
-        };
-        if !sender_hosts(sender, &inst) {
-            return Ok(());
-        }
-        let Some(b) = backups::lock(&mut tx, backup_id).await? else {
-            return Ok(());
-        };
-        let current = BackupState::parse(&b.state);
+        // The outcome of a backup still counts once its instance is deleted.
+        let hosted = instances::lock(&mut tx, instance_id)
+            .await?
+            .is_some_and(|i| sender_hosts(sender, &i));
         // Trove checks the backup belongs to the instance; finished backups never move again.
-        if b.instance_id != Some(instance_id) || current.is_none_or(|c| !c.is_running()) {
+        if !hosted
+            || !backups::lock(&mut tx, backup_id)
+                .await?
+                .is_some_and(|b| b.instance_id == Some(instance_id) && b.state.is_running())
+        {
             return Ok(());
         }
-        match new_state {
+        match state {
             BackupState::Completed => {
                 let (Some(location), Some(checksum)) = (location.as_deref(), checksum.as_deref())
                 else {
                     backups::set_state(
                         &mut tx,
                         backup_id,
-                        "FAILED",
+                        BackupState::Failed,
                         Some("the guest reported no location or checksum"),
                     )
                     .await?;
@@ -82,10 +76,11 @@ impl TaskManager {
                 tracing::info!(backup.id = %backup_id, "backup completed");
             }
             BackupState::Failed => {
-                backups::set_state(&mut tx, backup_id, "FAILED", error.as_deref()).await?;
+                backups::set_state(&mut tx, backup_id, BackupState::Failed, error.as_deref())
+                    .await?;
                 tracing::warn!(backup.id = %backup_id, error = error.as_deref().unwrap_or(""), "backup failed");
             }
-            other => backups::set_state(&mut tx, backup_id, other.as_str(), None).await?,
+            other => backups::set_state(&mut tx, backup_id, other, None).await?,
         }
         tx.commit().await?;
         Ok(())

@@ -6,7 +6,7 @@ use sqlx::types::Json;
 use trove_common::rpc::conductor::WalTimeline;
 use uuid::Uuid;
 
-use super::sender_hosts;
+use super::lock_reported;
 use crate::{db::instances, manager::TaskManager};
 
 impl TaskManager {
@@ -19,10 +19,7 @@ impl TaskManager {
         timelines: Vec<WalTimeline>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
-            return Ok(());
-        };
-        if inst.deleted || !sender_hosts(sender, &inst) {
+        if lock_reported(&mut tx, sender, instance_id).await?.is_none() {
             return Ok(());
         }
         if !instances::message_is_fresh(&mut tx, instance_id, "update_wal", sent).await? {
@@ -49,13 +46,7 @@ impl TaskManager {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "UPDATE instances SET timeline = $2 WHERE id = $1 AND timeline IS DISTINCT FROM $2",
-        )
-        .bind(instance_id)
-        .bind(current_timeline as i32)
-        .execute(&mut *tx)
-        .await?;
+        instances::set_timeline(&mut tx, instance_id, current_timeline).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -29,6 +29,18 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Inst
     .await
 }
 
+/// The instance, locked, if it still exists and is in `task`: a redelivered task message for
+/// an instance that has moved on finds nothing to do.
+pub async fn lock_in_task(
+    conn: &mut PgConnection,
+    id: Uuid,
+    task: InstanceTask,
+) -> sqlx::Result<Option<Instance>> {
+    Ok(lock(conn, id)
+        .await?
+        .filter(|i| !i.deleted && i.task() == task))
+}
+
 pub async fn set_task(conn: &mut PgConnection, id: Uuid, task: InstanceTask) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE instances SET task_id = $2, task_description = $3, task_deadline = NULL, \
@@ -86,12 +98,20 @@ pub async fn set_service_status(
     Ok(())
 }
 
-pub async fn set_timeline(conn: &mut PgConnection, id: Uuid, timeline: i32) -> sqlx::Result<()> {
-    sqlx::query("UPDATE instances SET timeline = $2 WHERE id = $1")
-        .bind(id)
-        .bind(timeline)
-        .execute(conn)
-        .await?;
+/// The timeline the instance's server runs on, from which the next point-in-time recovery is
+/// planned.
+pub async fn set_timeline(conn: &mut PgConnection, id: Uuid, timeline: u32) -> sqlx::Result<()> {
+    let Ok(timeline) = i32::try_from(timeline) else {
+        tracing::warn!(instance.id = %id, timeline, "timeline out of range ignored");
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE instances SET timeline = $2 WHERE id = $1 AND timeline IS DISTINCT FROM $2",
+    )
+    .bind(id)
+    .bind(timeline)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -113,7 +133,15 @@ pub async fn overdue(conn: &mut PgConnection) -> sqlx::Result<Vec<Instance>> {
     sqlx::query_as(
         "SELECT id, task_id, task_start_time, host, deleted FROM instances \
          WHERE NOT deleted AND task_deadline IS NOT NULL AND task_deadline < now() \
-         AND task_id IN (2, 3, 5) ORDER BY task_deadline LIMIT 50 FOR UPDATE SKIP LOCKED",
+         AND task_id = ANY($1) ORDER BY task_deadline LIMIT 50 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(
+        [
+            InstanceTask::Deleting,
+            InstanceTask::Rebooting,
+            InstanceTask::Building,
+        ]
+        .map(InstanceTask::code),
     )
     .fetch_all(conn)
     .await

@@ -1,11 +1,14 @@
 //! `create_backup` and `delete_backup`.
 
 use anyhow::{Context, Result};
-use trove_common::rpc::{
-    RequestContext,
-    guest::{GuestMethod, TakeBackupInfo},
-    taskmanager::NewBackupInfo,
-    topics,
+use trove_common::{
+    rpc::{
+        RequestContext,
+        guest::{GuestMethod, TakeBackupInfo},
+        taskmanager::NewBackupInfo,
+        topics,
+    },
+    status::BackupState,
 };
 use uuid::Uuid;
 
@@ -25,7 +28,7 @@ impl TaskManager {
         let Some(b) = backups::lock(&mut tx, info.id).await? else {
             return Ok(());
         };
-        if b.deleted || b.state != "NEW" {
+        if b.deleted || b.state != BackupState::New {
             return Ok(());
         }
         let host = instances::lock(&mut tx, instance_id)
@@ -36,28 +39,22 @@ impl TaskManager {
             backups::set_state(
                 &mut tx,
                 info.id,
-                "FAILED",
+                BackupState::Failed,
                 Some("the instance has no guest host"),
             )
             .await?;
             tx.commit().await?;
             return Ok(());
         }
-        let oid = self
-            .enqueue_guest(
-                &mut tx,
-                &topics::guest(instance_id),
-                &GuestMethod::CreateBackup {
-                    backup_info: TakeBackupInfo {
-                        id: info.id,
-                        name: info.name,
-                        backup_type: info.backup_type,
-                    },
-                },
-                ctx,
-            )
-            .await?;
-        self.commit_and_send(tx, vec![oid]).await
+        let take = GuestMethod::CreateBackup {
+            backup_info: TakeBackupInfo {
+                id: info.id,
+                name: info.name,
+                backup_type: info.backup_type,
+            },
+        };
+        self.commit_with_cast(tx, &topics::guest(instance_id), &take, ctx)
+            .await
     }
 
     /// The API already hid the backup; remove its files from the store.
@@ -70,10 +67,10 @@ impl TaskManager {
         };
         if let Err(e) = &result {
             let mut tx = self.pool.begin().await?;
-            backups::set_state(&mut tx, backup_id, "DELETE_FAILED", Some(&format!("{e:#}")))
-                .await?;
+            let why = format!("{e:#}");
+            backups::set_state(&mut tx, backup_id, BackupState::DeleteFailed, Some(&why)).await?;
             tx.commit().await?;
-            tracing::error!(backup.id = %backup_id, error = %format!("{e:#}"), "backup files could not be removed");
+            tracing::error!(backup.id = %backup_id, error = %why, "backup files could not be removed");
             return Ok(());
         }
         tracing::info!(backup.id = %backup_id, "backup files removed");

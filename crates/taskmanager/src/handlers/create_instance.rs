@@ -4,7 +4,7 @@ use anyhow::Result;
 use trove_common::{
     rpc::{
         RequestContext,
-        guest::{BackupLocation, GuestMethod, RecoveryTarget},
+        guest::{GuestMethod, RecoveryTarget},
         taskmanager::{DatabaseSpec, UserSpec},
         topics,
     },
@@ -68,18 +68,12 @@ impl TaskManager {
             return Ok(());
         };
         let backup_info = match backup_id {
-            Some(bid) => match backups::lock(&mut tx, bid).await? {
-                Some(b)
-                    if b.state == "COMPLETED" && b.location.is_some() && b.checksum.is_some() =>
-                {
-                    Some(BackupLocation {
-                        id: b.id,
-                        location: b.location.unwrap_or_default(),
-                        backup_type: b.backup_type,
-                        checksum: b.checksum.unwrap_or_default(),
-                    })
-                }
-                _ => {
+            None => None,
+            Some(bid) => {
+                let Some(location) = backups::lock(&mut tx, bid)
+                    .await?
+                    .and_then(backups::Backup::restorable)
+                else {
                     instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer)
                         .await?;
                     faults::record(
@@ -91,29 +85,27 @@ impl TaskManager {
                     .await?;
                     tx.commit().await?;
                     return Ok(());
-                }
-            },
-            None => None,
+                };
+                Some(location)
+            }
         };
         instances::set_host(&mut tx, instance_id, &host).await?;
         instances::set_service_status(&mut tx, instance_id, ServiceStatus::Building).await?;
-        let oid = self
-            .enqueue_guest(
-                &mut tx,
-                &topics::guest_host(&host),
-                &GuestMethod::Prepare {
-                    instance_id,
-                    memory_mb,
-                    databases,
-                    users,
-                    backup_info,
-                    ds_version,
-                    restore_target,
-                },
-                ctx,
-            )
-            .await?;
-        self.commit_and_send(tx, vec![oid]).await?;
+        self.commit_with_cast(
+            tx,
+            &topics::guest_host(&host),
+            &GuestMethod::Prepare {
+                instance_id,
+                memory_mb,
+                databases,
+                users,
+                backup_info,
+                ds_version,
+                restore_target,
+            },
+            ctx,
+        )
+        .await?;
         tracing::info!(instance.id = %instance_id, host = %host, "instance placed, prepare sent");
         Ok(())
     }

@@ -16,25 +16,18 @@ impl TaskManager {
         instance_id: Uuid,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
+        let Some(inst) =
+            instances::lock_in_task(&mut tx, instance_id, InstanceTask::Deleting).await?
+        else {
             return Ok(());
         };
-        if inst.deleted || inst.task() != InstanceTask::Deleting {
-            return Ok(());
-        }
         if inst.host.is_none() {
             instances::mark_deleted(&mut tx, instance_id).await?;
             tx.commit().await?;
             return Ok(());
         }
-        let oid = self
-            .enqueue_guest(
-                &mut tx,
-                &topics::guest(instance_id),
-                &GuestMethod::DeleteInstance {},
-                ctx,
-            )
-            .await?;
-        self.commit_and_send(tx, vec![oid]).await
+        let guest = topics::guest(instance_id);
+        self.commit_with_cast(tx, &guest, &GuestMethod::DeleteInstance {}, ctx)
+            .await
     }
 }

@@ -8,19 +8,16 @@ mod restart;
 
 use trove_common::{
     amqp::Outcome,
-    rpc::{RpcMessage, taskmanager::TaskManagerMethod},
+    rpc::{RpcMessage, taskmanager::TaskManagerMethod, topics},
 };
 
-use crate::manager::{TaskManager, outcome};
+use crate::manager::{TaskManager, outcome, parse_or_dead_letter};
 
 impl TaskManager {
     pub async fn handle_task(&self, msg: RpcMessage) -> Outcome {
-        let method = match msg.parse::<TaskManagerMethod>() {
+        let method = match parse_or_dead_letter::<TaskManagerMethod>(&msg, topics::TASKMANAGER) {
             Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "unknown or malformed taskmanager message");
-                return Outcome::DeadLetter;
-            }
+            Err(dead) => return dead,
         };
         let ctx = msg.context.clone();
         let name = msg.method.as_str();

@@ -2,37 +2,31 @@
 
 use anyhow::Result;
 use trove_common::{
+    recovery::stored_target,
     rpc::{
         RequestContext,
-        guest::{BackupLocation, GuestMethod, RecoveryTarget, wal_location},
+        guest::{BackupLocation, GuestMethod, RecoveryTarget},
         topics,
     },
-    status::InstanceTask,
+    status::{InstanceTask, RecoveryPhase, RecoveryState},
 };
 use uuid::Uuid;
 
 use crate::{
-    db::{backups, faults, instances, recoveries},
+    db::{
+        backups::{self, Backup},
+        faults,
+        instances::{self, Instance},
+        recoveries::{self, Recovery},
+    },
     manager::TaskManager,
 };
 
-/// The WAL replay target of a point-in-time recovery; None for a plain recovery to a backup.
-fn recovery_target(rec: &recoveries::Recovery, instance_id: Uuid) -> Option<RecoveryTarget> {
-    let timeline = rec.target_timeline.and_then(|t| u32::try_from(t).ok())?;
-    let time = match rec.target_kind.as_str() {
-        "time" => Some(rec.target_time?),
-        "latest" => None,
-        _ => return None,
-    };
-    Some(RecoveryTarget {
-        time,
-        timeline,
-        wal_location: wal_location(instance_id),
-    })
-}
-
 impl TaskManager {
-    pub(crate) async fn do_instance_recovery(
+    /// Hands a queued recovery to the instance's guest, or fails it with a fault the user can
+    /// read when it cannot be dispatched. A redelivered message finds the recovery no longer
+    /// queued and does nothing.
+    pub async fn do_instance_recovery(
         &self,
         ctx: RequestContext,
         instance_id: Uuid,
@@ -45,60 +39,83 @@ impl TaskManager {
             return Ok(());
         };
         // A redelivered message for a recovery already dispatched or finished is a no-op.
-        if rec.state != "NEW" || rec.instance_id != instance_id || rec.backup_id != backup_id {
+        if rec.state != RecoveryState::New
+            || rec.instance_id != instance_id
+            || rec.backup_id != backup_id
+        {
             return Ok(());
         }
         let inst = instances::lock(&mut tx, instance_id).await?;
         let backup = backups::lock(&mut tx, backup_id).await?;
-        let failure = match (&inst, &backup) {
-            (Some(i), _) if i.deleted || i.host.is_none() => {
-                Some("the instance has no running guest")
-            }
-            (None, _) => Some("the instance no longer exists"),
-            (_, Some(b))
-                if b.state != "COMPLETED" || b.location.is_none() || b.checksum.is_none() =>
-            {
-                Some("the backup is not complete")
-            }
-            (_, None) => Some("the backup no longer exists"),
-            _ => None,
-        };
-        if let Some(why) = failure {
-            recoveries::finish(&mut tx, recovery_id, "FAILED", "failed", Some(why)).await?;
-            if inst.is_some_and(|i| !i.deleted) {
-                instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
-                faults::record(
+        let (backup_info, target) = match what_to_send(&rec, inst.as_ref(), backup) {
+            Ok(plan) => plan,
+            Err(why) => {
+                recoveries::finish(
                     &mut tx,
-                    instance_id,
-                    &format!("Recovery {recovery_id} failed: {why}."),
-                    "",
+                    recovery_id,
+                    recoveries::Finish {
+                        state: RecoveryState::Failed,
+                        phase: RecoveryPhase::Failed,
+                        error: Some(&why),
+                        outcome: None,
+                    },
                 )
                 .await?;
+                if inst.is_some_and(|i| !i.deleted) {
+                    instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
+                    faults::record(
+                        &mut tx,
+                        instance_id,
+                        &format!("Recovery {recovery_id} failed: {why}."),
+                        "",
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                tracing::warn!(instance.id = %instance_id, recovery.id = %recovery_id, reason = %why, "recovery could not be dispatched");
+                return Ok(());
             }
-            tx.commit().await?;
-            return Ok(());
-        }
-        let b = backup.expect("checked above");
-        recoveries::set_running(&mut tx, recovery_id, "dispatched").await?;
-        let oid = self
-            .enqueue_guest(
-                &mut tx,
-                &topics::guest(instance_id),
-                &GuestMethod::DoRecovery {
-                    recovery_id,
-                    backup_info: BackupLocation {
-                        id: b.id,
-                        location: b.location.unwrap_or_default(),
-                        backup_type: b.backup_type,
-                        checksum: b.checksum.unwrap_or_default(),
-                    },
-                    target: recovery_target(&rec, instance_id),
-                },
-                ctx,
-            )
-            .await?;
-        self.commit_and_send(tx, vec![oid]).await?;
+        };
+        recoveries::set_running(&mut tx, recovery_id, RecoveryPhase::Dispatched).await?;
+        self.commit_with_cast(
+            tx,
+            &topics::guest(instance_id),
+            &GuestMethod::DoRecovery {
+                recovery_id,
+                backup_info,
+                target,
+            },
+            ctx,
+        )
+        .await?;
         tracing::info!(instance.id = %instance_id, backup.id = %backup_id, recovery.id = %recovery_id, "recovery dispatched to the guest");
         Ok(())
     }
+}
+
+/// The backup and WAL target the guest needs to run `rec`, or why it cannot run: the instance or
+/// its guest is gone, the backup is not restorable, or the stored target cannot be rebuilt (never
+/// downgraded to a plain restore, which would bring back other data than asked for).
+fn what_to_send(
+    rec: &Recovery,
+    inst: Option<&Instance>,
+    backup: Option<Backup>,
+) -> Result<(BackupLocation, Option<RecoveryTarget>), String> {
+    match inst {
+        None => return Err("the instance no longer exists".into()),
+        Some(i) if i.deleted || i.host.is_none() => {
+            return Err("the instance has no running guest".into());
+        }
+        Some(_) => {}
+    }
+    let backup = backup.ok_or("the backup no longer exists")?;
+    let location = backup.restorable().ok_or("the backup is not complete")?;
+    let target = stored_target(
+        &rec.target_kind,
+        rec.target_time,
+        rec.target_timeline,
+        rec.instance_id,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((location, target))
 }

@@ -12,20 +12,14 @@ use crate::{db::instances, manager::TaskManager};
 impl TaskManager {
     pub(crate) async fn restart(&self, ctx: RequestContext, instance_id: Uuid) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let Some(inst) = instances::lock(&mut tx, instance_id).await? else {
-            return Ok(());
-        };
-        if inst.deleted || inst.task() != InstanceTask::Rebooting {
+        if instances::lock_in_task(&mut tx, instance_id, InstanceTask::Rebooting)
+            .await?
+            .is_none()
+        {
             return Ok(());
         }
-        let oid = self
-            .enqueue_guest(
-                &mut tx,
-                &topics::guest(instance_id),
-                &GuestMethod::Restart {},
-                ctx,
-            )
-            .await?;
-        self.commit_and_send(tx, vec![oid]).await
+        let guest = topics::guest(instance_id);
+        self.commit_with_cast(tx, &guest, &GuestMethod::Restart {}, ctx)
+            .await
     }
 }

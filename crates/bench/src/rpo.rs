@@ -81,13 +81,8 @@ async fn sample_scans(
     let mut misses = 0;
     let mut errors = Vec::new();
     let t0 = Instant::now();
-    let mut ticker = tokio::time::interval(PERIOD);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
+    let mut ticks = Ticks::new(stop);
+    while ticks.next().await {
         let started_wall = Utc::now();
         let started = Instant::now();
         let latest = scan(&bins, &runner, &wal_root).await.map(|states| {
@@ -115,13 +110,8 @@ async fn sample_scans(
 async fn sample_replication(cluster: Cluster, stop: CancellationToken) -> Result<Vec<ReplSample>> {
     let mut conn = cluster.connect().await?;
     let mut samples = Vec::new();
-    let mut ticker = tokio::time::interval(PERIOD);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
+    let mut ticks = Ticks::new(stop);
+    while ticks.next().await {
         let row: Option<(Option<f64>, Option<f64>)> = sqlx::query_as(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::float8, \
              (EXTRACT(epoch FROM flush_lag) * 1000)::float8 \
@@ -141,37 +131,28 @@ async fn sample_replication(cluster: Cluster, stop: CancellationToken) -> Result
     Ok(samples)
 }
 
+/// Ticks every [`PERIOD`] until `stop` fires.
+struct Ticks {
+    ticker: tokio::time::Interval,
+    stop: CancellationToken,
+}
+
+impl Ticks {
+    fn new(stop: CancellationToken) -> Ticks {
+        let mut ticker = tokio::time::interval(PERIOD);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticks { ticker, stop }
+    }
+
+    /// Waits for the next tick; false once `stop` fired.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            _ = self.ticker.tick() => true,
+        }
+    }
+}
+
 fn millis(delta: chrono::TimeDelta) -> f64 {
     delta.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
-}
-
-/// p50/p95/p99/max (nearest rank) of `values`.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct Dist {
-    pub n: usize,
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
-impl Dist {
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Dist> {
-        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let rank = |p: f64| {
-            let idx = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-            v[idx]
-        };
-        Some(Dist {
-            n: v.len(),
-            p50: rank(0.50),
-            p95: rank(0.95),
-            p99: rank(0.99),
-            max: v[v.len() - 1],
-        })
-    }
 }

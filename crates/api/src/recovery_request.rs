@@ -1,0 +1,173 @@
+//! What a recovery in place and a restore into a new instance both ask for, handled once for
+//! both: `point_in_time` and `timeline` parsed with the same rules, the named backup checked the
+//! same way, and the target planned through the same path, so the two routes cannot drift apart.
+
+use serde_json::{Map, Value};
+use sqlx::PgConnection;
+use trove_common::{recovery::StopPoint, status::BackupState};
+use uuid::Uuid;
+
+use crate::{
+    db::{backups, wal},
+    error::{ApiError, ApiResult},
+    recovery_window::{self, Plan, timeline_number},
+    validate::bad,
+};
+
+/// `point_in_time` and `timeline` of a request object; null counts as absent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointInTime {
+    pub stop: Option<StopPoint>,
+    pub timeline: Option<u32>,
+}
+
+impl PointInTime {
+    /// Reads the keys of the object `what` (`recovery`, `restorePoint`), whose name the errors
+    /// quote.
+    pub fn parse(obj: &Map<String, Value>, what: &str) -> ApiResult<Self> {
+        let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
+        let stop = present("point_in_time").map(parse_stop_point).transpose()?;
+        let timeline = present("timeline")
+            .map(|t| {
+                t.as_i64().and_then(timeline_number).ok_or_else(|| {
+                    bad(format!(
+                        "Validation error: {what}['timeline'] must be a positive integer"
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(Self { stop, timeline })
+    }
+
+    /// A timeline only says along which history to replay; alone it names no target. Separate
+    /// from [`Self::parse`] because each route checks it at its own place among its other keys.
+    pub fn check_timeline(&self, what: &str) -> ApiResult<()> {
+        if self.timeline.is_some() && self.stop.is_none() {
+            return Err(bad(format!(
+                "{what}['timeline'] only applies together with point_in_time."
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `point_in_time`: `"latest"` or RFC 3339 **with** a zone offset. PostgreSQL would read a
+/// zoneless time in the server's zone and silently stop elsewhere (docs/postgres-recovery.md P4).
+pub fn parse_stop_point(v: &Value) -> ApiResult<StopPoint> {
+    let s = v.as_str().ok_or_else(|| {
+        bad("point_in_time must be a string: an RFC 3339 time with a zone offset, or \"latest\".")
+    })?;
+    if s == "latest" {
+        return Ok(StopPoint::Latest);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| StopPoint::Time(t.to_utc()))
+        .map_err(|_| {
+            bad(format!(
+                "point_in_time '{s}' is not an RFC 3339 time with a zone offset (e.g. 2026-11-25T17:00:00.5Z or 2026-11-25T18:00:00+01:00)."
+            ))
+        })
+}
+
+/// What a backup is wanted for, which words its refusal.
+#[derive(Debug, Clone, Copy)]
+pub enum BackupUse {
+    /// Recovery of an instance in place.
+    Recovery,
+    /// Restore into a new instance.
+    Restore,
+}
+
+/// Only a completed backup can be restored: 409 otherwise.
+pub fn ensure_completed(backup: &backups::BackupRow, usage: BackupUse) -> ApiResult<()> {
+    if backup.state == BackupState::Completed {
+        return Ok(());
+    }
+    let (id, state) = (backup.id, backup.state);
+    let completed = BackupState::Completed;
+    Err(ApiError::Conflict(match usage {
+        BackupUse::Recovery => format!(
+            "Backup {id} cannot be used for a recovery: its status is {state}, not {completed}."
+        ),
+        BackupUse::Restore => {
+            format!("Backup {id} cannot be restored: its status is {state}, not {completed}.")
+        }
+    }))
+}
+
+/// The backup a request names: 404 when the tenant has no such backup, 409 when it is not
+/// complete.
+pub async fn requested_backup(
+    conn: &mut PgConnection,
+    tenant: &str,
+    id: Uuid,
+    usage: BackupUse,
+) -> ApiResult<backups::BackupRow> {
+    let backup = backups::find(conn, id, Some(tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
+    ensure_completed(&backup, usage)?;
+    Ok(backup)
+}
+
+/// Plans a replay of `source`'s WAL to `stop`, along `timeline` (the source's current one when
+/// None), from `backup` or the best one. The one path from a request to a `RecoveryTarget`, for a
+/// recovery in place and a restore into a new instance alike; refuses before anything is written.
+pub async fn plan(
+    conn: &mut PgConnection,
+    source: Uuid,
+    stop: StopPoint,
+    timeline: Option<u32>,
+    backup: Option<Uuid>,
+) -> ApiResult<Plan> {
+    let w = wal::planning_window(conn, source, timeline).await?;
+    recovery_window::plan(&w, stop, backup)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().expect("an object")
+    }
+
+    #[test]
+    fn targets_need_a_zone() {
+        assert!(parse_stop_point(&json!("2026-11-25T17:00:00")).is_err());
+        assert!(parse_stop_point(&json!("2026-11-25 17:00:00")).is_err());
+        assert_eq!(
+            parse_stop_point(&json!("latest")).ok(),
+            Some(StopPoint::Latest)
+        );
+        assert!(matches!(
+            parse_stop_point(&json!("2026-11-25T17:00:00.25+01:00")),
+            Ok(StopPoint::Time(_))
+        ));
+    }
+
+    #[test]
+    fn a_timeline_must_be_positive_and_needs_a_point_in_time() {
+        let p = PointInTime::parse(&object(json!({"point_in_time": null, "timeline": 2})), "x")
+            .expect("parses");
+        assert_eq!((p.stop, p.timeline), (None, Some(2)));
+        assert!(matches!(
+            p.check_timeline("recovery"),
+            Err(ApiError::BadRequest(m)) if m == "recovery['timeline'] only applies together with point_in_time."
+        ));
+        for bad_timeline in [
+            json!(0),
+            json!(-1),
+            json!("2"),
+            json!(1.5),
+            json!(2_147_483_648_i64),
+        ] {
+            assert!(matches!(
+                PointInTime::parse(&object(json!({"timeline": bad_timeline})), "restorePoint"),
+                Err(ApiError::BadRequest(m)) if m == "Validation error: restorePoint['timeline'] must be a positive integer"
+            ));
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! `POST /instances`: a new instance, empty, from a backup, or from another instance's history at
+//! a point in time (`restorePoint`).
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use serde_json::{Map, Value, json};
+use trove_common::{
+    recovery::RecoveryTarget,
+    rpc::taskmanager::{DatabaseSpec, FlavorRef, TaskManagerMethod, UserSpec},
+    status::{InstanceTask, ServiceStatus},
+};
+use uuid::Uuid;
+
+use super::detail_json;
+use crate::{
+    db::{backups, catalog, instances},
+    error::{ApiError, ApiResult},
+    extract::JsonBody,
+    recovery_request::{self, BackupUse, PointInTime},
+    routes::{deadline_in, dispatch::Dispatch},
+    state::AppState,
+    validate::{self, bad},
+    views::Links,
+};
+
+/// The list under `key` of a create body; absent is empty.
+fn list_of<'a>(inst: &'a Map<String, Value>, key: &str) -> ApiResult<&'a [Value]> {
+    match inst.get(key) {
+        None => Ok(&[]),
+        Some(list) => list.as_array().map(Vec::as_slice).ok_or_else(|| {
+            bad(format!(
+                "Validation error: instance['{key}'] must be a list"
+            ))
+        }),
+    }
+}
+
+/// The `name` of a database or user entry, which must be a PostgreSQL identifier tenants may
+/// create.
+fn entry_name<'a>(entry: &'a Value, what: &str) -> ApiResult<&'a str> {
+    let name = entry.get("name").and_then(Value::as_str).ok_or_else(|| {
+        bad(format!(
+            "Validation error: each {what} needs a 'name' string"
+        ))
+    })?;
+    validate::pg_identifier(name, &format!("{what} name"))?;
+    Ok(name)
+}
+
+/// Databases and users from a create body, checked before anything is written.
+fn parse_databases_and_users(
+    inst: &Map<String, Value>,
+) -> ApiResult<(Vec<DatabaseSpec>, Vec<UserSpec>)> {
+    let mut dbs = Vec::new();
+    for d in list_of(inst, "databases")? {
+        let name = entry_name(d, "database")?;
+        if dbs.iter().any(|x: &DatabaseSpec| x.name == name) {
+            return Err(bad(format!("Database '{name}' is listed twice.")));
+        }
+        dbs.push(DatabaseSpec { name: name.into() });
+    }
+    let mut users = Vec::new();
+    for u in list_of(inst, "users")? {
+        let name = entry_name(u, "user")?;
+        let password = u
+            .get("password")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                bad(format!(
+                    "Validation error: user '{name}' needs a non-empty 'password'"
+                ))
+            })?;
+        let mut granted = Vec::new();
+        if let Some(ds) = u.get("databases") {
+            let ds = ds.as_array().ok_or_else(|| {
+                bad(format!(
+                    "Validation error: databases of user '{name}' must be a list"
+                ))
+            })?;
+            for d in ds {
+                let dn = d.get("name").and_then(Value::as_str).ok_or_else(|| {
+                    bad(format!(
+                        "Validation error: each database of user '{name}' needs a 'name'"
+                    ))
+                })?;
+                if !dbs.iter().any(|x| x.name == dn) {
+                    return Err(bad(format!(
+                        "User '{name}' is granted database '{dn}', which is not in the instance's databases."
+                    )));
+                }
+                granted.push(DatabaseSpec { name: dn.into() });
+            }
+        }
+        if users.iter().any(|x: &UserSpec| x.name == name) {
+            return Err(bad(format!("User '{name}' is listed twice.")));
+        }
+        users.push(UserSpec {
+            name: name.into(),
+            password: password.into(),
+            databases: granted,
+        });
+    }
+    Ok((dbs, users))
+}
+
+pub(super) async fn create_instance(
+    State(state): State<AppState>,
+    dispatch: Dispatch,
+    Path(tenant): Path<String>,
+    links: Links,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let inst = validate::root(&body, "instance")?;
+    let name = validate::non_empty_name(inst.get("name"), "instance 'name'")?;
+    let flavor_key = validate::flavor_ref(inst.get("flavorRef"))?;
+    let volume_size = validate::volume_size(inst.get("volume"))?;
+    let (databases, users) = parse_databases_and_users(inst)?;
+    let access = inst.get("access").cloned();
+    let restore_point = parse_restore_point(inst.get("restorePoint"))?;
+    let datastore = |key: &str| {
+        inst.get("datastore")
+            .and_then(|d| d.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (ds_type, ds_version) = (datastore("type"), datastore("version"));
+
+    let mut tx = state.pool.begin().await?;
+    let flavor = catalog::flavor(&mut tx, &flavor_key)
+        .await?
+        .ok_or_else(|| bad(format!("Flavor '{flavor_key}' cannot be found.")))?;
+
+    let (backup, restore_target) = match &restore_point {
+        Some(rp) => {
+            let (b, t) = resolve_restore_point(&mut tx, &tenant, rp).await?;
+            (Some(b), t)
+        }
+        None => (None, None),
+    };
+
+    let ds_key = ds_type
+        .clone()
+        .or_else(|| backup.as_ref().and_then(|b| b.ds_name.clone()))
+        .unwrap_or_else(|| state.config.default_datastore.clone());
+    let ds = catalog::datastore(&mut tx, &ds_key)
+        .await?
+        .ok_or_else(|| bad(format!("Datastore '{ds_key}' cannot be found.")))?;
+    let version = match &ds_version {
+        Some(v) => catalog::version_of(&mut tx, ds.id, v)
+            .await?
+            .ok_or_else(|| bad(format!("Datastore version '{v}' cannot be found.")))?,
+        None => {
+            let vid = match (&backup, ds.default_version_id) {
+                (Some(b), _) if b.ds_name.as_deref() == Some(ds.name.as_str()) => {
+                    b.datastore_version_id
+                }
+                (_, d) => d,
+            }
+            .ok_or_else(|| {
+                bad(format!(
+                    "Datastore '{}' has no default version; specify one.",
+                    ds.name
+                ))
+            })?;
+            catalog::version_by_id(&mut tx, vid)
+                .await?
+                .ok_or_else(|| bad(format!("Datastore version '{vid}' cannot be found.")))?
+        }
+    };
+    if !version.active {
+        return Err(bad(format!(
+            "Datastore version '{}' is not active.",
+            version.name
+        )));
+    }
+    if let Some(b) = &backup
+        && b.ds_name.as_deref() != Some(ds.name.as_str())
+    {
+        return Err(bad(format!(
+            "The backup is of datastore {}, not {}.",
+            b.ds_name.as_deref().unwrap_or("unknown"),
+            ds.name
+        )));
+    }
+
+    let id = Uuid::new_v4();
+    instances::insert(
+        &mut tx,
+        &instances::NewInstance {
+            id,
+            name: &name,
+            tenant_id: &tenant,
+            flavor_id: &flavor.id,
+            datastore_version_id: version.id,
+            volume_size,
+            access,
+            restored_from_backup: backup.as_ref().map(|b| b.id),
+            restore_target: restore_target
+                .as_ref()
+                .and_then(|t| serde_json::to_value(t).ok()),
+            task: InstanceTask::Building,
+            task_deadline: deadline_in(state.config.task_timeout_secs),
+            status: ServiceStatus::New,
+        },
+    )
+    .await?;
+    let method = TaskManagerMethod::CreateInstance {
+        instance_id: id,
+        name: name.clone(),
+        flavor: FlavorRef {
+            id: flavor.id.clone(),
+            ram: flavor.ram.into(),
+        },
+        datastore_manager: version.manager.clone(),
+        ds_version: version.version.clone(),
+        volume_size,
+        backup_id: backup.as_ref().map(|b| b.id),
+        databases,
+        users,
+        restore_target,
+    };
+    dispatch.send(tx, &method).await?;
+    tracing::info!(instance.id = %id, "instance create accepted");
+    Ok(Json(
+        json!({"instance": detail_json(&state, &links, id).await?}),
+    ))
+}
+
+/// `restorePoint`: a backup, optionally replayed to a point in time (ours), or an instance's
+/// history at a point in time (`instanceRef`, the origin document's proposal).
+struct RestorePoint {
+    backup: Option<Uuid>,
+    instance: Option<Uuid>,
+    point: PointInTime,
+}
+
+fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
+    let rp = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return Err(bad(
+                "Validation error: instance['restorePoint'] must be an object",
+            ));
+        }
+    };
+    let uuid_ref = |k: &str| {
+        rp.get(k)
+            .filter(|v| !v.is_null())
+            .map(|v| validate::uuid_ref(v, &format!("restorePoint['{k}']")))
+            .transpose()
+    };
+    let backup = uuid_ref("backupRef")?;
+    let instance = uuid_ref("instanceRef")?;
+    let point = PointInTime::parse(rp, "restorePoint")?;
+    if backup.is_none() && instance.is_none() {
+        return Err(bad(
+            "Validation error: restorePoint needs 'backupRef', or 'instanceRef' with 'point_in_time'",
+        ));
+    }
+    if instance.is_some() && point.stop.is_none() {
+        return Err(bad(
+            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\").",
+        ));
+    }
+    point.check_timeline("restorePoint")?;
+    Ok(Some(RestorePoint {
+        backup,
+        instance,
+        point,
+    }))
+}
+
+/// Resolves a restore point to the backup to restore and, for a point in time, the WAL replay
+/// target on the source instance's history. Refuses before anything is written.
+async fn resolve_restore_point(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    rp: &RestorePoint,
+) -> ApiResult<(backups::BackupRow, Option<RecoveryTarget>)> {
+    let requested = match rp.backup {
+        Some(bid) => {
+            Some(recovery_request::requested_backup(conn, tenant, bid, BackupUse::Restore).await?)
+        }
+        None => None,
+    };
+    let Some(stop) = rp.point.stop else {
+        let b = requested.expect("parse demands backupRef without point_in_time");
+        return Ok((b, None));
+    };
+    let source = match (rp.instance, requested.as_ref().and_then(|b| b.instance_id)) {
+        (Some(i), Some(bi)) if i != bi => {
+            return Err(bad(format!(
+                "Backup {} belongs to instance {bi}, not to instanceRef {i}.",
+                rp.backup.unwrap_or_default()
+            )));
+        }
+        (Some(i), _) => i,
+        (None, Some(bi)) => bi,
+        (None, None) => {
+            return Err(ApiError::Unprocessable(
+                "The backup has no source instance whose WAL could be replayed.".into(),
+            ));
+        }
+    };
+    instances::find(conn, source, Some(tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(source))?;
+    let plan = recovery_request::plan(conn, source, stop, rp.point.timeline, rp.backup).await?;
+    let b = backups::find(conn, plan.backup, Some(tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(plan.backup))?;
+    Ok((b, Some(plan.target)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restore_point(v: Value) -> ApiResult<Option<RestorePoint>> {
+        parse_restore_point(Some(&v))
+    }
+
+    fn message(r: ApiResult<Option<RestorePoint>>) -> String {
+        match r {
+            Err(e) => e.to_string(),
+            Ok(_) => "accepted".into(),
+        }
+    }
+
+    #[test]
+    fn a_restore_point_names_a_backup_or_an_instance_at_a_point_in_time() {
+        let id = Uuid::new_v4().to_string();
+        assert!(matches!(
+            restore_point(json!({"backupRef": id})),
+            Ok(Some(_))
+        ));
+        assert!(matches!(
+            restore_point(json!({"instanceRef": id, "point_in_time": "latest", "timeline": 2})),
+            Ok(Some(RestorePoint {
+                point: PointInTime {
+                    timeline: Some(2),
+                    ..
+                },
+                ..
+            }))
+        ));
+        assert_eq!(
+            message(restore_point(json!({}))),
+            "Validation error: restorePoint needs 'backupRef', or 'instanceRef' with 'point_in_time'"
+        );
+        // Which refusal wins when a body has several faults is part of the contract.
+        assert_eq!(
+            message(restore_point(json!({"instanceRef": id, "timeline": 2}))),
+            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\")."
+        );
+        assert_eq!(
+            message(restore_point(json!({"backupRef": id, "timeline": 2}))),
+            "restorePoint['timeline'] only applies together with point_in_time."
+        );
+        assert_eq!(
+            message(restore_point(json!({"timeline": 0}))),
+            "Validation error: restorePoint['timeline'] must be a positive integer"
+        );
+        assert_eq!(
+            message(restore_point(json!("backup"))),
+            "Validation error: instance['restorePoint'] must be an object"
+        );
+    }
+}

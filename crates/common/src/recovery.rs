@@ -1,0 +1,340 @@
+//! The recovery contract, one type per idea, shared by the API's planning, the control database,
+//! the RPC messages and the guest's driver: where replay stops, along which timeline, and how a
+//! running recovery reports its progress and outcome. See `docs/postgres-recovery.md`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Where WAL replay stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopPoint {
+    /// The state after the last transaction that committed at or before this time.
+    Time(DateTime<Utc>),
+    /// Everything the store holds. Replay runs without a target, since a time of "now" fails on
+    /// an idle database (`docs/postgres-recovery.md` §3.5).
+    Latest,
+}
+
+impl StopPoint {
+    pub fn time(self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Time(t) => Some(t),
+            Self::Latest => None,
+        }
+    }
+
+    /// The kind a `recoveries` row records for this stop point.
+    pub fn kind(self) -> TargetKind {
+        match self {
+            Self::Time(_) => TargetKind::Time,
+            Self::Latest => TargetKind::Latest,
+        }
+    }
+}
+
+/// A point-in-time target: restore a backup, then replay an instance's archived WAL along the
+/// history of `timeline` until `stop`. Both recovery in place (`do_recovery`) and restore into a
+/// new instance (`prepare`) carry exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryTarget {
+    /// On the wire: `time`, null for "latest".
+    #[serde(rename = "time", with = "stop_as_time")]
+    pub stop: StopPoint,
+    /// The timeline whose history replay follows (the source instance's current one, or one the
+    /// user named).
+    pub timeline: u32,
+    /// The WAL directory of the instance whose history is replayed, relative to the backup store.
+    pub wal_location: String,
+}
+
+impl RecoveryTarget {
+    /// A target on the history of `source`'s archived WAL.
+    pub fn new(stop: StopPoint, timeline: u32, source: Uuid) -> Self {
+        Self {
+            stop,
+            timeline,
+            wal_location: wal_location(source),
+        }
+    }
+}
+
+/// `time: Option<DateTime>` on the wire, as the messages have always carried it.
+mod stop_as_time {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(stop: &StopPoint, s: S) -> Result<S::Ok, S::Error> {
+        stop.time().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StopPoint, D::Error> {
+        Ok(match Option::<DateTime<Utc>>::deserialize(d)? {
+            Some(t) => StopPoint::Time(t),
+            None => StopPoint::Latest,
+        })
+    }
+}
+
+/// Where an instance's continuous WAL archive lives, relative to the backup store root.
+pub fn wal_location(instance_id: Uuid) -> String {
+    format!("wal/{instance_id}")
+}
+
+crate::text_enum! {
+    /// What a recovery restores to, as `recoveries.target_kind` records it.
+    pub enum TargetKind {
+        /// The end of a backup: no WAL replay beyond it.
+        Backup => "backup",
+        /// A point in time (`target_time`) on the lineage of `target_timeline`.
+        Time => "time",
+        /// Everything archived on the lineage of `target_timeline`.
+        Latest => "latest",
+    }
+}
+
+/// A `recoveries` row whose target cannot be rebuilt. The recovery must fail with a fault: a
+/// point-in-time request silently run as a plain restore would bring back the wrong data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredTargetError {
+    #[error("the recovery's stored target kind '{0}' is unknown")]
+    UnknownKind(String),
+    #[error("the recovery's {0} target has no {1} recorded")]
+    Missing(TargetKind, &'static str),
+    #[error("the recovery's stored timeline {0} is not a valid timeline")]
+    BadTimeline(i32),
+}
+
+/// Rebuilds the target a `recoveries` row describes, replaying `source`'s WAL: `None` for a plain
+/// recovery to the end of a backup.
+pub fn stored_target(
+    kind: &str,
+    time: Option<DateTime<Utc>>,
+    timeline: Option<i32>,
+    source: Uuid,
+) -> Result<Option<RecoveryTarget>, StoredTargetError> {
+    let kind =
+        TargetKind::parse(kind).ok_or_else(|| StoredTargetError::UnknownKind(kind.into()))?;
+    let stop = match kind {
+        TargetKind::Backup => return Ok(None),
+        TargetKind::Time => StopPoint::Time(time.ok_or(StoredTargetError::Missing(kind, "time"))?),
+        TargetKind::Latest => StopPoint::Latest,
+    };
+    let timeline = timeline.ok_or(StoredTargetError::Missing(kind, "timeline"))?;
+    let timeline = u32::try_from(timeline)
+        .ok()
+        .filter(|t| *t >= 1)
+        .ok_or(StoredTargetError::BadTimeline(timeline))?;
+    Ok(Some(RecoveryTarget::new(stop, timeline, source)))
+}
+
+/// What the store holds of one timeline of an instance's WAL: reported by the guest's scan,
+/// carried in `update_wal`, kept in `wal_timelines`, and planned against by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WalTimeline {
+    pub timeline: u32,
+    /// The timeline this one branched from, from its `.history` file.
+    pub parent: Option<u32>,
+    /// Where it branched (`X/Y`), from its `.history` file.
+    pub switch_lsn: Option<String>,
+    /// Oldest segment held (completed or partial), as a plain segment name.
+    pub first_segment: Option<String>,
+    /// Newest segment held (completed or partial), as a plain segment name.
+    pub last_segment: Option<String>,
+    /// Inclusive ranges of missing segments: between first and last, and between the branch point
+    /// and the first segment held, since recovery along this timeline needs those too.
+    #[serde(default)]
+    pub gaps: Vec<(String, String)>,
+    /// Time of the last COMMIT record held on this timeline, the `.partial` included: the latest
+    /// point a time-targeted recovery can reach.
+    pub latest_commit: Option<DateTime<Utc>>,
+    /// End of the WAL held on this timeline (`X/Y`): end of valid WAL in the `.partial`, or the
+    /// end of the newest completed segment.
+    pub latest_lsn: Option<String>,
+}
+
+/// How far a running recovery has come; every field is optional because each phase knows only
+/// some of them. `update_recovery` carries it while the recovery runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RecoveryProgress {
+    /// Bytes of the backup archive verified and unpacked so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_done: Option<u64>,
+    /// Size of the backup archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+    /// Where WAL replay is (`X/Y`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_lsn: Option<String>,
+    /// Where replay will stop, when known before it gets there (the end of the store for
+    /// "latest").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_lsn: Option<String>,
+    /// End of the store when replay started: a time target stops at or before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_end_lsn: Option<String>,
+}
+
+impl RecoveryProgress {
+    /// Takes every field `newer` knows, keeping the rest.
+    pub fn merge(&mut self, newer: RecoveryProgress) {
+        fn take<T>(old: &mut Option<T>, new: Option<T>) {
+            if new.is_some() {
+                *old = new;
+            }
+        }
+        take(&mut self.bytes_done, newer.bytes_done);
+        take(&mut self.bytes_total, newer.bytes_total);
+        take(&mut self.replayed_lsn, newer.replayed_lsn);
+        take(&mut self.target_lsn, newer.target_lsn);
+        take(&mut self.store_end_lsn, newer.store_end_lsn);
+    }
+}
+
+/// What a finished recovery reached, carried by the final `update_recovery`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RecoveryOutcome {
+    /// The timeline the instance writes on now; the next point-in-time recovery is planned on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_timeline: Option<u32>,
+    /// Commit time of the last transaction replayed (point in time only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replayed_commit: Option<DateTime<Utc>>,
+    /// Where replay stopped (`X/Y`, point in time only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_lsn: Option<String>,
+    /// Wall time of the whole recovery on the guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+/// Size of a WAL segment: PostgreSQL's default, which the managed servers use.
+pub const WAL_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
+
+/// An LSN `X/Y` (each half at most 32 bits of hex) as a number.
+pub fn parse_lsn(lsn: &str) -> Option<u64> {
+    let (hi, lo) = lsn.trim().split_once('/')?;
+    let hi = u32::from_str_radix(hi, 16).ok()?;
+    let lo = u32::from_str_radix(lo, 16).ok()?;
+    Some((u64::from(hi) << 32) | u64::from(lo))
+}
+
+/// A number as an LSN `X/Y`, as PostgreSQL prints it.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// Segment number of an LSN `X/Y` (16 MiB segments).
+pub fn lsn_segment(lsn: &str) -> Option<u64> {
+    parse_lsn(lsn).map(|v| v / WAL_SEGMENT_SIZE)
+}
+
+/// Segment number of a WAL file name `TTTTTTTTXXXXXXXXYYYYYYYY` (16 MiB segments).
+pub fn segment_number(name: &str) -> Option<u64> {
+    // Names come from guests: anything but 24 hex digits is no segment.
+    let name = name
+        .get(..24)
+        .filter(|n| n.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    let log = u64::from_str_radix(&name[8..16], 16).ok()?;
+    let seg = u64::from_str_radix(&name[16..24], 16).ok()?;
+    Some(log * 0x100 + seg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_target_keeps_its_wire_shape() {
+        let at = Utc
+            .with_ymd_and_hms(2026, 11, 25, 17, 0, 0)
+            .single()
+            .expect("date");
+        let t = RecoveryTarget::new(StopPoint::Time(at), 1, Uuid::from_u128(1));
+        let v = serde_json::to_value(&t).expect("serializes");
+        assert_eq!(
+            v,
+            serde_json::json!({"time": "2026-11-25T17:00:00Z", "timeline": 1,
+                "wal_location": "wal/00000000-0000-0000-0000-000000000001"})
+        );
+        let latest: RecoveryTarget = serde_json::from_value(
+            serde_json::json!({"time": null, "timeline": 2, "wal_location": "wal/x"}),
+        )
+        .expect("parses");
+        assert_eq!(latest.stop, StopPoint::Latest);
+    }
+
+    #[test]
+    fn stored_targets_are_rebuilt_or_refused_never_downgraded() {
+        let src = Uuid::from_u128(7);
+        let at = Utc::now();
+        assert_eq!(stored_target("backup", Some(at), None, src), Ok(None));
+        assert_eq!(
+            stored_target("time", Some(at), Some(2), src),
+            Ok(Some(RecoveryTarget::new(StopPoint::Time(at), 2, src)))
+        );
+        assert_eq!(
+            stored_target("latest", None, Some(1), src),
+            Ok(Some(RecoveryTarget::new(StopPoint::Latest, 1, src)))
+        );
+        assert_eq!(
+            stored_target("lsn", None, Some(1), src),
+            Err(StoredTargetError::UnknownKind("lsn".into()))
+        );
+        assert_eq!(
+            stored_target("time", None, Some(1), src),
+            Err(StoredTargetError::Missing(TargetKind::Time, "time"))
+        );
+        assert_eq!(
+            stored_target("latest", None, None, src),
+            Err(StoredTargetError::Missing(TargetKind::Latest, "timeline"))
+        );
+        assert_eq!(
+            stored_target("latest", None, Some(0), src),
+            Err(StoredTargetError::BadTimeline(0))
+        );
+    }
+
+    #[test]
+    fn progress_and_outcome_omit_what_is_unknown() {
+        let p = RecoveryProgress {
+            bytes_done: Some(5),
+            bytes_total: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&p).expect("serializes"),
+            serde_json::json!({"bytes_done": 5, "bytes_total": 10})
+        );
+        let mut merged = p.clone();
+        merged.merge(RecoveryProgress {
+            bytes_done: Some(10),
+            replayed_lsn: Some("0/1".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            (
+                merged.bytes_done,
+                merged.bytes_total,
+                merged.replayed_lsn.as_deref()
+            ),
+            (Some(10), Some(10), Some("0/1"))
+        );
+        let o: RecoveryOutcome =
+            serde_json::from_value(serde_json::json!({"new_timeline": 3})).expect("parses");
+        assert_eq!(o.new_timeline, Some(3));
+    }
+
+    #[test]
+    fn lsn_and_segment_arithmetic() {
+        assert_eq!(parse_lsn("0/3000028"), Some(0x300_0028));
+        assert_eq!(format_lsn(0x1_0000_0028), "1/28");
+        assert_eq!(parse_lsn("1/100000000"), None);
+        assert_eq!(parse_lsn("nope"), None);
+        assert_eq!(lsn_segment("0/3000028"), Some(3));
+        assert_eq!(lsn_segment("1/0"), Some(256));
+        assert_eq!(segment_number("000000020000000100000002"), Some(258));
+        assert_eq!(segment_number("short"), None);
+        assert_eq!(segment_number("0000000200000001000000é02"), None);
+    }
+}

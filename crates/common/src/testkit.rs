@@ -1,0 +1,105 @@
+//! Test scaffolding shared by the integration and end-to-end tests (cargo feature `testkit`): a
+//! control database and a RabbitMQ vhost of their own per test, on the local services, removed
+//! when the test ends, even by a panic.
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use sqlx::{Connection as _, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::config::{AmqpConfig, DatabaseConfig};
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A migrated control database and an empty vhost, named `<prefix>_<id>` / `<prefix>-<id>`.
+pub struct Sandbox {
+    /// Short, unique: also used to name the test's other resources.
+    pub id: String,
+    pub database: DatabaseConfig,
+    pub amqp: AmqpConfig,
+    pub pool: PgPool,
+    cleanup: Cleanup,
+}
+
+/// Synchronous teardown, so it also runs when a test panics.
+struct Cleanup {
+    db_name: String,
+    vhost: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.db_name
+            ))
+            .output();
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .output();
+    }
+}
+
+/// Runs a command, failing with its stderr.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+impl Sandbox {
+    /// Creates the database (with the schema applied) and the vhost (open to `guest`).
+    pub async fn create(prefix: &str) -> Result<Sandbox> {
+        let id = Uuid::new_v4().simple().to_string()[..12].to_string();
+        let cleanup = Cleanup {
+            db_name: format!("{prefix}_{id}"),
+            vhost: format!("{}-{id}", prefix.replace('_', "-")),
+        };
+        let mut admin = PgConnection::connect(ADMIN_URL).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{}\"", cleanup.db_name))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        let database = DatabaseConfig {
+            url: format!("postgres://postgres@127.0.0.1:5432/{}", cleanup.db_name),
+            max_connections: 5,
+            acquire_timeout_secs: 10,
+        };
+        let pool = crate::db::connect(&database).await?;
+        crate::schema::sync(&pool).await?;
+
+        run(Command::new("rabbitmqctl").args(["add_vhost", &cleanup.vhost]))?;
+        run(Command::new("rabbitmqctl").args([
+            "set_permissions",
+            "-p",
+            &cleanup.vhost,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]))?;
+        let amqp = AmqpConfig {
+            url: format!("amqp://guest:guest@127.0.0.1:5672/{}", cleanup.vhost),
+            exchange: "trove".into(),
+            prefetch: 8,
+            connect_timeout_secs: 10,
+        };
+        Ok(Sandbox {
+            id,
+            database,
+            amqp,
+            pool,
+            cleanup,
+        })
+    }
+
+    /// The vhost's name.
+    pub fn vhost(&self) -> &str {
+        &self.cleanup.vhost
+    }
+}

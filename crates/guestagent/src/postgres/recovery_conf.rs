@@ -1,0 +1,85 @@
+//! The recovery settings a restored data directory starts with (`recovery.signal` plus
+//! `trove-recovery.conf`): replay to the end of the backup, or on to a point in time. The settings
+//! live in their own file so that promotion can drop them; left behind, a later `recovery.signal`
+//! would reuse them.
+
+use anyhow::Result;
+use trove_common::recovery::StopPoint;
+
+use super::cluster::Cluster;
+use super::config::{self, RECOVERY_CONF, conf_string};
+use super::os_user::write_owned;
+use super::request::Replay;
+use super::restore_command::{shell_quote, write_script};
+
+/// Recovery settings for "replay the backup's own WAL, then become a primary on a new timeline".
+/// - `restore_command = 'false'`: PostgreSQL 15 refuses targeted recovery without one; the WAL we
+///   need is already in the backup's `pg_wal`, and `false` reports every other file as absent.
+/// - `recovery_target = 'immediate'`: stop as soon as the copy is consistent (end of backup).
+/// - `recovery_target_action = 'promote'`: the default, `pause`, leaves a read-only server.
+/// - `recovery_target_timeline = 'current'`: the backup's own timeline. The default, `latest`,
+///   would try to follow the newest history file in `pg_wal`, which after an in-place recovery
+///   carried the live instance's history over may be a branch the backup is not part of.
+const RECOVERY_SETTINGS: &str = "\
+# Written by the Trove guest agent for one recovery; removed once the server is promoted.
+restore_command = 'false'
+recovery_target = 'immediate'
+recovery_target_action = 'promote'
+recovery_target_timeline = 'current'
+";
+
+/// Makes a freshly restored data directory recover to the end of the backup on its next start:
+/// writes `recovery.signal` and `trove-recovery.conf`. The settings live in their own file so that
+/// [`finish_recovery`] can drop them; left behind, a later `recovery.signal` would reuse them.
+pub(super) async fn write_backup_end_settings(cluster: &Cluster) -> Result<()> {
+    let data_dir = &cluster.spec().data_dir;
+    let owner = cluster.runner().owner();
+    config::ensure_includes(data_dir, owner).await?;
+    write_owned(
+        &data_dir.join(RECOVERY_CONF),
+        RECOVERY_SETTINGS.as_bytes(),
+        0o600,
+        owner,
+    )
+    .await?;
+    write_owned(&data_dir.join("recovery.signal"), b"", 0o600, owner).await?;
+    Ok(())
+}
+
+/// `recovery.signal` plus `trove-recovery.conf` for this target (docs/postgres-recovery.md §3.3):
+/// - the target time is written in UTC with an explicit offset, so the server's `timezone` cannot
+///   shift it (P4), and the log prints times in UTC for `replay::verify_stop_line`;
+/// - `pause` at the target, so the stop point can be checked before promotion (P8);
+/// - the timeline is explicit, so a recovery follows the lineage the caller chose (§3.4).
+pub(super) async fn write_target_settings(restored: &Cluster, replay: &Replay<'_>) -> Result<()> {
+    let data_dir = &restored.spec().data_dir;
+    let owner = restored.runner().owner();
+    config::ensure_includes(data_dir, owner).await?;
+    let script = write_script(restored.runner(), data_dir, replay.wal_root).await?;
+    let command = format!("{} \"%f\" \"%p\"", shell_quote(&script.to_string_lossy()));
+    let mut settings = format!(
+        "# Written by the Trove guest agent for one point-in-time recovery; removed at promotion.\n\
+         restore_command = {command}\n\
+         recovery_target_timeline = '{tli}'\n\
+         timezone = 'UTC'\n\
+         log_timezone = 'UTC'\n",
+        command = conf_string(&command),
+        tli = replay.timeline,
+    );
+    if let StopPoint::Time(time) = replay.stop {
+        settings.push_str(&format!(
+            "recovery_target_time = '{}'\n\
+             recovery_target_inclusive = on\n\
+             recovery_target_action = 'pause'\n",
+            time.format("%Y-%m-%d %H:%M:%S%.6f+00")
+        ));
+    }
+    write_owned(
+        &data_dir.join(RECOVERY_CONF),
+        settings.as_bytes(),
+        0o600,
+        owner,
+    )
+    .await?;
+    write_owned(&data_dir.join("recovery.signal"), b"", 0o600, owner).await
+}

@@ -1,0 +1,406 @@
+//! Replay of a restored data directory and its promotion: to the end of the backup, or on to a
+//! point in time with the stop point proven before promotion (docs/postgres-recovery.md §3.3,
+//! §3.6). Shared by recovery in place and restore into a new instance; the server runs privately
+//! (no TCP) throughout.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use chrono::{DateTime, Utc};
+use sqlx::{Connection as _, PgConnection};
+use trove_common::{
+    recovery::{RecoveryOutcome, RecoveryProgress, StopPoint},
+    rpc::conductor::GuestErrorCode,
+    status::RecoveryPhase,
+};
+
+use super::cluster::Cluster;
+use super::config::RECOVERY_CONF;
+use super::error::{FailAs as _, Failure};
+use super::os_user::{ensure_dir, remove_file_if_exists, write_owned};
+use super::recovery_conf::{write_backup_end_settings, write_target_settings};
+use super::request::Replay;
+use super::restore_command::{preverify_segments, remove_script};
+use super::steps::Steps;
+use super::wal_index::{format_lsn, history_name, parse_lsn, timeline_dir};
+use super::wal_plan::{Plan, preflight};
+use super::wal_stream::{current_timeline, ensure_wal_slot};
+
+/// Upper bound for replay. A dead server is detected much sooner (see [`finish_recovery`]).
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// How long a promoted server may take to answer.
+pub(super) const HEALTH_DEADLINE: Duration = Duration::from_secs(60);
+/// How often replay is polled for progress and for its end.
+const REPLAY_POLL: Duration = Duration::from_millis(50);
+
+/// Replays the backup unpacked in `restored` as `replay` asks (to the end of the backup when
+/// None), promotes it to a new timeline and leaves it running privately and healthy. Reports the
+/// phases `replaying` and, with a target, `verifying_target`; the checks of the WAL store before
+/// replay belong to the caller's `verifying` phase.
+pub(super) async fn replay_and_promote(
+    restored: &Cluster,
+    replay: Option<&Replay<'_>>,
+    steps: &mut Steps<'_>,
+) -> Result<RecoveryOutcome, Failure> {
+    let outcome = match replay {
+        None => {
+            steps.enter(RecoveryPhase::Replaying);
+            restored.write_managed_config().await?;
+            write_backup_end_settings(restored).await?;
+            restored
+                .start_private(restored.spec().port)
+                .await
+                .fail_as(GuestErrorCode::StartFailed)?;
+            finish_recovery(restored)
+                .await
+                .fail_as(GuestErrorCode::RestoreFailed)?;
+            let new_timeline = current_timeline(restored).await?;
+            RecoveryOutcome {
+                new_timeline: Some(new_timeline),
+                ..RecoveryOutcome::default()
+            }
+        }
+        Some(replay) => {
+            let plan = preflight(restored, replay).await?;
+            let result = replay_to_target(restored, replay, &plan, steps).await;
+            if let Err(err) = remove_script(&restored.spec().data_dir).await {
+                tracing::warn!(error = %format!("{err:#}"), "could not remove the restore command script");
+            }
+            result?
+        }
+    };
+    restored
+        .wait_healthy(HEALTH_DEADLINE)
+        .await
+        .fail_as(GuestErrorCode::HealthCheckFailed)?;
+    Ok(outcome)
+}
+
+async fn replay_to_target(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    plan: &Plan,
+    steps: &mut Steps<'_>,
+) -> Result<RecoveryOutcome, Failure> {
+    steps.enter(RecoveryPhase::Replaying);
+    restored.write_managed_config().await?;
+    let log_start = log_len(restored).await;
+    write_target_settings(restored, replay).await?;
+    let preverifier = Preverifier::start(replay, &restored.spec().data_dir, plan);
+    restored
+        .start_private(restored.spec().port)
+        .await
+        .fail_as(GuestErrorCode::StartFailed)?;
+    let reached = wait_for_target(restored, replay, plan, steps)
+        .await
+        .fail_as(GuestErrorCode::RestoreFailed)?;
+    drop(preverifier);
+
+    steps.enter(RecoveryPhase::VerifyingTarget);
+    verify_and_promote(restored, replay, plan, reached, log_start)
+        .await
+        .fail_as(GuestErrorCode::TargetNotReached)
+}
+
+/// Checks the store's segments against their checksums beside replay, off its critical path
+/// (see [`preverify_segments`]); stopped when replay is over, however it ends.
+struct Preverifier(tokio::task::JoinHandle<()>);
+
+impl Preverifier {
+    fn start(replay: &Replay<'_>, data_dir: &Path, plan: &Plan) -> Self {
+        Self(tokio::spawn(preverify_segments(
+            replay.wal_root.to_path_buf(),
+            data_dir.to_path_buf(),
+            plan.start_segno,
+        )))
+    }
+}
+
+impl Drop for Preverifier {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Waits until the started server has left recovery (`pg_is_in_recovery()` is false), then removes
+/// `trove-recovery.conf`. Fails early, with the server log, if the server stops while we wait.
+pub(super) async fn finish_recovery(cluster: &Cluster) -> Result<()> {
+    let until = tokio::time::Instant::now() + RECOVERY_DEADLINE;
+    loop {
+        match in_recovery(cluster).await {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(err) => {
+                if !cluster.is_running().await {
+                    let tail = cluster.log_tail().await;
+                    return Err(err.context(format!(
+                        "postgresql stopped during recovery (server log tail: {tail})"
+                    )));
+                }
+                tracing::debug!(error = %format!("{err:#}"), "server not answering yet during recovery");
+            }
+        }
+        if tokio::time::Instant::now() >= until {
+            bail!(
+                "postgresql in {} still in recovery after {RECOVERY_DEADLINE:?}",
+                cluster.spec().data_dir.display()
+            );
+        }
+        tokio::time::sleep(REPLAY_POLL).await;
+    }
+    remove_file_if_exists(&cluster.spec().data_dir.join(RECOVERY_CONF)).await
+}
+
+async fn in_recovery(cluster: &Cluster) -> Result<bool> {
+    let mut conn = cluster.connect().await?;
+    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut conn)
+        .await
+        .context("pg_is_in_recovery()")?;
+    let _ = conn.close().await;
+    Ok(in_recovery)
+}
+
+/// How replay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    /// Paused at the target time, still in recovery.
+    Paused,
+    /// Replayed to the end of WAL and promoted (no target).
+    Promoted,
+}
+
+/// Polls the recovering server, reporting progress, until replay pauses at the target (time
+/// targets) or the server has promoted (`Latest`). A server that dies on the way (target not
+/// reached, restore command failed) fails this with its log tail.
+async fn wait_for_target(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    plan: &Plan,
+    steps: &Steps<'_>,
+) -> Result<Reached> {
+    let until = tokio::time::Instant::now() + RECOVERY_DEADLINE;
+    let target_lsn = match replay.stop {
+        StopPoint::Latest => plan.store_end.map(format_lsn),
+        StopPoint::Time(_) => None,
+    };
+    let mut conn: Option<PgConnection> = None;
+    let mut last_reported: Option<String> = None;
+    loop {
+        let polled = async {
+            if conn.is_none() {
+                conn = Some(restored.connect().await?);
+            }
+            let c = conn.as_mut().context("connection just opened")?;
+            let row: (bool, Option<String>, String) = sqlx::query_as(
+                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, \
+                 CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() \
+                 ELSE 'not paused' END",
+            )
+            .fetch_one(c)
+            .await
+            .context("polling replay state")?;
+            anyhow::Ok(row)
+        }
+        .await;
+        match polled {
+            Ok((in_recovery, lsn, pause_state)) => {
+                if let Some(lsn) = lsn
+                    && last_reported.as_deref() != Some(lsn.as_str())
+                {
+                    steps.progress(RecoveryProgress {
+                        replayed_lsn: Some(lsn.clone()),
+                        target_lsn: target_lsn.clone(),
+                        store_end_lsn: plan.store_end.map(format_lsn),
+                        ..RecoveryProgress::default()
+                    });
+                    last_reported = Some(lsn);
+                }
+                match (replay.stop, in_recovery, pause_state.as_str()) {
+                    (StopPoint::Time(_), true, "paused") => return Ok(Reached::Paused),
+                    (StopPoint::Time(_), false, _) => bail!(
+                        "the server ended recovery without pausing at the target (server log tail: {})",
+                        restored.log_tail().await
+                    ),
+                    (StopPoint::Latest, false, _) => return Ok(Reached::Promoted),
+                    (StopPoint::Latest, true, "paused") => {
+                        bail!("replay paused although no target was set")
+                    }
+                    _ => {}
+                }
+            }
+            Err(err) => {
+                conn = None;
+                if !restored.is_running().await {
+                    let tail = restored.log_tail().await;
+                    return Err(err.context(format!(
+                        "postgresql stopped during replay (server log tail: {tail})"
+                    )));
+                }
+                tracing::debug!(error = %format!("{err:#}"), "recovering server not answering yet");
+            }
+        }
+        if tokio::time::Instant::now() >= until {
+            bail!("replay did not reach its target within {RECOVERY_DEADLINE:?}");
+        }
+        tokio::time::sleep(REPLAY_POLL).await;
+    }
+}
+
+/// Proves the stop point, promotes (for a paused server), checks the new timeline, reserves WAL
+/// for the streamer and puts the new timeline's `.history` into `replay.history_dest`.
+async fn verify_and_promote(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    plan: &Plan,
+    reached: Reached,
+    log_start: u64,
+) -> Result<RecoveryOutcome> {
+    let (stop_lsn, last_commit) = replay_position(restored).await?;
+    match (replay.stop, reached) {
+        (StopPoint::Time(target), Reached::Paused) => {
+            if let Some(last) = last_commit {
+                ensure!(
+                    last <= target,
+                    "replay went past the target: last replayed commit at {last}, target {target}"
+                );
+            }
+            let log = read_log_from(restored, log_start).await?;
+            verify_stop_line(&log, target)?;
+            let mut conn = restored.connect().await?;
+            sqlx::query("SELECT pg_wal_replay_resume()")
+                .execute(&mut conn)
+                .await
+                .context("resuming replay to promote")?;
+            let _ = conn.close().await;
+        }
+        (StopPoint::Latest, Reached::Promoted) => {
+            if let Some(end) = plan.store_end {
+                ensure!(
+                    parse_lsn(&stop_lsn)? >= end,
+                    "recovery stopped at {stop_lsn}, before the end of the WAL store at {}",
+                    format_lsn(end)
+                );
+            }
+        }
+        (target, reached) => bail!("replay to {target:?} ended as {reached:?}"),
+    }
+    // Waits for promotion and drops the recovery settings, so a restart never re-enters recovery.
+    finish_recovery(restored).await?;
+
+    let new_timeline = current_timeline(restored).await?;
+    ensure!(
+        new_timeline > replay.timeline,
+        "promotion did not start a new timeline: on {new_timeline}, recovered along {}",
+        replay.timeline
+    );
+    // Reserve the new timeline's WAL from its first segment, before any tenant writes: the
+    // streamer that starts after cut-over then receives the timeline from its branch point on.
+    ensure_wal_slot(restored).await?;
+    if let Some(dest) = replay.history_dest {
+        store_history(restored, dest, new_timeline).await?;
+    }
+    Ok(RecoveryOutcome {
+        new_timeline: Some(new_timeline),
+        last_replayed_commit: last_commit,
+        stop_lsn: Some(stop_lsn),
+        duration_ms: None,
+    })
+}
+
+async fn replay_position(restored: &Cluster) -> Result<(String, Option<DateTime<Utc>>)> {
+    let mut conn = restored.connect().await?;
+    let (lsn, last): (Option<String>, Option<DateTime<Utc>>) =
+        sqlx::query_as("SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()")
+            .fetch_one(&mut conn)
+            .await
+            .context("reading the replay position")?;
+    let _ = conn.close().await;
+    Ok((lsn.context("the server replayed no WAL")?, last))
+}
+
+/// The server log must show where recovery stopped and why: `recovery stopping before commit of
+/// transaction 735, time 2026-11-25 17:04:57.209137+00`, with that time after the target. Without
+/// such a line no target was applied (docs/postgres-recovery.md §3.6).
+fn verify_stop_line(log: &str, target: DateTime<Utc>) -> Result<()> {
+    if log.contains("recovery ended before configured recovery target was reached") {
+        bail!("recovery ended before the target was reached: the WAL store ends too early");
+    }
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("recovery stopping before "))
+        .context("the server log shows no recovery stop point, so no target was applied")?;
+    let stamp = line
+        .rsplit_once(", time ")
+        .map(|(_, s)| s.trim())
+        .with_context(|| format!("no time in stop line {line:?}"))?;
+    let stopped = DateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .with_context(|| format!("bad time in stop line {line:?}"))?
+        .with_timezone(&Utc);
+    ensure!(
+        stopped > target,
+        "recovery stopped before a transaction at {stopped}, which is not after the target {target}"
+    );
+    Ok(())
+}
+
+async fn log_len(cluster: &Cluster) -> u64 {
+    tokio::fs::metadata(&cluster.spec().log_file)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+/// The server log written since `start` (all of it if the file shrank meanwhile).
+async fn read_log_from(cluster: &Cluster, start: u64) -> Result<String> {
+    let path = &cluster.spec().log_file;
+    let bytes = tokio::fs::read(path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    let start = usize::try_from(start).unwrap_or(usize::MAX);
+    let tail = bytes.get(start..).unwrap_or(&bytes);
+    Ok(String::from_utf8_lossy(tail).into_owned())
+}
+
+/// Copies `0000000N.history` of the new timeline from the server's `pg_wal` into
+/// `<dest>/tl<N>/`, so the next recovery can follow this branch (docs/postgres-recovery.md §3.4).
+async fn store_history(restored: &Cluster, dest: &Path, tli: u32) -> Result<()> {
+    let name = history_name(tli);
+    let source = restored.spec().data_dir.join("pg_wal").join(&name);
+    let bytes = tokio::fs::read(&source)
+        .await
+        .with_context(|| format!("reading {}", source.display()))?;
+    let owner = restored.runner().owner();
+    ensure_dir(dest, 0o700, owner).await?;
+    let dir = timeline_dir(dest, tli);
+    ensure_dir(&dir, 0o700, owner).await?;
+    write_owned(&dir.join(&name), &bytes, 0o600, owner).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn verify_stop_line_accepts_a_stop_after_the_target() {
+        let log = "2026-11-25 17:06:20.698 UTC [1] LOG:  recovery stopping before commit of transaction 735, time 2026-11-25 17:04:57.209137+00\n";
+        assert!(verify_stop_line(log, at("2026-11-25T17:04:57.2+00:00")).is_ok());
+        assert!(verify_stop_line(log, at("2026-11-25T17:04:57.3+00:00")).is_err());
+    }
+
+    #[test]
+    fn verify_stop_line_rejects_a_log_without_a_stop_point() {
+        let log =
+            "LOG:  consistent recovery state reached at 0/5000100\nLOG:  redo done at 0/5000100\n";
+        let err = verify_stop_line(log, at("2026-11-25T17:04:57+00:00")).expect_err("no stop line");
+        assert!(format!("{err:#}").contains("no recovery stop point"));
+    }
+}

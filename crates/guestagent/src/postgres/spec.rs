@@ -1,0 +1,30 @@
+//! Where one managed instance lives on disk and where it listens.
+
+use std::path::{Path, PathBuf};
+
+/// Everything the driver needs to run one managed instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// e.g. `<root>/<instance_id>/data`
+    pub data_dir: PathBuf,
+    /// Unix socket directory, e.g. `<root>/<instance_id>/run`; the agent connects here.
+    pub socket_dir: PathBuf,
+    /// Server log (`pg_ctl -l`).
+    pub log_file: PathBuf,
+    pub port: u16,
+    /// `*` by default; tenants connect over TCP with scram-sha-256.
+    pub listen_addresses: String,
+}
+
+impl ClusterSpec {
+    /// The standard layout under one instance directory: `data/`, `run/`, `log/postgresql.log`.
+    pub fn under(instance_dir: &Path, port: u16) -> ClusterSpec {
+        ClusterSpec {
+            data_dir: instance_dir.join("data"),
+            socket_dir: instance_dir.join("run"),
+            log_file: instance_dir.join("log").join("postgresql.log"),
+            port,
+            listen_addresses: "*".to_owned(),
+        }
+    }
+}

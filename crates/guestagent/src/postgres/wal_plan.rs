@@ -1,0 +1,184 @@
+//! What a point-in-time replay needs from the WAL store, checked before anything runs: every
+//! segment from the backup's start along the lineage of the target timeline, and the history files
+//! that name that lineage (docs/postgres-recovery.md P5, P6).
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result, anyhow};
+use trove_common::rpc::conductor::GuestErrorCode;
+
+use super::cluster::Cluster;
+use super::error::{FailAs as _, Failure};
+use super::request::Replay;
+use super::wal_index::{
+    StoreFiles, history_name, list_store, parse_history, parse_lsn, parse_segment_name, scan,
+    segment_name,
+};
+
+/// What the preflight learned from the store.
+pub(super) struct Plan {
+    /// End of the store on the target timeline, before replay started.
+    pub(super) store_end: Option<u64>,
+    /// First segment replay needs (the backup's start).
+    pub(super) start_segno: u64,
+}
+
+/// Checks, before anything runs, that the store (plus the WAL inside the backup) holds every
+/// segment from the backup's start along the lineage of the target timeline: a missing segment
+/// would otherwise just end recovery early (docs/postgres-recovery.md P6), and a missing `.history` file
+/// would silently follow the wrong branch (P5).
+pub(super) async fn preflight(restored: &Cluster, replay: &Replay<'_>) -> Result<Plan, Failure> {
+    let data_dir = &restored.spec().data_dir;
+    let (backup_start, backup_tli) = read_backup_label(data_dir).await?;
+    let store = list_store(replay.wal_root).await?;
+    let size = store.segment_size;
+    let target_tli = replay.timeline;
+
+    // The lineage: (timeline, where it ends) from the oldest ancestor to the target timeline.
+    let mut lineage: Vec<(u32, Option<u64>)> = Vec::new();
+    if target_tli > 1 {
+        let text = read_history(&store, data_dir, target_tli)
+            .await
+            .fail_as(GuestErrorCode::BackupNotFound)?;
+        for entry in parse_history(&text)? {
+            lineage.push((entry.timeline, Some(entry.switch_lsn)));
+        }
+    }
+    lineage.push((target_tli, None));
+    if !lineage.iter().any(|(tli, _)| *tli == backup_tli) {
+        return Err(Failure::new(
+            GuestErrorCode::TargetNotReached,
+            anyhow!(
+                "the backup (timeline {backup_tli}) is not on the history of timeline {target_tli}"
+            ),
+        ));
+    }
+
+    let in_backup = backup_segments(data_dir, size).await?;
+    let present = |tli: u32, segno: u64| {
+        store
+            .timelines
+            .get(&tli)
+            .is_some_and(|files| files.has_segment(segno))
+            || in_backup.contains(&(tli, segno))
+    };
+    // Segment ranges per timeline as PostgreSQL derives them: each entry begins where the previous
+    // one ended. PostgreSQL reads a segment from the newest timeline whose range covers it and
+    // falls back to older ones if that file is absent, which would replay the abandoned branch;
+    // so the newest covering timeline's file is the one that must be there. (After a recovery
+    // that stopped on an ancestor, PostgreSQL records the target timeline as parent with a switch
+    // point before that timeline began; ranges by begin/end handle that as it does.)
+    let mut ranges: Vec<(u32, u64, Option<u64>)> = Vec::new();
+    let mut begin = 0u64;
+    for (tli, end) in &lineage {
+        ranges.push((*tli, begin / size, end.map(|end| end / size)));
+        begin = end.unwrap_or(begin);
+    }
+    let newest_on_target = store
+        .timelines
+        .get(&target_tli)
+        .and_then(|files| files.complete.keys().chain(files.partial.keys()).max())
+        .copied();
+    // With no WAL on the target timeline yet (a fresh branch whose receiver has not started), only
+    // the ancestors up to the branch segment are checked; a target past the branch point then
+    // fails at the end of WAL, as it must.
+    let last_needed = match newest_on_target {
+        Some(newest) => newest,
+        None => (begin / size).saturating_sub(1),
+    };
+    let mut missing: Vec<String> = Vec::new();
+    for segno in backup_start / size..=last_needed {
+        let newest = ranges
+            .iter()
+            .rev()
+            .find(|(_, from, to)| *from <= segno && to.is_none_or(|to| segno <= to));
+        if let Some(&(tli, _, _)) = newest
+            && !present(tli, segno)
+        {
+            missing.push(segment_name(tli, segno, size));
+        }
+    }
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+        return Err(Failure::new(
+            GuestErrorCode::BackupNotFound,
+            anyhow!(
+                "the WAL store has a gap: {} segment(s) missing between the backup and the target, e.g. {}",
+                missing.len(),
+                shown.join(", ")
+            ),
+        ));
+    }
+
+    let store_end = scan(restored.bins(), restored.runner(), replay.wal_root)
+        .await?
+        .into_iter()
+        .find(|state| state.timeline == target_tli)
+        .and_then(|state| state.latest_lsn)
+        .map(|lsn| parse_lsn(&lsn))
+        .transpose()?;
+    Ok(Plan {
+        store_end,
+        start_segno: backup_start / size,
+    })
+}
+
+/// `START WAL LOCATION: 0/2000028 (file …)` and `START TIMELINE: 1` from `backup_label`.
+async fn read_backup_label(data_dir: &Path) -> Result<(u64, u32)> {
+    let path = data_dir.join("backup_label");
+    let text = tokio::fs::read_to_string(&path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut start = None;
+    let mut tli = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("START WAL LOCATION: ") {
+            let lsn = rest.split_whitespace().next().unwrap_or_default();
+            start = Some(parse_lsn(lsn)?);
+        } else if let Some(rest) = line.strip_prefix("START TIMELINE: ") {
+            tli = Some(
+                rest.trim()
+                    .parse()
+                    .with_context(|| format!("bad START TIMELINE in {}", path.display()))?,
+            );
+        }
+    }
+    Ok((
+        start.context("backup_label without START WAL LOCATION")?,
+        tli.context("backup_label without START TIMELINE")?,
+    ))
+}
+
+async fn read_history(store: &StoreFiles, data_dir: &Path, tli: u32) -> Result<String> {
+    let in_store = store.timelines.get(&tli).and_then(|f| f.history.clone());
+    let path = match in_store {
+        Some(path) => path,
+        None => data_dir.join("pg_wal").join(history_name(tli)),
+    };
+    tokio::fs::read_to_string(&path).await.with_context(|| {
+        format!("timeline {tli} has no history file in the WAL store or the data directory")
+    })
+}
+
+/// Segments the backup brought along in its own `pg_wal` (`-X fetch`).
+async fn backup_segments(data_dir: &Path, size: u64) -> Result<Vec<(u32, u64)>> {
+    let dir = data_dir.join("pg_wal");
+    let mut found = Vec::new();
+    let mut entries = tokio::fs::read_dir(&dir)
+        .await
+        .with_context(|| format!("listing {}", dir.display()))?;
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .with_context(|| format!("listing {}", dir.display()))?
+    {
+        if let Some(parsed) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| parse_segment_name(n, size))
+        {
+            found.push(parsed);
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,302 @@
+//! A scratch world for running real PostgreSQL servers outside the agent: the driver's integration
+//! tests and `trove-bench` share it. Compiled only with the `testkit` feature.
+//!
+//! A [`TestRoot`] is a private directory tree; it hands out clusters on allocated ports and WAL
+//! streamers, and on drop kills every server started under it and removes the tree, so a failed
+//! assertion, an error or Ctrl-C leaves nothing running.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use chrono::{DateTime, Utc};
+use sqlx::{Connection as _, Postgres};
+use tokio_util::sync::CancellationToken;
+use trove_common::{recovery::WalTimeline, status::RecoveryPhase};
+
+use crate::postgres::{
+    Cluster, ClusterSpec, PgBinaries, RecoveryError, Runner, allocate_port, scan,
+    spawn_wal_streamer,
+};
+
+/// How long [`TestRoot::wait_for_store`] waits for the WAL store to catch up.
+const STORE_WAIT: Duration = Duration::from_secs(60);
+/// How long the drop waits for a stopping WAL receiver to let go of the tree.
+const REMOVE_WAIT: Duration = Duration::from_secs(5);
+
+/// A private directory tree and the servers started in it.
+pub struct TestRoot {
+    path: PathBuf,
+    runner: Runner,
+    bins: PgBinaries,
+    keep: bool,
+    cancel: CancellationToken,
+    data_dirs: Mutex<Vec<PathBuf>>,
+}
+
+impl TestRoot {
+    /// A fresh tree `/tmp/<prefix>-<uuid>`, removed on drop.
+    pub fn new(prefix: &str) -> Result<TestRoot> {
+        let path = PathBuf::from(format!("/tmp/{prefix}-{}", uuid::Uuid::new_v4()));
+        TestRoot::at(path, false)
+    }
+
+    /// The tree at `path`, created if missing; on drop it is removed unless `keep` is set.
+    pub fn at(path: PathBuf, keep: bool) -> Result<TestRoot> {
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        // The postgres OS user must traverse it when we run as root.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod {}", path.display()))?;
+        Ok(TestRoot {
+            path,
+            runner: Runner::detect("postgres").context("choosing how to run PostgreSQL")?,
+            bins: PgBinaries::default(),
+            keep,
+            cancel: CancellationToken::new(),
+            data_dirs: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
+    pub fn bins(&self) -> &PgBinaries {
+        &self.bins
+    }
+
+    /// A cluster under `<root>/<name>` on a fresh port, reachable over TCP on 127.0.0.1 only.
+    pub fn cluster(&self, name: &str) -> Result<Cluster> {
+        let mut spec = ClusterSpec::under(&self.path.join(name), allocate_port()?);
+        spec.listen_addresses = "127.0.0.1".to_owned();
+        self.track(&spec.data_dir);
+        Ok(Cluster::new(spec, self.bins.clone(), self.runner.clone()))
+    }
+
+    /// Remembers a data directory whose server (and staging server beside it) must be killed when
+    /// the root is dropped.
+    pub fn track(&self, data_dir: &Path) {
+        if let Ok(mut dirs) = self.data_dirs.lock() {
+            dirs.push(data_dir.to_path_buf());
+        }
+    }
+
+    /// `<root>/<name>`, created and owned by the user PostgreSQL runs as, so its tools may write in it.
+    pub fn owned_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.path.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if let Some(owner) = self.runner.owner() {
+            std::os::unix::fs::chown(&dir, Some(owner.uid), Some(owner.gid))
+                .with_context(|| format!("chown {}", dir.display()))?;
+        }
+        Ok(dir)
+    }
+
+    /// Immediate stop of a server on `data_dir`, if one runs; errors are ignored.
+    pub fn kill_server(&self, data_dir: &Path) {
+        if !data_dir.join("postmaster.pid").exists() {
+            return;
+        }
+        let mut cmd = self.runner.command(self.bins.path("pg_ctl"));
+        cmd.arg("-D")
+            .arg(data_dir)
+            .args(["-m", "immediate", "-w", "stop"]);
+        let _ = cmd
+            .as_std_mut()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+    }
+
+    /// Streams `cluster`'s WAL into `wal_root` until [`Streamer::stop`] or the root's drop.
+    pub fn streamer(&self, cluster: &Cluster, wal_root: &Path) -> Streamer {
+        let cancel = self.cancel.child_token();
+        let handle = spawn_wal_streamer(cluster.clone(), wal_root.to_path_buf(), cancel.clone());
+        Streamer { cancel, handle }
+    }
+
+    /// Timeline `tli` of the WAL store at `wal_root`, as the product's [`scan`] sees it.
+    pub async fn store_timeline(&self, wal_root: &Path, tli: u32) -> Result<WalTimeline> {
+        scan(&self.bins, &self.runner, wal_root)
+            .await?
+            .into_iter()
+            .find(|s| s.timeline == tli)
+            .with_context(|| format!("no timeline {tli} in the store"))
+    }
+
+    /// Waits until the store holds a commit after `after` on timeline `tli`.
+    pub async fn wait_for_store(
+        &self,
+        wal_root: &Path,
+        tli: u32,
+        after: DateTime<Utc>,
+    ) -> Result<()> {
+        let what = format!("a commit after {after} on timeline {tli} in the WAL store");
+        wait_for(&what, STORE_WAIT, Duration::from_millis(100), async || {
+            let state = self.store_timeline(wal_root, tli).await.ok()?;
+            state.latest_commit.filter(|c| *c > after).map(drop)
+        })
+        .await
+    }
+
+    fn remove_tree(&self) -> std::io::Result<()> {
+        // A receiver that is still stopping may write one more file; try again until it let go.
+        let until = Instant::now() + REMOVE_WAIT;
+        loop {
+            match std::fs::remove_dir_all(&self.path) {
+                Ok(()) => return Ok(()),
+                Err(_) if !self.path.exists() => return Ok(()),
+                Err(err) if Instant::now() >= until => return Err(err),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        let dirs = self.data_dirs.lock().map(|d| d.clone()).unwrap_or_default();
+        for dir in dirs {
+            let mut staging = dir.clone().into_os_string();
+            staging.push(".staging");
+            self.kill_server(&dir);
+            self.kill_server(Path::new(&staging));
+        }
+        if self.keep {
+            eprintln!("kept {}", self.path.display());
+        } else if let Err(err) = self.remove_tree() {
+            eprintln!("could not remove {}: {err}", self.path.display());
+        }
+    }
+}
+
+/// A running WAL streamer (see [`spawn_wal_streamer`]).
+pub struct Streamer {
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Streamer {
+    /// Stops the receiver and waits for the streamer to end.
+    pub async fn stop(self) -> Result<()> {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.handle)
+            .await
+            .context("streamer did not stop")?
+            .context("streamer task failed")
+    }
+}
+
+/// Polls `probe` every `every` until it yields a value; fails naming `what` after `within`.
+pub async fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> Result<T> {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if Instant::now() >= until {
+            bail!("gave up waiting for {what} after {within:?}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The phases a recovery reported, in order, with when each began.
+#[derive(Default)]
+pub struct PhaseLog(Mutex<Vec<(RecoveryPhase, Instant, DateTime<Utc>)>>);
+
+impl PhaseLog {
+    /// Use as `Reporters { phase: &|p| log.record(p), .. }`.
+    pub fn record(&self, phase: RecoveryPhase) {
+        if let Ok(mut marks) = self.0.lock() {
+            marks.push((phase, Instant::now(), Utc::now()));
+        }
+    }
+
+    /// The phases' names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.marks().iter().map(|(p, _, _)| p.to_string()).collect()
+    }
+
+    /// Each phase with the monotonic and the wall-clock time it began.
+    pub fn marks(&self) -> Vec<(RecoveryPhase, Instant, DateTime<Utc>)> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// Asserts that a recovery failed while replaying and was rolled back: the error says so, no
+/// phase after `replaying` was entered, and the live server still answers.
+pub async fn assert_rolled_back_while_replaying(
+    err: &RecoveryError,
+    phases: &PhaseLog,
+    cluster: &Cluster,
+) {
+    let message = format!("{err:#}");
+    assert!(message.contains("during phase replaying"), "{message}");
+    assert!(!message.contains("rollback also failed"), "{message}");
+    assert_eq!(phases.names(), ["fetching", "verifying", "replaying"]);
+    assert!(cluster.is_healthy().await, "the live server answers");
+}
+
+/// The single value `sql` returns, run as the superuser.
+pub async fn query_value<T>(cluster: &Cluster, sql: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Send + Unpin,
+{
+    let mut conn = cluster.connect().await?;
+    let value = sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .with_context(|| format!("running {sql}"))?;
+    let _ = conn.close().await;
+    Ok(value)
+}
+
+/// Runs `sql` (one or more statements) as the superuser.
+pub async fn execute(cluster: &Cluster, sql: &str) -> Result<()> {
+    let mut conn = cluster.connect().await?;
+    sqlx::raw_sql(sql)
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("running {sql}"))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Whether the server is still replaying WAL.
+pub async fn in_recovery(cluster: &Cluster) -> Result<bool> {
+    query_value(cluster, "SELECT pg_is_in_recovery()").await
+}
+
+/// `X/Y` in hex, as PostgreSQL prints an LSN.
+pub fn parse_lsn(lsn: &str) -> Result<u64> {
+    let (hi, lo) = lsn
+        .trim()
+        .split_once('/')
+        .with_context(|| format!("bad lsn {lsn:?}"))?;
+    Ok((u64::from_str_radix(hi, 16)? << 32) | u64::from_str_radix(lo, 16)?)
+}
+
+/// The completed WAL segments in `dir` (one timeline of a store), by name in WAL order.
+pub fn segment_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    names.sort();
+    Ok(names)
+}

@@ -1,8 +1,10 @@
 //! Contracts shared by the trove-rs daemons: statuses, RPC messages, the AMQP wrapper, config and telemetry.
 
+pub mod access;
 pub mod amqp;
 pub mod config;
 pub mod db;
+pub mod fault;
 pub mod outbox;
 pub mod recovery;
 pub mod rpc;

@@ -141,10 +141,14 @@ pub enum InstanceTask {
     RecoveryError,
     /// Ours: a delete did not finish in time.
     DeletingError,
+    /// New network access rules are being applied (Trove's UPDATING).
+    Updating,
+    /// The access rules could not be applied (Trove's UPDATING_ERROR_ACCESS).
+    UpdatingErrorAccess,
 }
 
 impl InstanceTask {
-    const ALL: [InstanceTask; 9] = [
+    const ALL: [InstanceTask; 11] = [
         Self::None,
         Self::Deleting,
         Self::Rebooting,
@@ -154,6 +158,8 @@ impl InstanceTask {
         Self::Recovering,
         Self::RecoveryError,
         Self::DeletingError,
+        Self::Updating,
+        Self::UpdatingErrorAccess,
     ];
 
     pub fn code(self) -> i32 {
@@ -168,6 +174,8 @@ impl InstanceTask {
             Self::Recovering => 0x70,
             Self::RecoveryError => 0x71,
             Self::DeletingError => 0x72,
+            Self::Updating => 12,
+            Self::UpdatingErrorAccess => 93,
         }
     }
 
@@ -182,6 +190,8 @@ impl InstanceTask {
             Self::Recovering => "Recovering the instance from a backup.",
             Self::RecoveryError => "Recovery error.",
             Self::DeletingError => "Delete error.",
+            Self::Updating => "Updating the instance.",
+            Self::UpdatingErrorAccess => "Update error: Access.",
         }
     }
 
@@ -192,6 +202,7 @@ impl InstanceTask {
                 | Self::BuildingErrorTimeoutGa
                 | Self::RecoveryError
                 | Self::DeletingError
+                | Self::UpdatingErrorAccess
         )
     }
 
@@ -304,5 +315,8 @@ mod tests {
         }
         assert_eq!(InstanceTask::Building.code(), 5);
         assert_eq!(InstanceTask::Deleting.code(), 2);
+        assert_eq!(InstanceTask::Updating.code(), 12);
+        assert_eq!(InstanceTask::UpdatingErrorAccess.code(), 93);
+        assert!(InstanceTask::UpdatingErrorAccess.is_error());
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
 use trove_common::{
+    access::Access,
     recovery::{RecoveryOutcome, RecoveryProgress, RecoveryTarget, StopPoint, WalTimeline},
     rpc::{
         Method, RequestContext, RpcMessage,
@@ -134,9 +135,26 @@ fn taskmanager_messages_match_their_fixtures() {
                 recovery_id: id(4),
             },
         ),
+        (
+            "taskmanager.update_access",
+            TaskManagerMethod::UpdateAccess {
+                instance_id: id(1),
+                access: access(),
+            },
+        ),
     ];
     for (name, m) in cases {
         check(name, encode(&m, context()));
+    }
+}
+
+fn access() -> Access {
+    Access {
+        is_public: false,
+        allowed_cidrs: vec![
+            "10.0.0.0/8".parse().expect("cidr"),
+            "2001:db8::/32".parse().expect("cidr"),
+        ],
     }
 }
 
@@ -161,7 +179,25 @@ fn guest_messages_match_their_fixtures() {
                 backup_info: Some(location.clone()),
                 ds_version: "15".into(),
                 restore_target: None,
+                access: None,
             },
+        ),
+        (
+            "guest.prepare_with_access",
+            GuestMethod::Prepare {
+                instance_id: id(1),
+                memory_mb: 512,
+                databases: vec![],
+                users: vec![],
+                backup_info: None,
+                ds_version: "15".into(),
+                restore_target: None,
+                access: Some(access()),
+            },
+        ),
+        (
+            "guest.update_access",
+            GuestMethod::UpdateAccess { access: access() },
         ),
         (
             "guest.create_backup",
@@ -322,6 +358,24 @@ fn conductor_messages_match_their_fixtures() {
             ConductorMethod::InstanceDeleted {
                 instance_id: id(1),
                 sent: 1764090004.0,
+            },
+        ),
+        (
+            "conductor.update_access",
+            ConductorMethod::UpdateAccess {
+                instance_id: id(1),
+                sent: 1764090005.0,
+                access: access(),
+                error: None,
+            },
+        ),
+        (
+            "conductor.update_access_failed",
+            ConductorMethod::UpdateAccess {
+                instance_id: id(1),
+                sent: 1764090005.0,
+                access: access(),
+                error: Some("reloading the server configuration failed".into()),
             },
         ),
     ];

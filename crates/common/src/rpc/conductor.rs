@@ -117,6 +117,15 @@ pub enum ConductorMethod {
     },
     /// Ours: the guest finished removing an instance.
     InstanceDeleted { instance_id: Uuid, sent: f64 },
+    /// Ours: the outcome of an `update_access`: the rules in force for `access`, or why they
+    /// could not be applied (`error`, for admins only: it may name host paths).
+    UpdateAccess {
+        instance_id: Uuid,
+        sent: f64,
+        access: crate::access::Access,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 impl Method for ConductorMethod {

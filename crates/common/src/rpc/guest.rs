@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::Method;
 use super::taskmanager::{DatabaseSpec, UserSpec};
+pub use crate::access::Access;
 pub use crate::recovery::{RecoveryTarget, wal_location};
 
 /// Where a backup lives and how to check it (the seed's `backup_info {id, location, type, checksum}`).
@@ -44,6 +45,10 @@ pub enum GuestMethod {
         /// Ours: restore the backup, then replay WAL to this target.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         restore_target: Option<RecoveryTarget>,
+        /// Ours: who may connect over TCP. Absent for instances created without `access`, which
+        /// stay open to every address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access: Option<Access>,
     },
     CreateBackup {
         backup_info: TakeBackupInfo,
@@ -59,6 +64,9 @@ pub enum GuestMethod {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<RecoveryTarget>,
     },
+    /// Ours: rewrite the server's `pg_hba.conf` for `access` and reload it (no restart), then
+    /// report with the conductor's `update_access`.
+    UpdateAccess { access: Access },
 }
 
 impl Method for GuestMethod {

@@ -73,6 +73,12 @@ pub enum TaskManagerMethod {
         backup_id: Uuid,
         recovery_id: Uuid,
     },
+    /// Trove's `update_access`: apply the instance's new network access. The control database
+    /// holds the access to apply; `access` is what the API stored, for the record.
+    UpdateAccess {
+        instance_id: Uuid,
+        access: crate::access::Access,
+    },
 }
 
 impl Method for TaskManagerMethod {

@@ -5,7 +5,8 @@ use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context, Result};
 use axum::{
-    extract::{Request, State},
+    extract::{FromRequestParts, Request, State},
+    http::request::Parts,
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -50,6 +51,30 @@ pub struct Caller {
     pub user: Option<String>,
     pub is_admin: bool,
     pub roles: Vec<String>,
+}
+
+impl Caller {
+    /// Which parts of a view this caller may read.
+    pub fn audience(&self) -> crate::views::Audience {
+        if self.is_admin {
+            crate::views::Audience::Admin
+        } else {
+            crate::views::Audience::Member
+        }
+    }
+}
+
+/// The caller of a route behind [`require_token`]; a route outside it is a bug, answered as 500.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "no caller: the route is outside the token check"
+            ))
+        })
+    }
 }
 
 /// Middleware for everything under `/v1.0/{tenant}/`.

@@ -1,6 +1,7 @@
 //! Pure request validation: turns untrusted JSON into domain values or a 400 message.
 
 use serde_json::Value;
+use trove_common::access::{Access, Cidr, MAX_ALLOWED_CIDRS};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -99,6 +100,86 @@ pub fn volume_size(v: Option<&Value>) -> Result<Option<i32>, ApiError> {
     }
 }
 
+/// Trove's `access {is_public, allowed_cidrs}` of a create or an update, the one place it is
+/// checked: an object with only those keys, `is_public` a boolean (default false),
+/// `allowed_cidrs` a list of at most [`MAX_ALLOWED_CIDRS`] IPv4 or IPv6 CIDRs (a bare address is
+/// one host), each once. CIDRs come back normalized (`10.1.2.3/8` is `10.0.0.0/8`), and a
+/// duplicate is judged after that. Linear in the size of the list.
+pub fn access(v: &Value) -> Result<Access, ApiError> {
+    const WHAT: &str = "instance['access']";
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad(format!("Validation error: {WHAT} must be an object")))?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "is_public" | "allowed_cidrs"))
+    {
+        return Err(bad(format!(
+            "Validation error: {WHAT} has an unknown key '{}' (allowed: is_public, allowed_cidrs)",
+            printable(k)
+        )));
+    }
+    let is_public = match obj.get("is_public") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(bad(format!(
+                "Validation error: {WHAT}['is_public'] must be true or false"
+            )));
+        }
+    };
+    let listed = match obj.get("allowed_cidrs") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(list)) => list.as_slice(),
+        Some(_) => {
+            return Err(bad(format!(
+                "Validation error: {WHAT}['allowed_cidrs'] must be a list"
+            )));
+        }
+    };
+    if listed.len() > MAX_ALLOWED_CIDRS {
+        return Err(bad(format!(
+            "Validation error: {WHAT}['allowed_cidrs'] has {} entries; at most {MAX_ALLOWED_CIDRS} are allowed",
+            listed.len()
+        )));
+    }
+    let mut allowed_cidrs = Vec::with_capacity(listed.len());
+    let mut seen = std::collections::HashSet::with_capacity(listed.len());
+    for (i, entry) in listed.iter().enumerate() {
+        let text = entry.as_str().ok_or_else(|| {
+            bad(format!(
+                "Validation error: {WHAT}['allowed_cidrs'][{i}] must be a string"
+            ))
+        })?;
+        let cidr: Cidr = text.parse().map_err(|e| {
+            bad(format!(
+                "Validation error: {WHAT}['allowed_cidrs'][{i}] '{}' {e}",
+                printable(text)
+            ))
+        })?;
+        if !seen.insert(cidr) {
+            return Err(bad(format!(
+                "Validation error: {WHAT}['allowed_cidrs'][{i}] repeats {cidr}"
+            )));
+        }
+        allowed_cidrs.push(cidr);
+    }
+    Ok(Access {
+        is_public,
+        allowed_cidrs,
+    })
+}
+
+/// A client string as it may appear in an error message: at most 64 characters, control
+/// characters escaped, so an answer never echoes a huge or terminal-hostile value.
+fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(64).flat_map(char::escape_default).collect();
+    if s.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// PostgreSQL identifiers tenants may create: plain names, no reserved ones.
 pub fn pg_identifier(name: &str, what: &str) -> Result<(), ApiError> {
     let ok_chars = name.chars().enumerate().all(|(i, c)| {
@@ -149,6 +230,45 @@ mod tests {
                 .as_deref(),
             Some("7")
         );
+    }
+
+    #[test]
+    fn access_is_normalized_and_every_refusal_names_the_entry() {
+        let a = access(&json!({"is_public": true, "allowed_cidrs": ["10.1.2.3/8", "::1"]}))
+            .expect("valid");
+        assert!(a.is_public);
+        assert_eq!(
+            serde_json::to_value(&a).expect("serializes"),
+            json!({"is_public": true, "allowed_cidrs": ["10.0.0.0/8", "::1/128"]})
+        );
+        let defaults = access(&json!({})).expect("valid");
+        assert!(!defaults.is_public && defaults.allowed_cidrs.is_empty());
+        let message = |v: Value| match access(&v) {
+            Err(e) => e.to_string(),
+            Ok(a) => format!("accepted {a:?}"),
+        };
+        assert_eq!(
+            message(json!({"allowed_cidrs": ["10.0.0.0/8", "10.0.0.1/8"]})),
+            "Validation error: instance['access']['allowed_cidrs'][1] repeats 10.0.0.0/8"
+        );
+        assert_eq!(
+            message(json!({"allowed_cidrs": ["10.0.0.0/8\nhost all all 0.0.0.0/0 trust"]})),
+            "Validation error: instance['access']['allowed_cidrs'][0] '10.0.0.0/8\\nhost all all 0.0.0.0/0 trust' has a prefix length that is not a number"
+        );
+        assert!(message(json!({"allowed_cidrs": [7]})).contains("[0] must be a string"));
+        assert!(message(json!({"allowed_cidrs": "10.0.0.0/8"})).contains("must be a list"));
+        assert!(message(json!({"is_public": "yes"})).contains("true or false"));
+        assert!(
+            message(json!({"is_public": true, "public": true})).contains("unknown key 'public'")
+        );
+        assert!(message(json!(["10.0.0.0/8"])).contains("must be an object"));
+        let too_many: Vec<String> = (0..=MAX_ALLOWED_CIDRS)
+            .map(|i| format!("10.0.{i}.0/24"))
+            .collect();
+        assert!(message(json!({"allowed_cidrs": too_many})).contains("at most 100"));
+        let long = "1".repeat(10_000);
+        let m = message(json!({"allowed_cidrs": [long]}));
+        assert!(m.len() < 200, "{m}");
     }
 
     #[test]

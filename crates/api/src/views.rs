@@ -67,7 +67,19 @@ pub fn instance_summary(row: &InstanceRow, links: &Links, heartbeat_expiry_secs:
     })
 }
 
-pub fn instance_detail(row: &InstanceRow, links: &Links, heartbeat_expiry_secs: i64) -> Value {
+/// Who reads a view: some parts are for admins only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Member,
+    Admin,
+}
+
+pub fn instance_detail(
+    row: &InstanceRow,
+    links: &Links,
+    heartbeat_expiry_secs: i64,
+    audience: Audience,
+) -> Value {
     let mut v = instance_summary(row, links, heartbeat_expiry_secs);
     let obj = v.as_object_mut().expect("summary is an object");
     obj.insert(
@@ -81,9 +93,21 @@ pub fn instance_detail(row: &InstanceRow, links: &Links, heartbeat_expiry_secs: 
         json!(trove_time(row.status_updated)),
     );
     if let (Some(message), Some(created)) = (&row.fault_message, row.fault_created) {
+        // As in Trove, `details` is null for everyone but admins: it holds what the guest said,
+        // with host paths, tool output and server log lines. The message and the code are written
+        // by the control plane for every reader.
+        let details = match audience {
+            Audience::Admin => row.fault_details.clone(),
+            Audience::Member => None,
+        };
         obj.insert(
             "fault".into(),
-            json!({"message": message, "created": trove_time(created), "details": row.fault_details}),
+            json!({
+                "message": message,
+                "created": trove_time(created),
+                "details": details,
+                "error_code": row.fault_error_code,
+            }),
         );
     }
     if let Some(id) = row.recovery_id {

@@ -225,6 +225,8 @@ async fn floor(
             log_file: log.clone(),
             port,
             listen_addresses: String::new(),
+            // Only used to connect over the socket; plain PostgreSQL reads its own rules.
+            hba_file: data.join("pg_hba.conf"),
         },
         root.bins().clone(),
         root.runner().clone(),

@@ -241,13 +241,16 @@ mod tests {
 
     #[test]
     fn serializes_as_trove_does_and_refuses_bad_cidrs_on_the_wire() {
-        let a: Access = serde_json::from_str(r#"{"is_public": true, "allowed_cidrs": ["10.0.0.1/8"]}"#)
-            .expect("valid");
+        let a: Access =
+            serde_json::from_str(r#"{"is_public": true, "allowed_cidrs": ["10.0.0.1/8"]}"#)
+                .expect("valid");
         assert_eq!(
             serde_json::to_value(&a).expect("serializes"),
             serde_json::json!({"is_public": true, "allowed_cidrs": ["10.0.0.0/8"]})
         );
-        assert!(serde_json::from_str::<Access>(r#"{"allowed_cidrs": ["10.0.0.0/8 trust"]}"#).is_err());
+        assert!(
+            serde_json::from_str::<Access>(r#"{"allowed_cidrs": ["10.0.0.0/8 trust"]}"#).is_err()
+        );
         let empty: Access = serde_json::from_str("{}").expect("defaults");
         assert!(!empty.is_public && empty.allowed_cidrs.is_empty());
     }

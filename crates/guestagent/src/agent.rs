@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::{
     config::GuestConfig,
     hosted::{Hosted, InstanceRecord},
-    postgres::{PgBinaries, Runner, spawn_wal_streamer},
+    postgres::{PgBinaries, Runner, ensure_private_dir, spawn_wal_streamer},
 };
 
 pub struct Agent {
@@ -104,9 +104,11 @@ impl Agent {
     /// Adopts the instances found on disk after an agent restart: running servers are left
     /// alone, stopped ones are started, and a recovery cut short mid-swap is undone.
     pub async fn adopt(self: &Arc<Self>) -> Result<()> {
-        tokio::fs::create_dir_all(&self.config.data_root)
+        // The servers' OS user owns the instance tree (it must reach its data directories);
+        // nobody else may list or enter it.
+        ensure_private_dir(&self.config.data_root, self.runner.owner())
             .await
-            .with_context(|| format!("creating {}", self.config.data_root.display()))?;
+            .with_context(|| format!("securing {}", self.config.data_root.display()))?;
         let mut entries = tokio::fs::read_dir(&self.config.data_root).await?;
         while let Some(entry) = entries.next_entry().await? {
             let dir = entry.path();

@@ -12,7 +12,7 @@ use tokio::{sync::Mutex, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::postgres::{Cluster, ClusterSpec, PgBinaries, Runner};
+use crate::postgres::{Cluster, ClusterSpec, PgBinaries, Runner, write_owned};
 
 pub const RECORD_FILE: &str = "instance.json";
 
@@ -92,15 +92,11 @@ impl Hosted {
             id: self.id,
             port: self.port(),
         };
-        let tmp = self.dir.join(format!("{RECORD_FILE}.tmp"));
         let path = self.dir.join(RECORD_FILE);
-        tokio::fs::write(&tmp, serde_json::to_vec_pretty(&record)?)
+        // The agent's own file: 0600, not the servers' OS user's.
+        write_owned(&path, &serde_json::to_vec_pretty(&record)?, 0o600, None)
             .await
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .with_context(|| format!("renaming {}", path.display()))?;
-        Ok(())
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     pub async fn load_record(dir: &Path) -> Result<Option<InstanceRecord>> {

@@ -22,7 +22,7 @@ use trove_common::{amqp::Bus, rpc::topics};
 use crate::{
     agent::Agent,
     config::GuestConfig,
-    postgres::{PgBinaries, Runner},
+    postgres::{PgBinaries, Runner, ensure_private_dir},
 };
 
 /// Runs the agent until `shutdown` is cancelled. Managed servers keep running after it stops;
@@ -30,11 +30,13 @@ use crate::{
 pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()> {
     let runner =
         Runner::detect(&config.os_user).context("choosing how to run PostgreSQL commands")?;
-    tokio::fs::create_dir_all(&config.backup_store)
+    // The store belongs to the servers' OS user, mode 0700: the WAL receiver and the restore
+    // command run as that user and must reach `wal/`; backups inside are the agent's own.
+    ensure_private_dir(&config.backup_store, runner.owner())
         .await
         .with_context(|| {
             format!(
-                "creating the backup store {}",
+                "securing the backup store {}",
                 config.backup_store.display()
             )
         })?;

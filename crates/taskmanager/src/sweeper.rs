@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 use trove_common::{
+    fault::FaultCode,
     outbox,
     status::{InstanceTask, RecoveryPhase, RecoveryState, ServiceStatus},
 };
@@ -50,7 +51,7 @@ impl TaskManager {
     async fn expire_tasks(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for inst in instances::overdue(&mut tx).await? {
-            let (task, message) = match inst.task() {
+            let (task, code, message) = match inst.task() {
                 InstanceTask::Building => {
                     instances::set_service_status(
                         &mut tx,
@@ -60,22 +61,31 @@ impl TaskManager {
                     .await?;
                     (
                         InstanceTask::BuildingErrorTimeoutGa,
+                        FaultCode::BuildTimeout,
                         "The instance did not become active in time; the guest agent is silent.",
                     )
                 }
                 InstanceTask::Deleting => (
                     InstanceTask::DeletingError,
+                    FaultCode::DeleteTimeout,
                     "The instance could not be deleted in time; the guest agent is silent.",
                 ),
                 // A restart that never reported back leaves the server as the heartbeats say.
                 InstanceTask::Rebooting => (
                     InstanceTask::None,
+                    FaultCode::RestartTimeout,
                     "The restart did not finish in time; the guest agent is silent.",
+                ),
+                // The rules in force are unknown: an error, until an access update succeeds.
+                InstanceTask::Updating => (
+                    InstanceTask::UpdatingErrorAccess,
+                    FaultCode::AccessUpdateTimeout,
+                    "The network access change did not finish in time; the guest agent is silent. Send the access again.",
                 ),
                 _ => continue,
             };
             instances::set_task(&mut tx, inst.id, task).await?;
-            faults::record(&mut tx, inst.id, message, "task deadline passed").await?;
+            faults::record(&mut tx, inst.id, code, message, "task deadline passed").await?;
             tracing::warn!(instance.id = %inst.id, task = ?task, "task deadline passed");
         }
         tx.commit().await?;
@@ -105,6 +115,7 @@ impl TaskManager {
                 faults::record(
                     &mut tx,
                     rec.instance_id,
+                    FaultCode::RecoveryTimeout,
                     &format!(
                         "Recovery {} from backup {} timed out.",
                         rec.id, rec.backup_id

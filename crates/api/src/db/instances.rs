@@ -31,6 +31,7 @@ pub struct InstanceRow {
     pub fault_message: Option<String>,
     pub fault_created: Option<DateTime<Utc>>,
     pub fault_details: Option<String>,
+    pub fault_error_code: Option<String>,
     pub recovery_id: Option<Uuid>,
     pub recovery_phase: Option<RecoveryPhase>,
     pub recovery_progress: Option<Json<serde_json::Value>>,
@@ -45,6 +46,7 @@ SELECT i.id, i.name, i.tenant_id, i.flavor_id, i.volume_size, i.task_id, i.addre
        dv.id AS datastore_version_id, dv.name AS ds_version_name, dv.version AS ds_version_number,
        d.name AS ds_name,
        f.message AS fault_message, f.created AS fault_created, f.details AS fault_details,
+       f.error_code AS fault_error_code,
        r.id AS recovery_id, r.phase AS recovery_phase, r.progress AS recovery_progress,
        r.backup_id AS recovery_backup_id,
        EXISTS (SELECT 1 FROM backups b WHERE b.instance_id = i.id AND NOT b.deleted
@@ -53,7 +55,7 @@ FROM instances i
 JOIN service_statuses s ON s.instance_id = i.id
 JOIN datastore_versions dv ON dv.id = i.datastore_version_id
 JOIN datastores d ON d.id = dv.datastore_id
-LEFT JOIN LATERAL (SELECT message, created, details FROM instance_faults
+LEFT JOIN LATERAL (SELECT message, created, details, error_code FROM instance_faults
                    WHERE instance_id = i.id AND NOT deleted ORDER BY created DESC LIMIT 1) f ON true
 LEFT JOIN LATERAL (SELECT id, phase, progress, backup_id FROM recoveries
                    WHERE instance_id = i.id AND state = ANY($2) LIMIT 1) r ON true
@@ -193,6 +195,21 @@ pub async fn set_task(
     .bind(deadline)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Stores validated network access; the taskmanager reads it from here to apply it.
+pub async fn set_access(
+    conn: &mut PgConnection,
+    id: Uuid,
+    access: &trove_common::access::Access,
+) -> sqlx::Result<()> {
+    let value = serde_json::to_value(access).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("UPDATE instances SET access = $2, updated = now() WHERE id = $1")
+        .bind(id)
+        .bind(Json(value))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -15,12 +15,13 @@ use uuid::Uuid;
 
 use super::{dispatch::Dispatch, path_uuid};
 use crate::{
+    auth::Caller,
     db::{instances, wal},
     error::{ApiError, ApiResult},
     extract::{JsonBody, Paging},
     state::AppState,
     validate::{self, bad},
-    views::{self, Links},
+    views::{self, Audience, Links},
 };
 
 pub fn router() -> Router<AppState> {
@@ -46,6 +47,7 @@ pub fn router() -> Router<AppState> {
 /// last id seen, as in Trove.
 async fn list_instances<const DETAIL: bool>(
     State(state): State<AppState>,
+    caller: Caller,
     links: Links,
     paging: Paging,
 ) -> ApiResult<Json<Value>> {
@@ -60,13 +62,18 @@ async fn list_instances<const DETAIL: bool>(
     let mut conn = state.pool.acquire().await?;
     let mut rows = instances::list(&mut conn, &links.tenant, marker, limit + 1).await?;
     let more = super::cut_page(&mut rows, limit);
-    let view = if DETAIL {
-        views::instance_detail
-    } else {
-        views::instance_summary
-    };
     let expiry = state.config.agent_heartbeat_expiry_secs;
-    let items: Vec<Value> = rows.iter().map(|r| view(r, &links, expiry)).collect();
+    let audience = caller.audience();
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            if DETAIL {
+                views::instance_detail(r, &links, expiry, audience)
+            } else {
+                views::instance_summary(r, &links, expiry)
+            }
+        })
+        .collect();
     let mut body = json!({"instances": items});
     if more && let Some(last) = rows.last() {
         let path = if DETAIL {
@@ -79,13 +86,19 @@ async fn list_instances<const DETAIL: bool>(
     Ok(Json(body))
 }
 
-/// The detail view of one instance, with its recoverable window.
-async fn detail_json(state: &AppState, links: &Links, id: Uuid) -> ApiResult<Value> {
+/// The detail view of one instance, with its recoverable window, as `audience` may see it.
+async fn detail_json(
+    state: &AppState,
+    links: &Links,
+    id: Uuid,
+    audience: Audience,
+) -> ApiResult<Value> {
     let mut conn = state.pool.acquire().await?;
     let row = instances::find(&mut conn, id, Some(&links.tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
-    let mut v = views::instance_detail(&row, links, state.config.agent_heartbeat_expiry_secs);
+    let expiry = state.config.agent_heartbeat_expiry_secs;
+    let mut v = views::instance_detail(&row, links, expiry, audience);
     let window = wal::window_of(&mut conn, id, None).await?;
     v["recovery_window"] = window.map(|(w, _)| w.summary()).unwrap_or(Value::Null);
     Ok(v)
@@ -93,34 +106,73 @@ async fn detail_json(state: &AppState, links: &Links, id: Uuid) -> ApiResult<Val
 
 async fn show_instance(
     State(state): State<AppState>,
+    caller: Caller,
     Path((_tenant, id)): Path<(String, String)>,
     links: Links,
 ) -> ApiResult<Json<Value>> {
     let id = path_uuid(&id)?;
-    Ok(Json(
-        json!({"instance": detail_json(&state, &links, id).await?}),
-    ))
+    let detail = detail_json(&state, &links, id, caller.audience()).await?;
+    Ok(Json(json!({ "instance": detail })))
 }
 
+/// `PUT`/`PATCH`: a new `name` (at once) and/or new network `access` (Trove's UPDATING task: the
+/// guest rewrites the server's rules and reloads them, no restart).
 async fn update_instance(
     State(state): State<AppState>,
+    dispatch: Dispatch,
     Path((tenant, id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
     let id = path_uuid(&id)?;
     let inst = validate::root(&body, "instance")?;
-    if let Some(k) = inst.keys().find(|k| k.as_str() != "name") {
+    if let Some(k) = inst
+        .keys()
+        .find(|k| !matches!(k.as_str(), "name" | "access"))
+    {
         return Err(ApiError::NotImplemented(format!(
-            "Updating '{k}' is not supported; only 'name' can be changed."
+            "Updating '{k}' is not supported; only 'name' and 'access' can be changed."
         )));
     }
-    let name = validate::non_empty_name(inst.get("name"), "instance 'name'")?;
+    let name = inst
+        .get("name")
+        .map(|n| validate::non_empty_name(Some(n), "instance 'name'"))
+        .transpose()?;
+    let access = inst.get("access").map(validate::access).transpose()?;
+    if name.is_none() && access.is_none() {
+        return Err(bad(
+            "Validation error: instance needs 'name' or 'access' to update",
+        ));
+    }
     let mut tx = state.pool.begin().await?;
-    instances::lock(&mut tx, id, Some(&tenant))
+    let locked = instances::lock(&mut tx, id, Some(&tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
-    instances::rename(&mut tx, id, &name).await?;
-    tx.commit().await?;
+    let task = InstanceTask::from_code(locked.task_id).unwrap_or(InstanceTask::None);
+    // Access can change on an idle instance, or again after a change that failed; not while
+    // another task may stop the server or swap its data.
+    if access.is_some() && !matches!(task, InstanceTask::None | InstanceTask::UpdatingErrorAccess) {
+        return Err(ApiError::Unprocessable(format!(
+            "Instance {id} is not currently available for an access change (task: {}).",
+            task.description()
+        )));
+    }
+    if let Some(name) = &name {
+        instances::rename(&mut tx, id, name).await?;
+    }
+    let Some(access) = access else {
+        tx.commit().await?;
+        return Ok(StatusCode::ACCEPTED);
+    };
+    instances::set_access(&mut tx, id, &access).await?;
+    let deadline = super::deadline_in(state.config.task_timeout_secs);
+    let method = TaskManagerMethod::UpdateAccess {
+        instance_id: id,
+        access,
+    };
+    dispatch
+        .start_task(tx, id, InstanceTask::Updating, deadline, &method)
+        .await?;
+    tracing::info!(instance.id = %id, "access update accepted");
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -66,7 +66,9 @@ pub enum GuestMethod {
     },
     /// Ours: rewrite the server's `pg_hba.conf` for `access` and reload it (no restart), then
     /// report with the conductor's `update_access`.
-    UpdateAccess { access: Access },
+    UpdateAccess {
+        access: Access,
+    },
 }
 
 impl Method for GuestMethod {

@@ -1,6 +1,7 @@
 //! Handlers for `guesthost.<host>` (provisioning) and `guestagent.<instance_id>` (everything done
 //! to one instance), one file per concern.
 
+mod access;
 mod backup;
 mod lifecycle;
 mod prepare;
@@ -28,14 +29,18 @@ impl Agent {
                 users,
                 backup_info,
                 restore_target,
+                access,
                 ..
             }) => {
                 self.prepare(
                     instance_id,
-                    databases,
-                    users,
-                    backup_info,
-                    restore_target,
+                    prepare::Wanted {
+                        databases,
+                        users,
+                        backup: backup_info,
+                        restore_target,
+                        access,
+                    },
                     rid,
                 )
                 .await;
@@ -79,6 +84,7 @@ impl Agent {
             }
             GuestMethod::Restart {} => self.restart(&h, rid).await,
             GuestMethod::DeleteInstance {} => self.delete_instance(&h, rid).await,
+            GuestMethod::UpdateAccess { access } => self.update_access(&h, access, rid).await,
             GuestMethod::Prepare { .. } => {
                 tracing::warn!(instance.id = %id, "prepare sent to an instance queue ignored");
             }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use trove_common::{
+    access::Access,
     recovery::RecoveryTarget,
     rpc::{
         guest::BackupLocation,
@@ -16,17 +17,24 @@ use uuid::Uuid;
 use crate::{
     agent::Agent,
     hosted::{Hosted, InstanceRecord},
-    postgres::{Reporters, allocate_port, restore_new},
+    postgres::{Reporters, allocate_port, ensure_dir, restore_new},
 };
+
+/// What a `prepare` asks for.
+pub(crate) struct Wanted {
+    pub databases: Vec<DatabaseSpec>,
+    pub users: Vec<UserSpec>,
+    pub backup: Option<BackupLocation>,
+    pub restore_target: Option<RecoveryTarget>,
+    /// Who may connect over TCP; None for an instance created without `access` (everyone).
+    pub access: Option<Access>,
+}
 
 impl Agent {
     pub(crate) async fn prepare(
         self: &Arc<Self>,
         instance_id: Uuid,
-        databases: Vec<DatabaseSpec>,
-        users: Vec<UserSpec>,
-        backup: Option<BackupLocation>,
-        restore_target: Option<RecoveryTarget>,
+        wanted: Wanted,
         rid: Option<String>,
     ) {
         if let Some(h) = self.get(instance_id).await {
@@ -64,17 +72,8 @@ impl Agent {
             id: instance_id,
             port,
         }));
-        tracing::info!(instance.id = %instance_id, port, restore = backup.is_some(), "preparing instance");
-        match self
-            .build(
-                &h,
-                &databases,
-                &users,
-                backup.as_ref(),
-                restore_target.as_ref(),
-            )
-            .await
-        {
+        tracing::info!(instance.id = %instance_id, port, restore = wanted.backup.is_some(), "preparing instance");
+        match self.build(&h, &wanted).await {
             Ok(()) => {
                 self.attach(h.clone()).await;
                 self.send_status(&h, None, rid, true).await;
@@ -91,18 +90,15 @@ impl Agent {
         }
     }
 
-    async fn build(
-        &self,
-        h: &Hosted,
-        databases: &[DatabaseSpec],
-        users: &[UserSpec],
-        backup: Option<&BackupLocation>,
-        target: Option<&RecoveryTarget>,
-    ) -> Result<()> {
-        tokio::fs::create_dir_all(&h.dir)
+    async fn build(&self, h: &Hosted, wanted: &Wanted) -> Result<()> {
+        // The servers' OS user must enter it; nobody else may.
+        ensure_dir(&h.dir, 0o700, self.runner.owner())
             .await
             .with_context(|| format!("creating {}", h.dir.display()))?;
-        match backup {
+        // The rules are in place before the server first listens.
+        h.cluster.write_access(wanted.access.as_ref()).await?;
+        let target = wanted.restore_target.as_ref();
+        match &wanted.backup {
             // From a backup, replayed on to the target when there is one: the same restore as a
             // recovery in place. The new timeline's history goes into this instance's own store,
             // where its lineage starts.
@@ -117,10 +113,10 @@ impl Agent {
                 h.cluster.start().await?;
             }
         }
-        for d in databases {
+        for d in &wanted.databases {
             h.cluster.create_database(&d.name).await?;
         }
-        for u in users {
+        for u in &wanted.users {
             let dbs: Vec<String> = u.databases.iter().map(|d| d.name.clone()).collect();
             h.cluster.create_user(&u.name, &u.password, &dbs).await?;
         }

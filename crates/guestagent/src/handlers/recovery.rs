@@ -21,7 +21,9 @@ use super::recovery_source::RecoverySource;
 use crate::{
     agent::Agent,
     hosted::Hosted,
-    postgres::{RecoveryError, Reporters, current_timeline, recover_in_place},
+    postgres::{
+        RecoveryError, Reporters, current_timeline, ensure_dir, recover_in_place, write_owned,
+    },
 };
 
 /// The remembered (and reported) end of one recovery.
@@ -102,13 +104,16 @@ impl Agent {
             }
         }
         let finished = Finished::from_result(result);
-        if let Some(parent) = result_path.parent() {
-            let _ = tokio::fs::create_dir_all(parent).await;
-        }
-        if let Ok(bytes) = serde_json::to_vec(&finished)
-            && let Err(e) = tokio::fs::write(&result_path, bytes).await
-        {
-            tracing::warn!(recovery.id = %recovery_id, error = %e, "could not remember the recovery outcome");
+        // The outcome names host paths and tool output: the agent's own, 0600 in a 0700 directory.
+        let remembered = async {
+            if let Some(parent) = result_path.parent() {
+                ensure_dir(parent, 0o700, None).await?;
+            }
+            let bytes = serde_json::to_vec(&finished)?;
+            write_owned(&result_path, &bytes, 0o600, None).await
+        };
+        if let Err(e) = remembered.await {
+            tracing::warn!(recovery.id = %recovery_id, error = %format!("{e:#}"), "could not remember the recovery outcome");
         }
         self.send_finished(h.id, recovery_id, &finished, rid).await;
     }

@@ -89,7 +89,7 @@ pub async fn unpack_archive(runner: &Runner, archive: &Path, target: &Path) -> R
         bail!("restore target {} already exists", target.display());
     }
     if let Some(parent) = target.parent() {
-        ensure_dir(parent, 0o755, runner.owner()).await?;
+        ensure_dir(parent, 0o700, runner.owner()).await?;
     }
     tokio::fs::create_dir(target)
         .await

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::Command;
 
 use super::cluster::Cluster;
-use super::os_user::remove_file_if_exists;
+use super::os_user::{create_private_file, ensure_dir, remove_file_if_exists};
 use super::runner::{join_stderr, spawn_read_to_string};
 use super::sibling;
 
@@ -43,14 +43,15 @@ pub struct BackupManifest {
 /// Takes a full backup of the running `cluster` into `dest_dir/base.tar.zst` and writes
 /// `dest_dir/manifest.json`. The WAL needed to make the copy consistent travels inside the archive
 /// (`-X fetch`), so the backup restores without any WAL archive. Partial files are removed on failure.
+///
+/// The directory (0700) and its files (0600) belong to the agent's own user: the archive holds
+/// every tenant row, and only the agent reads it back (a restore streams it into `tar`).
 pub async fn take_backup(
     cluster: &Cluster,
     backup_id: &str,
     dest_dir: &Path,
 ) -> Result<BackupManifest> {
-    tokio::fs::create_dir_all(dest_dir)
-        .await
-        .with_context(|| format!("creating {}", dest_dir.display()))?;
+    ensure_dir(dest_dir, 0o700, None).await?;
     let archive = dest_dir.join(ARCHIVE_FILE);
     let archive_tmp = sibling(&archive, "tmp");
     let manifest_path = dest_dir.join(MANIFEST_FILE);
@@ -79,9 +80,7 @@ pub async fn take_backup(
         };
         let json =
             serde_json::to_vec_pretty(&manifest).context("serializing the backup manifest")?;
-        let mut file = tokio::fs::File::create(&manifest_tmp)
-            .await
-            .context("creating the manifest")?;
+        let mut file = create_private_file(&manifest_tmp, 0o600).await?;
         file.write_all(&json)
             .await
             .context("writing the manifest")?;
@@ -180,9 +179,7 @@ async fn stream_backup(cluster: &Cluster, tmp: &Path) -> Result<Streamed> {
     let mut compressed = zstd.stdout.take().expect("stdout was configured as piped");
 
     let copy = async {
-        let mut file = tokio::fs::File::create(tmp)
-            .await
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut file = create_private_file(tmp, 0o600).await?;
         let mut hasher = Sha256::new();
         let mut size_bytes = 0u64;
         let mut buf = vec![0u8; 256 * 1024];

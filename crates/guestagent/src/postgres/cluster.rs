@@ -11,6 +11,7 @@ use super::PgBinaries;
 use super::config;
 use super::os_user::ensure_dir;
 use super::runner::{Runner, run_checked};
+use super::scram;
 use super::spec::ClusterSpec;
 use super::sql::{quote_ident, quote_literal};
 
@@ -21,6 +22,11 @@ const PG_CTL_TIMEOUT_SECS: &str = "120";
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The superuser the agent administers the cluster as, over the trusted unix socket.
 const SUPERUSER: &str = "postgres";
+/// Session settings before a statement that carries a password verifier: no statement text in
+/// the server log, neither as a logged statement, nor beside an error, nor as a slow one.
+const KEEP_STATEMENTS_OUT_OF_THE_LOG: &str = "SET log_statement = 'none'; \
+     SET log_min_error_statement = 'panic'; SET log_min_duration_statement = -1; \
+     SET log_min_duration_sample = -1; SET log_transaction_sample_rate = 0";
 
 /// A managed cluster: where it lives, which binaries run it, and as whom.
 #[derive(Debug, Clone)]
@@ -269,10 +275,14 @@ impl Cluster {
         databases: &[String],
     ) -> Result<()> {
         let user = quote_ident(name)?;
-        let secret = quote_literal(password)?;
+        // Only the verifier travels: the server never sees the password.
+        let secret = quote_literal(&scram::verifier(password))?;
         let mut conn = self.connect().await?;
         // quote_literal relies on this; it is the default, but a tenant could change it with ALTER SYSTEM.
         run_sql(&mut conn, "SET standard_conforming_strings = on").await?;
+        // trove.conf already keeps statement text out of the server log; this session does so
+        // whatever the server's settings say, also when the statement below fails.
+        run_sql(&mut conn, KEEP_STATEMENTS_OUT_OF_THE_LOG).await?;
         let exists = catalog_has(&mut conn, "pg_roles", "rolname", name).await?;
         let verb = if exists { "ALTER" } else { "CREATE" };
         run_sql(

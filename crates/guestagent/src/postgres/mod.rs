@@ -16,13 +16,20 @@
 //! - `data_dir.staging` and `data_dir.old` beside it during and after an in-place recovery;
 //! - a WAL store (`wal_root/tl<N>/`) fed by [`spawn_wal_streamer`], from which
 //!   [`recover_in_place`] and [`restore_new`] replay to a point in time;
-//! - `socket_dir`, mode 0700, because local connections are trusted.
+//! - `socket_dir`, mode 0700, because local connections are trusted;
+//! - `hba_file`, the instance's network access as client authentication rules (see [`hba`]),
+//!   beside the data directory so that every copy of the data obeys the current rules.
+//!
+//! Every directory the driver creates is mode 0700 and every file 0600, set explicitly so the
+//! process umask does not matter: the servers' trees belong to the servers' OS user (the WAL
+//! receiver and `restore_command` run as it), backups to the agent's own user.
 
 mod archive;
 mod backup;
 mod cluster;
 mod config;
 mod error;
+mod hba;
 mod os_user;
 mod recover;
 mod recovery_conf;
@@ -31,6 +38,7 @@ mod request;
 mod restore;
 mod restore_command;
 mod runner;
+mod scram;
 mod spec;
 mod sql;
 mod staging;
@@ -48,7 +56,8 @@ pub use archive::{restore_backup, unpack_archive, verify_archive};
 pub use backup::{ARCHIVE_FILE, BackupManifest, MANIFEST_FILE, take_backup};
 pub use cluster::Cluster;
 pub use error::{FailAs, Failure, RecoveryError};
-pub use os_user::{OsUser, is_root};
+pub use hba::AccessApplied;
+pub use os_user::{OsUser, ensure_dir, ensure_private_dir, is_root, write_owned};
 pub use recover::recover_in_place;
 pub use request::{RecoveryRequest, Replay, Reporters};
 pub use restore::restore_new;

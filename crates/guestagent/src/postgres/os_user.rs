@@ -75,8 +75,9 @@ pub(crate) async fn set_mode(path: &Path, mode: u32) -> Result<()> {
 }
 
 /// Creates `path` and any missing ancestors. Directories created here belong to `owner`: the leaf gets
-/// `mode`, ancestors 0755 (PostgreSQL must traverse them). Existing directories are left alone.
-pub(crate) async fn ensure_dir(path: &Path, mode: u32, owner: Option<&OsUser>) -> Result<()> {
+/// `mode`, ancestors 0700 (owned by `owner`, PostgreSQL can still traverse them). Existing
+/// directories are left alone.
+pub async fn ensure_dir(path: &Path, mode: u32, owner: Option<&OsUser>) -> Result<()> {
     let mut missing: Vec<PathBuf> = Vec::new();
     let mut cursor = Some(path);
     while let Some(dir) = cursor {
@@ -97,14 +98,36 @@ pub(crate) async fn ensure_dir(path: &Path, mode: u32, owner: Option<&OsUser>) -
             Err(err) => return Err(err).with_context(|| format!("creating {}", dir.display())),
         }
         chown_to(dir, owner)?;
-        set_mode(dir, if dir == path { mode } else { 0o755 }).await?;
+        set_mode(dir, if dir == path { mode } else { 0o700 }).await?;
     }
     Ok(())
 }
 
+/// A directory the agent keeps for itself and the servers' OS user: created if missing, and
+/// otherwise taken over, so one made by an installer or by hand with a looser mode or another
+/// owner ends up `owner`'s with mode 0700 (nothing for group or others).
+pub async fn ensure_private_dir(path: &Path, owner: Option<&OsUser>) -> Result<()> {
+    ensure_dir(path, 0o700, owner).await?;
+    chown_to(path, owner)?;
+    set_mode(path, 0o700).await
+}
+
+/// Creates `path` for writing with `mode` from the start, so the file is never readable by
+/// others, whatever the process umask, not even for the moment before a chmod.
+pub(crate) async fn create_private_file(path: &Path, mode: u32) -> Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .await
+        .with_context(|| format!("creating {}", path.display()))
+}
+
 /// Atomically replaces `path` with `contents` (write `.tmp`, fsync, rename), owned by `owner`.
 /// Atomic so that a crash never leaves PostgreSQL a half-written configuration file.
-pub(crate) async fn write_owned(
+pub async fn write_owned(
     path: &Path,
     contents: &[u8],
     mode: u32,
@@ -114,9 +137,7 @@ pub(crate) async fn write_owned(
     // reporter's checksum passes) must not rename each other's temporary file away.
     let tmp = crate::postgres::sibling(path, &format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let write = async {
-        let mut file = tokio::fs::File::create(&tmp)
-            .await
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut file = create_private_file(&tmp, mode).await?;
         file.write_all(contents)
             .await
             .with_context(|| format!("writing {}", tmp.display()))?;

@@ -14,10 +14,15 @@ pub struct ClusterSpec {
     pub port: u16,
     /// `*` by default; tenants connect over TCP with scram-sha-256.
     pub listen_addresses: String,
+    /// The client authentication rules the server reads (`hba_file` in `trove.conf`), kept
+    /// beside the data directory: a restored or recovered copy of the data keeps obeying the
+    /// instance's current network access, and no backup carries it.
+    pub hba_file: PathBuf,
 }
 
 impl ClusterSpec {
-    /// The standard layout under one instance directory: `data/`, `run/`, `log/postgresql.log`.
+    /// The standard layout under one instance directory: `data/`, `run/`, `log/postgresql.log`,
+    /// `pg_hba.conf`.
     pub fn under(instance_dir: &Path, port: u16) -> ClusterSpec {
         ClusterSpec {
             data_dir: instance_dir.join("data"),
@@ -25,6 +30,7 @@ impl ClusterSpec {
             log_file: instance_dir.join("log").join("postgresql.log"),
             port,
             listen_addresses: "*".to_owned(),
+            hba_file: instance_dir.join("pg_hba.conf"),
         }
     }
 }

@@ -33,6 +33,8 @@ pub(super) fn staging_cluster(cluster: &Cluster) -> Result<Cluster> {
         log_file: sibling(&live.log_file, "staging"),
         port: allocate_port()?,
         listen_addresses: String::new(),
+        // The same rules as the live server: once swapped in, the copy serves the instance.
+        hba_file: live.hba_file.clone(),
     };
     Ok(cluster.with_spec(spec))
 }

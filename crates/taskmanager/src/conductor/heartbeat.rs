@@ -3,6 +3,7 @@
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use trove_common::{
+    fault::FaultCode,
     rpc::conductor::HeartbeatPayload,
     status::{InstanceTask, ServiceStatus},
 };
@@ -53,6 +54,7 @@ impl TaskManager {
                 faults::record(
                     &mut tx,
                     instance_id,
+                    FaultCode::PrepareFailed,
                     "The instance could not be prepared.",
                     payload
                         .error

@@ -4,6 +4,7 @@
 mod heartbeat;
 mod host_heartbeat;
 mod instance_deleted;
+mod update_access;
 mod update_backup;
 mod update_recovery;
 mod update_wal;
@@ -55,6 +56,19 @@ impl TaskManager {
             }
             ConductorMethod::InstanceDeleted { instance_id, .. } => {
                 self.instance_deleted(sender, instance_id).await
+            }
+            ConductorMethod::UpdateAccess {
+                instance_id,
+                access,
+                error,
+                ..
+            } => {
+                let report = update_access::AccessReport {
+                    instance_id,
+                    access,
+                    error,
+                };
+                self.access_applied(sender, report).await
             }
         };
         outcome(&msg.method, r)

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use trove_common::{
+    fault::FaultCode,
     rpc::conductor::ConductorMethod,
     status::{InstanceTask, RecoveryPhase, RecoveryState, ServiceStatus},
 };
@@ -95,12 +96,15 @@ impl TaskManager {
                 if recovering {
                     instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
                 }
-                let code = error_code.map_or("", |c| c.as_str());
+                let code = error_code.map_or(FaultCode::Internal, FaultCode::from);
+                // The guest's text names host paths and carries tool output and server log
+                // lines: details, for admins. Everyone reads the phase and the code.
                 faults::record(
                     &mut tx,
                     instance_id,
+                    code,
                     &format!(
-                        "Recovery {recovery_id} from backup {} failed during {phase}; the instance still runs its previous data.",
+                        "Recovery {recovery_id} from backup {} failed during {phase} ({code}); the instance still runs its previous data.",
                         rec.backup_id
                     ),
                     &format!("{code}: {why}"),

@@ -1,8 +1,11 @@
 //! Instance state transitions driven by the taskmanager and its conductor role.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
-use trove_common::status::{InstanceTask, ServiceStatus};
+use sqlx::{PgConnection, types::Json};
+use trove_common::{
+    access::Access,
+    status::{InstanceTask, ServiceStatus},
+};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -12,18 +15,40 @@ pub struct Instance {
     pub task_start_time: Option<DateTime<Utc>>,
     pub host: Option<String>,
     pub deleted: bool,
+    /// The network access the API stored (validated), or NULL.
+    pub access: Option<Json<serde_json::Value>>,
 }
 
 impl Instance {
     pub fn task(&self) -> InstanceTask {
         InstanceTask::from_code(self.task_id).unwrap_or(InstanceTask::None)
     }
+
+    /// The network access to enforce; None (open to every address, as before access was
+    /// enforced) for an instance created without one, or whose stored value predates validation
+    /// and does not parse.
+    pub fn access(&self) -> Option<Access> {
+        let stored = self
+            .access
+            .as_ref()
+            .map(|j| &j.0)
+            .filter(|v| !v.is_null())?;
+        match serde_json::from_value(stored.clone()) {
+            Ok(access) => Some(access),
+            Err(e) => {
+                tracing::warn!(instance.id = %self.id, error = %e, "stored access does not parse; the instance stays open");
+                None
+            }
+        }
+    }
 }
 
+const COLUMNS: &str = "id, task_id, task_start_time, host, deleted, access";
+
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Instance>> {
-    sqlx::query_as(
-        "SELECT id, task_id, task_start_time, host, deleted FROM instances WHERE id = $1 FOR UPDATE",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM instances WHERE id = $1 FOR UPDATE"
+    ))
     .bind(id)
     .fetch_optional(conn)
     .await
@@ -130,16 +155,17 @@ pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()>
 
 /// Instances whose task outlived its deadline, locked; rows another replica holds are skipped.
 pub async fn overdue(conn: &mut PgConnection) -> sqlx::Result<Vec<Instance>> {
-    sqlx::query_as(
-        "SELECT id, task_id, task_start_time, host, deleted FROM instances \
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM instances \
          WHERE NOT deleted AND task_deadline IS NOT NULL AND task_deadline < now() \
-         AND task_id = ANY($1) ORDER BY task_deadline LIMIT 50 FOR UPDATE SKIP LOCKED",
-    )
+         AND task_id = ANY($1) ORDER BY task_deadline LIMIT 50 FOR UPDATE SKIP LOCKED"
+    ))
     .bind(
         [
             InstanceTask::Deleting,
             InstanceTask::Rebooting,
             InstanceTask::Building,
+            InstanceTask::Updating,
         ]
         .map(InstanceTask::code),
     )

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use trove_common::{
+    fault::FaultCode,
     rpc::{
         RequestContext,
         guest::{GuestMethod, RecoveryTarget},
@@ -59,6 +60,7 @@ impl TaskManager {
             faults::record(
                 &mut tx,
                 instance_id,
+                FaultCode::NoHostCapacity,
                 "No guest host with free capacity is available.",
                 "Start a trove-guestagent or raise the capacity of a registered one, then create the instance again.",
             )
@@ -79,6 +81,7 @@ impl TaskManager {
                     faults::record(
                         &mut tx,
                         instance_id,
+                        FaultCode::BackupUnavailable,
                         &format!("Backup {bid} is no longer available for a restore."),
                         "",
                     )
@@ -102,6 +105,7 @@ impl TaskManager {
                 backup_info,
                 ds_version,
                 restore_target,
+                access: inst.access(),
             },
             ctx,
         )

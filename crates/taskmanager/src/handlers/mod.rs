@@ -5,6 +5,7 @@ mod create_instance;
 mod delete_instance;
 mod recovery;
 mod restart;
+mod update_access;
 
 use trove_common::{
     amqp::Outcome,
@@ -62,6 +63,9 @@ impl TaskManager {
             } => {
                 self.do_instance_recovery(ctx, instance_id, backup_id, recovery_id)
                     .await
+            }
+            TaskManagerMethod::UpdateAccess { instance_id, .. } => {
+                self.update_access(ctx, instance_id).await
             }
         };
         outcome(name, r)

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use trove_common::{
+    fault::FaultCode,
     recovery::stored_target,
     rpc::{
         RequestContext,
@@ -66,6 +67,7 @@ impl TaskManager {
                     faults::record(
                         &mut tx,
                         instance_id,
+                        FaultCode::RecoveryRefused,
                         &format!("Recovery {recovery_id} failed: {why}."),
                         "",
                     )

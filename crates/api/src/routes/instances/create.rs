@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::detail_json;
 use crate::{
+    auth::Caller,
     db::{backups, catalog, instances},
     error::{ApiError, ApiResult},
     extract::JsonBody,
@@ -108,6 +109,7 @@ fn parse_databases_and_users(
 
 pub(super) async fn create_instance(
     State(state): State<AppState>,
+    caller: Caller,
     dispatch: Dispatch,
     Path(tenant): Path<String>,
     links: Links,
@@ -118,7 +120,11 @@ pub(super) async fn create_instance(
     let flavor_key = validate::flavor_ref(inst.get("flavorRef"))?;
     let volume_size = validate::volume_size(inst.get("volume"))?;
     let (databases, users) = parse_databases_and_users(inst)?;
-    let access = inst.get("access").cloned();
+    // Absent or null: the instance is open to every address, as before access was enforced.
+    let access = match inst.get("access") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(validate::access(v)?),
+    };
     let restore_point = parse_restore_point(inst.get("restorePoint"))?;
     let datastore = |key: &str| {
         inst.get("datastore")
@@ -196,7 +202,11 @@ pub(super) async fn create_instance(
             flavor_id: &flavor.id,
             datastore_version_id: version.id,
             volume_size,
-            access,
+            access: access
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(anyhow::Error::from)?,
             restored_from_backup: backup.as_ref().map(|b| b.id),
             restore_target: restore_target
                 .as_ref()
@@ -224,9 +234,8 @@ pub(super) async fn create_instance(
     };
     dispatch.send(tx, &method).await?;
     tracing::info!(instance.id = %id, "instance create accepted");
-    Ok(Json(
-        json!({"instance": detail_json(&state, &links, id).await?}),
-    ))
+    let detail = detail_json(&state, &links, id, caller.audience()).await?;
+    Ok(Json(json!({ "instance": detail })))
 }
 
 /// `restorePoint`: a backup, optionally replayed to a point in time (ours), or an instance's

@@ -24,6 +24,8 @@ use uuid::Uuid;
 
 pub mod envelope;
 pub mod fixtures;
+pub mod logs;
+pub mod pg_probe;
 
 pub const TENANT_A: &str = "tenant-a";
 pub const TOKEN_A: &str = "token-a";
@@ -95,17 +97,34 @@ impl Drop for Cleanup {
     }
 }
 
+/// Where [`Stack::start_capturing_logs`] writes the daemons' tracing output, under the root.
+const DAEMON_LOG: &str = "daemons.log";
+
 impl Stack {
     pub async fn start(daemons: Daemons) -> Result<Stack> {
-        trove_common::telemetry::init(
-            "warn,trove_api=info,trove_taskmanager=info,trove_guestagent=info",
-        );
+        Self::start_with(daemons, false).await
+    }
+
+    /// As [`Stack::start`], with every daemon's tracing output, at TRACE for trove's crates and
+    /// DEBUG for the rest, captured for [`Stack::daemon_log`].
+    pub async fn start_capturing_logs(daemons: Daemons) -> Result<Stack> {
+        Self::start_with(daemons, true).await
+    }
+
+    async fn start_with(daemons: Daemons, capture_logs: bool) -> Result<Stack> {
         let sandbox = Sandbox::create("trove_e2e").await?;
         let id = sandbox.id.clone();
         let root = std::env::temp_dir().join(format!("trove-e2e-{id}"));
         let cleanup = Cleanup { root: root.clone() };
         std::fs::create_dir_all(root.join("instances"))?;
         std::fs::create_dir_all(root.join("backups"))?;
+        if capture_logs {
+            logs::capture(&root.join(DAEMON_LOG))?;
+        } else {
+            trove_common::telemetry::init(
+                "warn,trove_api=info,trove_taskmanager=info,trove_guestagent=info",
+            );
+        }
         // The managed servers run as `postgres` and must traverse into their directories.
         run(Command::new("chmod").args(["0755"]).arg(&root))?;
         let pool = sandbox.pool.clone();
@@ -472,6 +491,19 @@ impl Stack {
         Ok(PgConnection::connect_with(&opts).await?)
     }
 
+    /// A superuser connection to `database` of a managed instance over its unix socket, as the
+    /// guest agent connects (the test runs as root, which may enter the socket directory).
+    pub async fn connect_superuser(&self, id: Uuid, database: &str) -> Result<PgConnection> {
+        let v = self.instance(id).await?;
+        let port = v["addresses"][0]["port"].as_u64().context("no port")? as u16;
+        let opts = PgConnectOptions::new()
+            .socket(self.instance_dir(id).join("run"))
+            .port(port)
+            .username("postgres")
+            .database(database);
+        Ok(PgConnection::connect_with(&opts).await?)
+    }
+
     /// The instance's rows, as the control database holds them, for nothing-changed checks.
     pub async fn snapshot(&self, id: Uuid) -> Result<Value> {
         let row: (i32, String, chrono::DateTime<chrono::Utc>, i64, i64, i64) = sqlx::query_as(
@@ -528,6 +560,13 @@ impl Stack {
             },
         )
         .await
+    }
+
+    /// What the daemons logged so far, for a stack started with
+    /// [`Stack::start_capturing_logs`].
+    pub fn daemon_log(&self) -> Result<String> {
+        let path = self.root.join(DAEMON_LOG);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
     }
 
     pub fn instance_dir(&self, id: Uuid) -> PathBuf {

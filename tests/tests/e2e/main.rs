@@ -1,6 +1,8 @@
 //! End-to-end tests: the three daemons on the real broker, control database and managed servers.
 
+mod access;
 mod api_basics;
+mod exposure;
 mod faults;
 mod lifecycle;
 mod pitr;

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use serde_json::json;
-use trove_e2e::{ALL, Stack, ids, wait_until};
+use reqwest::Method;
+use serde_json::{Value, json};
+use trove_e2e::{ALL, Stack, TENANT_A, TOKEN_ADMIN, ids, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recover_brings_back_exactly_the_backup_rows() -> Result<()> {
@@ -131,18 +132,29 @@ async fn recover_from_a_corrupted_backup_fails_and_keeps_serving_current_data() 
     })
     .await?;
     assert_eq!(state, "FAILED");
+    // A member reads what failed, in which phase, and a stable code; nothing from the host.
     let inst = stack.wait_active(id).await?;
     let fault = &inst["fault"];
-    assert!(
-        fault["message"].as_str().is_some_and(|m| m.contains(&rid)),
-        "{inst}"
-    );
-    assert!(
-        fault["details"]
-            .as_str()
-            .is_some_and(|d| d.contains("checksum")),
-        "{inst}"
-    );
+    let message = fault["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&rid), "{inst}");
+    assert!(message.contains("during verifying (checksum_mismatch)"), "{inst}");
+    assert_eq!(fault["error_code"], "checksum_mismatch", "{inst}");
+    assert_eq!(fault["details"], Value::Null, "{inst}");
+    let root = stack.root().to_string_lossy().into_owned();
+    for leak in ["/", root.as_str(), "zstd", "sha256"] {
+        assert!(!fault.to_string().contains(leak), "{leak} in {fault}");
+    }
+    // An admin reads the guest's own words too, host paths and all; so does the detail list.
+    let path = format!("/v1.0/{TENANT_A}/instances/{id}");
+    let (_, shown) = stack.call(Method::GET, &path, Some(TOKEN_ADMIN), None).await?;
+    let details = shown["instance"]["fault"]["details"].as_str().unwrap_or_default();
+    assert!(details.starts_with("checksum_mismatch: "), "{shown}");
+    assert!(details.contains(root.as_str()), "{shown}");
+    let listed = format!("/v1.0/{TENANT_A}/instances/detail");
+    let (_, as_admin) = stack.call(Method::GET, &listed, Some(TOKEN_ADMIN), None).await?;
+    assert_eq!(as_admin["instances"][0]["fault"]["details"], details, "{as_admin}");
+    let (_, as_member) = stack.get_a("/instances/detail").await?;
+    assert_eq!(as_member["instances"][0]["fault"]["details"], Value::Null);
     // The instance still serves the data it had, including what was written after the backup.
     let mut conn = stack.connect_instance(id).await?;
     assert_eq!(ids(&mut conn, "t").await?, vec![1, 2, 3]);

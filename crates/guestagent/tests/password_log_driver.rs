@@ -33,8 +33,11 @@ async fn a_password_statement_that_fails_leaves_no_trace_of_the_password_in_the_
         .context("logging in with the password")?
         .close()
         .await?;
-    let stored: String =
-        query_value(&cluster, "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'").await?;
+    let stored: String = query_value(
+        &cluster,
+        "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'",
+    )
+    .await?;
     assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
 
     // Every new session of the database the agent administers from is now read-only, so both
@@ -87,15 +90,26 @@ async fn a_password_statement_that_fails_leaves_no_trace_of_the_password_in_the_
     let log = std::fs::read_to_string(&cluster.spec().log_file)?;
     // The failures are in the log, so the log was written and read.
     assert!(
-        log.matches("cannot execute CREATE ROLE in a read-only transaction").count() >= 2,
+        log.matches("cannot execute CREATE ROLE in a read-only transaction")
+            .count()
+            >= 2,
         "{log}"
     );
     assert!(log.contains("cannot execute ALTER ROLE in a read-only transaction"));
     for password in [&created, &refused_new, &refused_reset] {
-        assert!(!log.contains(password.as_str()), "a password is in the server log");
+        assert!(
+            !log.contains(password.as_str()),
+            "a password is in the server log"
+        );
     }
-    assert!(!log.contains("PASSWORD"), "a role statement is in the server log: {log}");
-    assert!(!log.contains("SCRAM-SHA-256$"), "a verifier is in the server log");
+    assert!(
+        !log.contains("PASSWORD"),
+        "a role statement is in the server log: {log}"
+    );
+    assert!(
+        !log.contains("SCRAM-SHA-256$"),
+        "a verifier is in the server log"
+    );
     // Error messages name the role, never the secret.
     assert!(!format!("{err:#}").contains(refused_new.as_str()));
     Ok(())

@@ -116,7 +116,8 @@ async fn assert_refused(h: &Harness, q: &Queued, why: &str) -> Result<()> {
     let task = h.instance_row(q.instance).await?.task();
     assert_eq!(task, Some(InstanceTask::None), "the task is cleared");
     let fault = format!("Recovery {} failed: {why}.", q.recovery);
-    assert_eq!(h.faults(q.instance).await?, [(fault, String::new())]);
+    let code = Some("recovery_refused".to_string());
+    assert_eq!(h.faults(q.instance).await?, [(code, fault, String::new())]);
     assert!(h.sent().await?.is_empty(), "not run as a plain restore");
     Ok(())
 }
@@ -311,11 +312,13 @@ async fn a_guest_failure_keeps_the_data_and_shows_its_code_in_the_fault() -> Res
     );
     let task = h.instance_row(q.instance).await?.task();
     assert_eq!(task, Some(InstanceTask::None));
+    // Everyone reads the phase and the code; the guest's own words are the (admin) details.
     let message = format!(
-        "Recovery {} from backup {} failed during replaying; the instance still runs its previous data.",
+        "Recovery {} from backup {} failed during replaying (target_not_reached); the instance still runs its previous data.",
         q.recovery, q.backup
     );
     let details = "target_not_reached: replay stopped before the target".to_string();
-    assert_eq!(h.faults(q.instance).await?, [(message, details)]);
+    let code = Some("target_not_reached".to_string());
+    assert_eq!(h.faults(q.instance).await?, [(code, message, details)]);
     Ok(())
 }

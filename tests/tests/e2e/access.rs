@@ -52,22 +52,29 @@ async fn login(port: u16) -> Result<PgConnection> {
 fn postmaster_pid(stack: &Stack, id: Uuid) -> Result<String> {
     let pid_file = stack.instance_dir(id).join("data").join("postmaster.pid");
     let text = std::fs::read_to_string(&pid_file)?;
-    Ok(text.lines().next().context("empty postmaster.pid")?.to_string())
+    Ok(text
+        .lines()
+        .next()
+        .context("empty postmaster.pid")?
+        .to_string())
 }
 
 /// PATCHes `access`, waits until the guest applied it, and returns the instance's view.
 async fn update_access(stack: &Stack, id: Uuid, access: Value) -> Result<Value> {
     let path = format!("/instances/{id}");
     let (status, v) = stack
-        .call_a(Method::PATCH, &path, Some(json!({"instance": {"access": access}})))
+        .call_a(
+            Method::PATCH,
+            &path,
+            Some(json!({"instance": {"access": access}})),
+        )
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     stack.wait_active(id).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn allowed_cidrs_decide_who_connects_and_an_update_applies_without_a_restart() -> Result<()>
-{
+async fn allowed_cidrs_decide_who_connects_and_an_update_applies_without_a_restart() -> Result<()> {
     let stack = Stack::start(ALL).await?;
     let (status, v) = stack
         .post_a(
@@ -105,7 +112,10 @@ async fn allowed_cidrs_decide_who_connects_and_an_update_applies_without_a_resta
     );
     assert_eq!(admitted(server).await?, vec![3]);
     assert!(
-        sqlx::query("SELECT 1").execute(&mut open_session).await.is_err(),
+        sqlx::query("SELECT 1")
+            .execute(&mut open_session)
+            .await
+            .is_err(),
         "a session from an address no longer admitted survived"
     );
     assert!(login(port).await.is_err(), "127.0.0.1 logged in");
@@ -153,7 +163,9 @@ async fn bad_access_is_refused_with_400_and_changes_nothing() -> Result<()> {
     ] {
         let before = stack.snapshot(id).await?;
         let body = json!({"instance": {"access": access}});
-        let (status, resp) = stack.call_a(Method::PATCH, &path, Some(body.clone())).await?;
+        let (status, resp) = stack
+            .call_a(Method::PATCH, &path, Some(body.clone()))
+            .await?;
         assert_fault(status, &resp, StatusCode::BAD_REQUEST, &body);
         assert_eq!(stack.snapshot(id).await?, before, "{body} changed state");
         // The same on create: nothing is written.
@@ -177,7 +189,10 @@ async fn bad_access_is_refused_with_400_and_changes_nothing() -> Result<()> {
             .bind(id)
             .fetch_one(&stack.pool)
             .await?;
-    assert_eq!(access, json!({"is_public": false, "allowed_cidrs": ["10.0.0.0/8"]}));
+    assert_eq!(
+        access,
+        json!({"is_public": false, "allowed_cidrs": ["10.0.0.0/8"]})
+    );
     assert_eq!(task, 12);
     // While it runs, another change is refused.
     let again = json!({"instance": {"access": {"is_public": true}}});

@@ -218,8 +218,14 @@ async fn passwords_reach_no_daemon_log_and_no_server_log_even_when_their_stateme
 
     let daemons = stack.daemon_log()?;
     // The capture is real: it holds the daemons' work, at the levels below INFO too.
-    assert!(daemons.contains("instance prepared"), "no prepare in the capture");
-    assert!(daemons.contains("prepare failed"), "no failed prepare in the capture");
+    assert!(
+        daemons.contains("instance prepared"),
+        "no prepare in the capture"
+    );
+    assert!(
+        daemons.contains("prepare failed"),
+        "no failed prepare in the capture"
+    );
     assert!(daemons.contains(" TRACE ") || daemons.contains(" DEBUG "));
     for password in [&created, &refused] {
         assert!(
@@ -230,8 +236,14 @@ async fn passwords_reach_no_daemon_log_and_no_server_log_even_when_their_stateme
     let server_log =
         std::fs::read_to_string(stack.instance_dir(id).join("log").join("postgresql.log"))?;
     assert!(server_log.contains("database system is ready to accept connections"));
-    assert!(!server_log.contains(created.as_str()), "the server logged a password");
-    assert!(!server_log.contains("PASSWORD"), "the server logged a role statement");
+    assert!(
+        !server_log.contains(created.as_str()),
+        "the server logged a password"
+    );
+    assert!(
+        !server_log.contains("PASSWORD"),
+        "the server logged a role statement"
+    );
     stack.shutdown().await;
     Ok(())
 }

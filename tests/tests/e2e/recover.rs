@@ -137,7 +137,10 @@ async fn recover_from_a_corrupted_backup_fails_and_keeps_serving_current_data() 
     let fault = &inst["fault"];
     let message = fault["message"].as_str().unwrap_or_default();
     assert!(message.contains(&rid), "{inst}");
-    assert!(message.contains("during verifying (checksum_mismatch)"), "{inst}");
+    assert!(
+        message.contains("during verifying (checksum_mismatch)"),
+        "{inst}"
+    );
     assert_eq!(fault["error_code"], "checksum_mismatch", "{inst}");
     assert_eq!(fault["details"], Value::Null, "{inst}");
     let root = stack.root().to_string_lossy().into_owned();
@@ -146,13 +149,22 @@ async fn recover_from_a_corrupted_backup_fails_and_keeps_serving_current_data() 
     }
     // An admin reads the guest's own words too, host paths and all; so does the detail list.
     let path = format!("/v1.0/{TENANT_A}/instances/{id}");
-    let (_, shown) = stack.call(Method::GET, &path, Some(TOKEN_ADMIN), None).await?;
-    let details = shown["instance"]["fault"]["details"].as_str().unwrap_or_default();
+    let (_, shown) = stack
+        .call(Method::GET, &path, Some(TOKEN_ADMIN), None)
+        .await?;
+    let details = shown["instance"]["fault"]["details"]
+        .as_str()
+        .unwrap_or_default();
     assert!(details.starts_with("checksum_mismatch: "), "{shown}");
     assert!(details.contains(root.as_str()), "{shown}");
     let listed = format!("/v1.0/{TENANT_A}/instances/detail");
-    let (_, as_admin) = stack.call(Method::GET, &listed, Some(TOKEN_ADMIN), None).await?;
-    assert_eq!(as_admin["instances"][0]["fault"]["details"], details, "{as_admin}");
+    let (_, as_admin) = stack
+        .call(Method::GET, &listed, Some(TOKEN_ADMIN), None)
+        .await?;
+    assert_eq!(
+        as_admin["instances"][0]["fault"]["details"], details,
+        "{as_admin}"
+    );
     let (_, as_member) = stack.get_a("/instances/detail").await?;
     assert_eq!(as_member["instances"][0]["fault"]["details"], Value::Null);
     // The instance still serves the data it had, including what was written after the backup.

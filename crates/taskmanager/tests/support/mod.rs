@@ -1,6 +1,8 @@
 //! A taskmanager per test on the real services: its own control database on the local
 //! PostgreSQL and its own vhost on the local RabbitMQ, both removed when the test ends, even by a
 //! panic. Rows are inserted with plain SQL, as the API would have written them.
+// Every test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -194,10 +196,11 @@ impl Harness {
     }
 
     /// The faults a user reads on the instance, newest first: (message, details).
-    pub async fn faults(&self, instance: Uuid) -> Result<Vec<(String, String)>> {
+    /// The instance's visible faults, newest first: (error code, message, details).
+    pub async fn faults(&self, instance: Uuid) -> Result<Vec<(Option<String>, String, String)>> {
         Ok(sqlx::query_as(
-            "SELECT message, details FROM instance_faults WHERE instance_id = $1 AND NOT deleted \
-             ORDER BY created DESC",
+            "SELECT error_code, message, details FROM instance_faults \
+             WHERE instance_id = $1 AND NOT deleted ORDER BY created DESC",
         )
         .bind(instance)
         .fetch_all(&self.pool)

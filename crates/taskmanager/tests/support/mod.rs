@@ -11,6 +11,7 @@ use trove_common::{
     amqp::Bus,
     recovery::{RecoveryOutcome, RecoveryProgress, TargetKind},
     rpc::{RpcMessage, guest::GuestMethod},
+    secrets::SecretKey,
     status::{BackupState, InstanceTask, RecoveryPhase, RecoveryState, ServiceStatus},
     testkit::Sandbox,
 };
@@ -58,6 +59,7 @@ impl Harness {
                 pool: pool.clone(),
                 bus,
                 config: Arc::new(config),
+                secret_key: Arc::new(SecretKey::generate()),
             },
             pool,
             host: format!("host-{id}"),

@@ -1,6 +1,8 @@
 //! A taskmanager per test on the real services: its own control database on the local
 //! PostgreSQL and its own vhost on the local RabbitMQ, both removed when the test ends, even by a
 //! panic. Rows are inserted with plain SQL, as the API would have written them.
+// Several test binaries include this module and each uses only part of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 

@@ -9,6 +9,12 @@ crate::text_enum! {
     pub enum FaultCode {
         /// No live guest host had a free slot when the instance was placed.
         NoHostCapacity => "no_host_capacity",
+        /// Live hosts have room, but none has reported the key its passwords must be sealed for.
+        NoHostKey => "no_host_key",
+        /// The taskmanager could not open the passwords trove-api sealed for it.
+        PasswordsUnreadable => "passwords_unreadable",
+        /// The passwords could not be sealed for the chosen host.
+        SealFailed => "seal_failed",
         /// The backup to restore was deleted or is not complete any more.
         BackupUnavailable => "backup_unavailable",
         /// The guest could not create the instance (initdb, restore, databases or users).

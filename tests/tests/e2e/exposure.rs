@@ -123,6 +123,12 @@ async fn backups_wal_and_instance_files_are_readable_by_their_owner_only() -> Re
         assert!(instances.names.contains(name), "no {name} in the instances");
     }
     assert!(instances.names.iter().any(|n| n.starts_with(".s.PGSQL.")));
+    // The daemons' private keys too.
+    for key in [stack.root().join("guest.key"), stack.taskmanager_key_file()] {
+        let keys = walk(&key)?;
+        assert_eq!(keys.names.len(), 1, "no {}", key.display());
+        assert_eq!(keys.exposed, Vec::<String>::new());
+    }
     // Whose they are: the servers' OS user owns the trees it must reach; backups and the agent's
     // records are the agent's (root's) own.
     let pg = postgres_uid()?;

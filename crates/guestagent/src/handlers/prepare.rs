@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use trove_common::{
     access::Access,
     recovery::RecoveryTarget,
@@ -11,6 +11,7 @@ use trove_common::{
         guest::BackupLocation,
         taskmanager::{DatabaseSpec, UserSpec},
     },
+    secrets::user_password_context,
 };
 use uuid::Uuid;
 
@@ -91,6 +92,17 @@ impl Agent {
     }
 
     async fn build(&self, h: &Hosted, wanted: &Wanted) -> Result<()> {
+        // Every password must open before anything is built: a prepare that cannot create its
+        // users fails whole, not after the server exists.
+        let passwords = wanted
+            .users
+            .iter()
+            .map(|u| {
+                self.secret_key
+                    .open(&user_password_context(h.id, &u.name), &u.password)
+                    .map_err(|e| anyhow!("the password of user {:?}: {e}", u.name))
+            })
+            .collect::<Result<Vec<_>>>()?;
         // The servers' OS user must enter it; nobody else may.
         ensure_dir(&h.dir, 0o700, self.runner.owner())
             .await
@@ -116,9 +128,11 @@ impl Agent {
         for d in &wanted.databases {
             h.cluster.create_database(&d.name).await?;
         }
-        for u in &wanted.users {
+        for (u, password) in wanted.users.iter().zip(&passwords) {
             let dbs: Vec<String> = u.databases.iter().map(|d| d.name.clone()).collect();
-            h.cluster.create_user(&u.name, &u.password, &dbs).await?;
+            h.cluster
+                .create_user(&u.name, password.expose(), &dbs)
+                .await?;
         }
         h.save_record().await
     }

@@ -9,11 +9,10 @@ use trove_common::config::AmqpConfig;
 #[serde(default, deny_unknown_fields)]
 pub struct GuestConfig {
     /// This host's id in the control plane (queue `guesthost.<host>`); defaults to the hostname.
+    /// It must be the host the operator registered for this host's broker user (`amqp.url`).
     pub host: String,
     /// Address tenants use to reach instances on this host.
     pub address: String,
-    /// How many instances this host accepts.
-    pub capacity: i32,
     /// Where instance directories live (`<data_root>/<instance_id>/`).
     pub data_root: PathBuf,
     /// Root of the backup store (shared with the taskmanager, and with other hosts for restores).
@@ -40,7 +39,6 @@ impl Default for GuestConfig {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "localhost".into()),
             address: "127.0.0.1".into(),
-            capacity: 20,
             data_root: PathBuf::from("/var/lib/trove/instances"),
             backup_store: PathBuf::from("/var/lib/trove/backups"),
             pg_bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),

@@ -17,7 +17,7 @@ use crate::{
 impl TaskManager {
     pub(crate) async fn heartbeat(
         &self,
-        sender: Option<&str>,
+        sender: &str,
         instance_id: Uuid,
         payload: HeartbeatPayload,
         sent: f64,

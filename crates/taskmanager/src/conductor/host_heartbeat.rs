@@ -1,32 +1,36 @@
-//! `host_heartbeat`: guest hosts register and stay eligible for placement.
+//! `host_heartbeat`: a registered guest host stays eligible for placement. It can change its
+//! address and liveness, never its capacity, which is what the operator registered.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use trove_common::rpc::topics;
 
+use super::Refused;
 use crate::{db::hosts, manager::TaskManager};
 
 impl TaskManager {
     pub(crate) async fn host_heartbeat(
         &self,
-        sender: Option<&str>,
-        host: &str,
+        sender: &str,
+        named: &str,
         address: &str,
-        capacity: i32,
         sent: f64,
     ) -> Result<()> {
-        if sender != Some(host) || host.is_empty() || capacity < 0 {
-            tracing::warn!(
-                host,
-                "host heartbeat with a mismatched sender or bad capacity ignored"
-            );
-            return Ok(());
+        if named != sender {
+            return Err(Refused(format!(
+                "host heartbeat of host {sender} names host {named}"
+            ))
+            .into());
         }
         let seen =
             DateTime::<Utc>::from_timestamp_micros((sent * 1e6) as i64).unwrap_or_else(Utc::now);
-        // A guest clock ahead of ours must not keep a dead host eligible.
-        let seen = seen.min(Utc::now());
         let mut conn = self.pool.acquire().await?;
-        hosts::upsert(&mut conn, host, address, capacity, seen).await?;
+        hosts::seen(&mut conn, sender, address, seen).await?;
+        // The host consumes its provisioning queue; only the control plane may declare it.
+        let queue = topics::guest_host(sender);
+        if let Err(e) = self.bus.declare_route(&queue, &queue).await {
+            tracing::warn!(host = sender, error = %format!("{e:#}"), "could not declare the host's queue");
+        }
         Ok(())
     }
 }

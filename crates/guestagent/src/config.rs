@@ -50,3 +50,32 @@ impl Default for GuestConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_example_config_loads_and_matches_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../etc/trove-guestagent.toml");
+        let cfg: GuestConfig = trove_common::config::load(Some(&path), "TROVE_GUEST_EXAMPLE_TEST")
+            .expect("etc/trove-guestagent.toml loads");
+        let defaults = GuestConfig::default();
+        assert_eq!(cfg.amqp.url, defaults.amqp.url);
+        assert_eq!(cfg.amqp.password_file, None);
+        assert_eq!(cfg.heartbeat_interval_ms, defaults.heartbeat_interval_ms);
+    }
+
+    #[test]
+    fn an_old_config_with_a_capacity_is_refused_naming_the_key() {
+        let dir = std::env::temp_dir().join(format!("trove-guest-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("guest.toml");
+        std::fs::write(&file, "capacity = 20\n").expect("write");
+        let err = trove_common::config::load::<GuestConfig>(Some(&file), "TROVE_GUEST_OLD_TEST")
+            .expect_err("capacity is no guest setting any more");
+        assert!(format!("{err:#}").contains("capacity"), "{err:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -46,10 +46,16 @@ impl Bus {
             match self.consume_once(&queue, &handler, &cancel).await {
                 Ok(()) => break,
                 Err(e) => {
-                    if self.role == Role::GuestHost && super::reply_code(&e) == Some(404) {
+                    let code = super::reply_code(&e);
+                    if self.role == Role::GuestHost && code == Some(404) {
                         // The control plane declares a host's queues (the provisioning queue
                         // on the host's first heartbeat); until then there is nothing to consume.
                         tracing::info!(queue = %queue, "queue not declared by the control plane yet; waiting");
+                    } else if self.role == Role::GuestHost && code == Some(403) {
+                        tracing::error!(
+                            queue = %queue, broker.user = %self.user,
+                            "the broker refuses this user the host's queue: amqp.url must name the user trove-manage host-add issued for this host id"
+                        );
                     } else {
                         tracing::warn!(queue = %queue, error = %format!("{e:#}"), "consumer lost, reconnecting");
                     }

@@ -5,7 +5,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use trove_common::rpc::topics;
 
-use super::Refused;
+use super::{Refused, check_address};
 use crate::{db::hosts, manager::TaskManager};
 
 impl TaskManager {
@@ -22,6 +22,7 @@ impl TaskManager {
             ))
             .into());
         }
+        check_address(address)?;
         let seen =
             DateTime::<Utc>::from_timestamp_micros((sent * 1e6) as i64).unwrap_or_else(Utc::now);
         let mut conn = self.pool.acquire().await?;

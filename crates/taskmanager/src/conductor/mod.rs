@@ -110,6 +110,28 @@ impl TaskManager {
     }
 }
 
+/// An address a guest reports (for tenants to connect to, or its own): a host name or an IP
+/// address, never text that would mislead whoever reads it.
+pub(crate) fn check_address(address: &str) -> Result<(), Refused> {
+    let ok = !address.is_empty()
+        && address.len() <= 253
+        && address
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_' | '[' | ']'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Refused(format!(
+            "address '{}' is not a host name or IP address",
+            address
+                .chars()
+                .take(64)
+                .collect::<String>()
+                .escape_default()
+        )))
+    }
+}
+
 /// The instance a guest report speaks for, locked, if it exists and is not deleted. Refused when
 /// the instance is unknown or placed on another host than the sender's.
 pub(crate) async fn lock_reported(
@@ -138,5 +160,20 @@ pub(crate) fn check_hosted(
             "instance {instance_id} is not placed on host {sender}"
         ))),
         Some(i) => Ok(i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_host_names_or_ip_addresses() {
+        for ok in ["127.0.0.1", "db1.example.com", "::1", "[2001:db8::1]"] {
+            assert!(check_address(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "evil\nline", "x/y", &"a".repeat(254)] {
+            assert!(check_address(bad).is_err(), "{bad:?}");
+        }
     }
 }

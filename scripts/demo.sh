@@ -80,6 +80,12 @@ TROVE_GUEST__HOST=demo-host TROVE_GUEST__DATA_ROOT=$VAR/instances TROVE_GUEST__B
   "$BIN/trove-guestagent" >"$VAR/logs/guestagent.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 1 60); do curl -s "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.5; done
 curl -sS "http://127.0.0.1:$PORT/" | jq -c .
+# New instances go to a registered host only once its agent has reported in.
+for _ in $(seq 1 60); do
+  [ "$(psql "$TROVE_DATABASE_URL" -Atc "SELECT last_heartbeat IS NOT NULL FROM guest_hosts WHERE id = 'demo-host'")" = t ] && break
+  sleep 0.5
+done
+"$BIN/trove-manage" host-list
 
 wait_instance() { # id status operating
   for _ in $(seq 1 240); do

@@ -20,6 +20,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use trove_common::{
     amqp::{Bus, HandlerFuture, Role},
     rpc::topics,
+    secrets::SecretKey,
 };
 
 use crate::{
@@ -42,6 +43,8 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
                 config.backup_store.display()
             )
         })?;
+    let secret_key = SecretKey::load_or_generate(&config.secret_key_file)
+        .context("loading this host's key (secret_key_file)")?;
     // The host's own broker user: it consumes queues the control plane declared for it and
     // publishes reports the broker stamps with its name.
     let bus = Bus::connect_as(&config.amqp, Role::GuestHost).await?;
@@ -53,6 +56,7 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
         instances: Mutex::new(HashMap::new()),
         tracker: TaskTracker::new(),
         shutdown: shutdown.clone(),
+        secret_key,
     });
     agent.adopt().await?;
     {

@@ -11,19 +11,22 @@ mod topology;
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use trove_common::{
     amqp::{Bus, Delivered, HandlerFuture},
     db as control_db,
     rpc::topics,
     schema,
+    secrets::SecretKey,
 };
 
 use crate::{config::TaskManagerConfig, manager::TaskManager};
 
 /// Runs the taskmanager until `shutdown` is cancelled.
 pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Result<()> {
+    let secret_key = SecretKey::load(&config.secret_key_file)
+        .context("loading the taskmanager's key (secret_key_file; see `trove-manage keygen`)")?;
     let pool = control_db::connect(&config.database).await?;
     schema::ensure_current(&pool).await?;
     let bus = Bus::connect(&config.amqp).await?;
@@ -31,6 +34,7 @@ pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Resu
         pool: pool.clone(),
         bus: bus.clone(),
         config: Arc::new(config),
+        secret_key: Arc::new(secret_key),
     };
     if let Err(e) = tm.declare_guest_queues().await {
         tracing::warn!(error = %format!("{e:#}"), "could not declare the guest queues; casts declare them again");

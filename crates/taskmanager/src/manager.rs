@@ -8,6 +8,7 @@ use trove_common::{
     amqp::{Bus, Outcome},
     outbox,
     rpc::{Method, RequestContext, RpcMessage, guest::GuestMethod, topics},
+    secrets::SecretKey,
 };
 use uuid::Uuid;
 
@@ -18,6 +19,8 @@ pub struct TaskManager {
     pub pool: PgPool,
     pub bus: Arc<Bus>,
     pub config: Arc<TaskManagerConfig>,
+    /// Opens what trove-api sealed for the taskmanager (`config.secret_key_file`).
+    pub secret_key: Arc<SecretKey>,
 }
 
 /// What a handler returns: an error is retried (a bounded number of times, unless the control

@@ -8,3 +8,4 @@ mod pitr_refusals;
 mod recover;
 mod refusals;
 mod restore;
+mod sealed_secrets;

@@ -1,9 +1,9 @@
-//! trove-manage: schema, catalogue and guest host registration for operators.
+//! trove-manage: schema, catalogue, guest host registration and keys for operators.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use trove_common::{config::DatabaseConfig, db, schema};
+use trove_common::{config::DatabaseConfig, db, schema, secrets::SecretKey};
 use trove_taskmanager::manage::{self, broker_admin::BrokerAdmin, hosts};
 
 const USAGE: &str = "usage: trove-manage [OPTIONS] COMMAND
@@ -18,6 +18,8 @@ commands:
   host-capacity HOST N                           change how many instances HOST accepts (0 drains)
   host-remove HOST [--force]                     revoke HOST's broker user, place nothing there
   host-list                                      show registered hosts
+  keygen --out PATH                              new key pair: PATH (private, 0600) and PATH.pub;
+                                                 prints the public key (no database needed)
 options (before the command):
   --database-url URL   default $TROVE_DATABASE_URL, then postgres://postgres@127.0.0.1:5432/trove
   --rabbitmqctl PATH   default $TROVE_RABBITMQCTL, then rabbitmqctl (must reach the broker node)
@@ -57,6 +59,16 @@ async fn main() -> Result<()> {
     };
     if matches!(cmd.as_str(), "-h" | "--help" | "help") {
         println!("{USAGE}");
+        return Ok(());
+    }
+    if cmd == "keygen" {
+        let [_, flag, out] = args.as_slice() else {
+            bail!("keygen needs --out PATH\n{USAGE}");
+        };
+        if flag != "--out" {
+            bail!("keygen needs --out PATH\n{USAGE}");
+        }
+        println!("{}", keygen(Path::new(out))?);
         return Ok(());
     }
     let pool = db::connect(&cfg).await?;
@@ -170,4 +182,17 @@ async fn host_add(
         ),
     }
     Ok(())
+}
+
+/// Writes a new key pair: the private key to `out` (created 0600, never overwritten) and the
+/// public key to `out.pub`. Returns the public key's text.
+fn keygen(out: &Path) -> Result<String> {
+    let key = SecretKey::generate();
+    key.write_new(out)?;
+    let public = key.public_key().to_base64();
+    let mut pub_path = out.as_os_str().to_owned();
+    pub_path.push(".pub");
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .with_context(|| format!("writing {}", Path::new(&pub_path).display()))?;
+    Ok(public)
 }

@@ -67,10 +67,17 @@ impl TaskManager {
                 host: named,
                 address,
                 sent,
+                public_key,
                 ..
             } => {
-                self.host_heartbeat(host, &named, &address, sent::clamp(sent))
-                    .await
+                self.host_heartbeat(
+                    host,
+                    &named,
+                    &address,
+                    sent::clamp(sent),
+                    public_key.as_ref(),
+                )
+                .await
             }
             ConductorMethod::UpdateWal {
                 instance_id,

@@ -7,6 +7,7 @@ use anyhow::Result;
 use lapin::BasicProperties;
 use trove_common::{
     rpc::{RequestContext, RpcMessage, conductor::ConductorMethod, topics},
+    secrets::SecretKey,
     status::ServiceStatus,
 };
 use trove_taskmanager::manage::hosts;
@@ -36,6 +37,7 @@ async fn two_hosts() -> Result<(Stack, Host, Host, uuid::Uuid, uuid::Uuid)> {
                 address: "127.0.0.1".into(),
                 capacity: None,
                 sent: now(),
+                public_key: None,
             },
             RequestContext::default(),
         );
@@ -166,13 +168,16 @@ async fn a_report_naming_another_host_changes_nothing() -> Result<()> {
     // A claims, in the field a sender fills in, to be B, and reports on B's instance.
     let spoofed = heartbeat(on_b, ServiceStatus::Healthy, now(), &b.name);
     a_bus.publish(topics::CONDUCTOR, &spoofed).await?;
-    // A host heartbeat naming B, sent by A, is refused too.
+    // A host heartbeat naming B, sent by A, is refused too: it cannot give B an address, or a
+    // public key whose secret A holds (B's next instances' passwords would be sealed for it).
+    let a_key = SecretKey::generate();
     let b_alive = RpcMessage::new(
         &ConductorMethod::HostHeartbeat {
             host: b.name.clone(),
             address: "203.0.113.9".into(),
             capacity: None,
             sent: now(),
+            public_key: Some(a_key.public_key()),
         },
         RequestContext::default(),
     );
@@ -183,11 +188,13 @@ async fn a_report_naming_another_host_changes_nothing() -> Result<()> {
         before,
         "B's instance is untouched"
     );
-    let address: String = sqlx::query_scalar("SELECT address FROM guest_hosts WHERE id = $1")
-        .bind(&b.name)
-        .fetch_one(&stack.pool)
-        .await?;
+    let (address, key): (String, Option<String>) =
+        sqlx::query_as("SELECT address, public_key FROM guest_hosts WHERE id = $1")
+            .bind(&b.name)
+            .fetch_one(&stack.pool)
+            .await?;
     assert_eq!(address, "127.0.0.1");
+    assert_eq!(key, None, "B's key is not A's");
     // The context field is ignored either way: A's report on its own instance, claiming to come
     // from B, is applied as A's.
     a_bus
@@ -217,6 +224,7 @@ async fn a_host_heartbeat_cannot_change_the_registered_capacity() -> Result<()> 
             address: "127.0.0.1".into(),
             capacity: Some(i32::MAX),
             sent: now(),
+            public_key: None,
         },
         RequestContext::default(),
     );
@@ -263,7 +271,7 @@ async fn a_removed_host_loses_its_broker_user_and_its_placements() -> Result<()>
     );
     // A is untouched and is the only host left for placement.
     let mut conn = stack.pool.acquire().await?;
-    let chosen = trove_taskmanager::db::hosts::choose(&mut conn, 30).await?;
+    let chosen = trove_taskmanager::db::hosts::choose(&mut conn, 30, false).await?;
     assert_eq!(chosen.as_deref(), Some(a.name.as_str()));
     stack.shutdown().await;
     Ok(())

@@ -108,8 +108,15 @@ impl Stack {
     pub fn start_taskmanager(&mut self) {
         let mut amqp = self.sandbox.amqp.clone();
         amqp.max_attempts = self.max_attempts;
+        let key_file = self.dir.join("taskmanager.key");
+        if !key_file.exists() {
+            trove_common::secrets::SecretKey::generate()
+                .write_new(&key_file)
+                .expect("a new key file in the test's own directory");
+        }
         let cfg = TaskManagerConfig {
             backup_store: self.dir.join("backups"),
+            secret_key_file: key_file,
             sweep_interval_ms: 200,
             outbox_grace_ms: 1000,
             host_heartbeat_expiry_secs: 30,

@@ -9,7 +9,7 @@ use serde_json::json;
 use support::Harness;
 use trove_common::{
     access::Access,
-    amqp::Outcome,
+    amqp::{Delivered, Outcome},
     rpc::{
         RequestContext, RpcMessage, conductor::ConductorMethod, guest::GuestMethod,
         taskmanager::TaskManagerMethod, topics,
@@ -38,7 +38,29 @@ async fn updating(h: &Harness, stored: &Access) -> Result<Uuid> {
     Ok(id)
 }
 
-/// Delivers the guest's `update_access` report, as sent from `host`.
+/// The broker user a registered guest host `host` publishes as.
+fn broker_user(host: &str) -> String {
+    format!("broker-{host}")
+}
+
+/// Registers `host` and the test's own host, each with a broker user of its own, as
+/// `trove-manage host-add` does.
+async fn register(h: &Harness, host: &str) -> Result<()> {
+    for id in [host, h.host.as_str()] {
+        sqlx::query(
+            "INSERT INTO guest_hosts (id, address, capacity, broker_user, last_heartbeat) \
+             VALUES ($1, '127.0.0.1', 10, $2, now()) \
+             ON CONFLICT (id) DO UPDATE SET broker_user = $2",
+        )
+        .bind(id)
+        .bind(broker_user(id))
+        .execute(&h.pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Delivers the guest's `update_access` report as the broker delivers one `host` published.
 async fn report(
     h: &Harness,
     host: &str,
@@ -52,11 +74,19 @@ async fn report(
         access: access.clone(),
         error: error.map(str::to_string),
     };
-    let ctx = RequestContext {
-        guest_host: Some(host.to_string()),
-        ..Default::default()
-    };
-    h.tm.handle_conductor(RpcMessage::new(&method, ctx)).await
+    h.tm.handle_conductor(Delivered {
+        message: RpcMessage::new(&method, RequestContext::default()),
+        sender: Some(broker_user(host)),
+    })
+    .await
+}
+
+/// A task message as the broker delivers one from the control plane.
+fn task_message(method: &TaskManagerMethod) -> Delivered {
+    Delivered {
+        message: RpcMessage::new(method, RequestContext::default()),
+        sender: Some("guest".into()),
+    }
 }
 
 async fn task(h: &Harness, id: Uuid) -> Result<Option<InstanceTask>> {
@@ -68,14 +98,13 @@ async fn the_stored_access_goes_to_the_guest_and_only_its_own_report_ends_the_ta
     let h = Harness::start().await?;
     let wanted = access(&["10.0.0.0/8"]);
     let id = updating(&h, &wanted).await?;
+    register(&h, "another-host").await?;
     // The message names an access; the one stored in the control database is what is applied.
     let msg = TaskManagerMethod::UpdateAccess {
         instance_id: id,
         access: access(&["192.0.2.0/24"]),
     };
-    let outcome =
-        h.tm.handle_task(RpcMessage::new(&msg, RequestContext::default()))
-            .await;
+    let outcome = h.tm.handle_task(task_message(&msg)).await;
     assert_eq!(outcome, Outcome::Ack);
     let sent = h.sent().await?;
     assert_eq!(
@@ -88,8 +117,9 @@ async fn the_stored_access_goes_to_the_guest_and_only_its_own_report_ends_the_ta
         )]
     );
 
-    // Not from the instance's host, or for an access that is no longer current: ignored.
-    report(&h, "another-host", id, &wanted, None).await;
+    // Not from the instance's host: refused. For an access that is no longer current: ignored.
+    let other = report(&h, "another-host", id, &wanted, None).await;
+    assert_eq!(other, Outcome::DeadLetter);
     report(&h, &h.host, id, &access(&["192.0.2.0/24"]), None).await;
     assert_eq!(task(&h, id).await?, Some(InstanceTask::Updating));
 
@@ -122,6 +152,7 @@ async fn a_silent_guest_turns_the_update_into_an_error_that_its_late_report_sett
     let h = Harness::start().await?;
     let wanted = access(&["127.0.0.2/32"]);
     let id = updating(&h, &wanted).await?;
+    register(&h, "another-host").await?;
     sqlx::query("UPDATE instances SET task_deadline = now() - interval '1 second' WHERE id = $1")
         .bind(id)
         .execute(&h.pool)
@@ -150,8 +181,7 @@ async fn an_update_for_an_instance_without_valid_access_is_an_error_not_a_cast()
         instance_id: id,
         access: access(&[]),
     };
-    h.tm.handle_task(RpcMessage::new(&msg, RequestContext::default()))
-        .await;
+    h.tm.handle_task(task_message(&msg)).await;
     assert!(h.sent().await?.is_empty());
     assert_eq!(task(&h, id).await?, Some(InstanceTask::UpdatingErrorAccess));
     Ok(())

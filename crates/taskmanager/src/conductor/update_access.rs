@@ -19,11 +19,7 @@ pub(crate) struct AccessReport {
 }
 
 impl TaskManager {
-    pub(crate) async fn access_applied(
-        &self,
-        sender: Option<&str>,
-        report: AccessReport,
-    ) -> Result<()> {
+    pub(crate) async fn access_applied(&self, sender: &str, report: AccessReport) -> Result<()> {
         let AccessReport {
             instance_id,
             access,

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use trove_common::{
     fault::FaultCode,
-    rpc::{RequestContext, guest::GuestMethod, topics},
+    rpc::{RequestContext, guest::GuestMethod},
     status::InstanceTask,
 };
 use uuid::Uuid;
@@ -24,7 +24,7 @@ impl TaskManager {
             return Ok(());
         };
         // The control database holds the access to apply: the latest the API accepted.
-        let (Some(access), Some(_)) = (inst.access(), inst.host.as_ref()) else {
+        let (Some(access), Some(host)) = (inst.access(), inst.host.clone()) else {
             instances::set_task(&mut tx, instance_id, InstanceTask::UpdatingErrorAccess).await?;
             faults::record(
                 &mut tx,
@@ -38,8 +38,8 @@ impl TaskManager {
             tracing::warn!(instance.id = %instance_id, "access update without a guest or a valid access");
             return Ok(());
         };
-        let guest = topics::guest(instance_id);
-        self.commit_with_cast(tx, &guest, &GuestMethod::UpdateAccess { access }, ctx)
+        let method = GuestMethod::UpdateAccess { access };
+        self.commit_with_instance_cast(tx, instance_id, &host, &method, ctx)
             .await?;
         tracing::info!(instance.id = %instance_id, "access update sent to the guest");
         Ok(())

@@ -2,6 +2,7 @@
 
 mod api_basics;
 mod faults;
+mod hostile_input;
 mod lifecycle;
 mod pitr;
 mod pitr_refusals;

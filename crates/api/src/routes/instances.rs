@@ -4,16 +4,15 @@
 mod create;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    http::StatusCode,
-    routing::get,
+    http::{Method, StatusCode},
 };
 use serde_json::{Value, json};
 use trove_common::{rpc::taskmanager::TaskManagerMethod, status::InstanceTask};
 use uuid::Uuid;
 
-use super::{dispatch::Dispatch, path_uuid};
+use super::{dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
     db::{instances, wal},
     error::{ApiError, ApiResult},
@@ -23,23 +22,28 @@ use crate::{
     views::{self, Links},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn routes() -> Routes {
+    let one = "/v1.0/{tenant}/instances/{id}";
+    Routes::new()
+        .add(
+            Method::GET,
             "/v1.0/{tenant}/instances",
-            get(list_instances::<false>).post(create::create_instance),
+            list_instances::<false>,
         )
-        .route(
+        .add(
+            Method::POST,
+            "/v1.0/{tenant}/instances",
+            create::create_instance,
+        )
+        .add(
+            Method::GET,
             "/v1.0/{tenant}/instances/detail",
-            get(list_instances::<true>),
+            list_instances::<true>,
         )
-        .route(
-            "/v1.0/{tenant}/instances/{id}",
-            get(show_instance)
-                .put(update_instance)
-                .patch(update_instance)
-                .delete(delete_instance),
-        )
+        .add(Method::GET, one, show_instance)
+        .add(Method::PUT, one, update_instance)
+        .add(Method::PATCH, one, update_instance)
+        .add(Method::DELETE, one, delete_instance)
 }
 
 /// `GET /instances`, or with `DETAIL` `GET /instances/detail`: ordered by id; the marker is the

@@ -2,13 +2,13 @@
 //! it is built from.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::get,
+    http::Method,
 };
 use serde_json::{Value, json};
 
-use super::path_uuid;
+use super::{path_uuid, table::Routes};
 use crate::{
     db::{instances, wal},
     error::{ApiError, ApiResult},
@@ -18,10 +18,11 @@ use crate::{
     validate::bad,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
+pub fn routes() -> Routes {
+    Routes::new().add(
+        Method::GET,
         "/v1.0/{tenant}/instances/{id}/recovery-window",
-        get(show_recovery_window),
+        show_recovery_window,
     )
 }
 

@@ -162,8 +162,10 @@ pub fn volume_size(v: Option<&Value>) -> Result<Option<i32>, ApiError> {
     };
     let n = match size {
         Value::Number(n) => n.as_i64(),
-        // Trove's `^0*[1-9]+[0-9]*$`: digits only, no sign or blanks.
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+        // Trove's `^0*[1-9]+[0-9]*$`: digits only, no sign or blanks; ten of them hold any i32.
+        Value::String(s)
+            if (1..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             s.parse::<i64>().ok()
         }
         _ => None,

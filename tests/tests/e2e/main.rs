@@ -4,6 +4,7 @@ mod api_basics;
 mod faults;
 mod hostile_input;
 mod lifecycle;
+mod openapi;
 mod pitr;
 mod pitr_refusals;
 mod recover;

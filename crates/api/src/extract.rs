@@ -129,7 +129,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
             validate::text(&v, &format!("query parameter '{k}'"), limits::REF_CHARS)?;
             match k.as_str() {
                 "limit" => {
-                    let n = v.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    let n = validate::digits(&v).filter(|n| *n >= 1).ok_or_else(|| {
                         ApiError::BadRequest(format!(
                             "limit must be a positive integer, got '{v}'."
                         ))

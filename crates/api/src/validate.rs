@@ -47,6 +47,15 @@ pub fn string<'a>(v: &'a Value, what: &str, max: usize) -> Result<&'a str, ApiEr
     Ok(s)
 }
 
+/// A non-negative integer written with ASCII digits only (no sign, blanks or exponent), as query
+/// values are; `None` when it is not one or does not fit an i64.
+pub fn digits(s: &str) -> Option<i64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
 /// An optional string: absent and null are `None`.
 pub fn optional_string(
     v: Option<&Value>,

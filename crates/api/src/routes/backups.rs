@@ -43,10 +43,7 @@ async fn list_page(
 ) -> ApiResult<Json<Value>> {
     let limit = paging.limit.unwrap_or(state.config.page_size).min(1000);
     let offset = match paging.marker.as_deref() {
-        Some(m) => m
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
+        Some(m) => validate::digits(m)
             .ok_or_else(|| bad(format!("Invalid marker '{m}'; backup markers are offsets.")))?,
         None => 0,
     };
@@ -68,7 +65,7 @@ async fn list_page(
     let more = super::cut_page(&mut rows, limit);
     let mut body = json!({"backups": rows.iter().map(views::backup).collect::<Vec<_>>()});
     if more {
-        body["links"] = links.next_page(path, limit, offset + limit);
+        body["links"] = links.next_page(path, limit, offset.saturating_add(limit));
     }
     Ok(Json(body))
 }

@@ -15,7 +15,7 @@ use crate::{
     extract::Paging,
     recovery_window::{rfc3339, timeline_number},
     state::AppState,
-    validate::bad,
+    validate::{self, bad},
 };
 
 pub fn routes() -> Routes {
@@ -34,8 +34,7 @@ async fn show_recovery_window(
     let id = path_uuid(&id)?;
     let timeline = match paging.param("timeline") {
         Some(t) => Some(
-            t.parse::<i64>()
-                .ok()
+            validate::digits(t)
                 .and_then(timeline_number)
                 .ok_or_else(|| bad(format!("timeline '{t}' is not a positive integer.")))?,
         ),

@@ -25,7 +25,7 @@ scripts/ensure-services.sh
 
 step "building trove-rs"
 cargo build --workspace --bins --quiet
-BIN=$ROOT/target/debug
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 
 if curl -s "http://127.0.0.1:$PORT/" >/dev/null 2>&1; then
   echo "error: port $PORT is in use; set TROVE_DEMO_PORT to a free port" >&2; exit 1
@@ -51,6 +51,12 @@ step "trove-manage db-sync && trove-manage bootstrap"
 "$BIN/trove-manage" db-sync
 "$BIN/trove-manage" bootstrap
 
+step "trove-manage keygen: the taskmanager's key pair (passwords travel sealed for it)"
+mkdir -p "$VAR/keys"; chmod 0700 "$VAR/keys"
+TM_PUBLIC_KEY=$("$BIN/trove-manage" keygen --out "$VAR/keys/taskmanager.key")
+echo "   private key $VAR/keys/taskmanager.key (mode $(stat -c %a "$VAR/keys/taskmanager.key")), public key $TM_PUBLIC_KEY"
+echo "   (the guest agent makes its own key pair at first start and reports the public key in its heartbeat)"
+
 step "starting trove-api (:$PORT), trove-taskmanager and trove-guestagent; logs in $VAR/logs"
 PIDS=()
 cleanup() {
@@ -62,14 +68,14 @@ cleanup() {
   stop_managed
 }
 trap cleanup EXIT
-TROVE_API__LISTEN=127.0.0.1:$PORT TROVE_API__TOKEN_FILE=$VAR/tokens.json \
+TROVE_API__LISTEN=127.0.0.1:$PORT TROVE_API__TOKEN_FILE=$VAR/tokens.json TROVE_API__TASKMANAGER_PUBLIC_KEY=$TM_PUBLIC_KEY \
   TROVE_API__DATABASE__URL=$TROVE_DATABASE_URL TROVE_API__AMQP__URL=$AMQP_URL \
   "$BIN/trove-api" >"$VAR/logs/api.log" 2>&1 & PIDS+=($!)
 TROVE_TASKMANAGER__BACKUP_STORE=$VAR/backups TROVE_TASKMANAGER__DATABASE__URL=$TROVE_DATABASE_URL \
-  TROVE_TASKMANAGER__AMQP__URL=$AMQP_URL \
+  TROVE_TASKMANAGER__AMQP__URL=$AMQP_URL TROVE_TASKMANAGER__SECRET_KEY_FILE=$VAR/keys/taskmanager.key \
   "$BIN/trove-taskmanager" >"$VAR/logs/taskmanager.log" 2>&1 & PIDS+=($!)
 TROVE_GUEST__HOST=demo-host TROVE_GUEST__DATA_ROOT=$VAR/instances TROVE_GUEST__BACKUP_STORE=$VAR/backups \
-  TROVE_GUEST__HEARTBEAT_INTERVAL_MS=1000 TROVE_GUEST__AMQP__URL=$AMQP_URL \
+  TROVE_GUEST__HEARTBEAT_INTERVAL_MS=1000 TROVE_GUEST__AMQP__URL=$AMQP_URL TROVE_GUEST__SECRET_KEY_FILE=$VAR/keys/guest.key \
   "$BIN/trove-guestagent" >"$VAR/logs/guestagent.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 1 60); do curl -s "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.5; done
 curl -sS "http://127.0.0.1:$PORT/" | jq -c .

@@ -18,10 +18,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use trove_common::{
     config::{AmqpConfig, DatabaseConfig},
+    secrets::SecretKey,
     testkit::{Sandbox, run},
 };
 use uuid::Uuid;
 
+pub mod capture;
 pub mod envelope;
 pub mod fixtures;
 
@@ -32,6 +34,7 @@ pub const TOKEN_B: &str = "token-b";
 pub const TOKEN_ADMIN: &str = "token-admin";
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const TASKMANAGER_KEY: &str = "taskmanager.key";
 
 /// Which daemons a test runs (refusal tests need only the API), and the API's task deadline.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +115,11 @@ impl Stack {
         trove_taskmanager::manage::bootstrap(&pool).await?;
         let (db, amqp) = (sandbox.database.clone(), sandbox.amqp.clone());
 
+        // The taskmanager's key pair, made as an operator would with `trove-manage keygen`; the
+        // guest makes its own on first start.
+        let taskmanager_key = SecretKey::generate();
+        taskmanager_key.write_new(&root.join(TASKMANAGER_KEY))?;
+
         let token_file = root.join("tokens.json");
         std::fs::write(
             &token_file,
@@ -144,6 +152,7 @@ impl Stack {
             database: stack.db.clone(),
             amqp: stack.amqp.clone(),
             task_timeout_secs: daemons.task_timeout_secs,
+            taskmanager_public_key: Some(taskmanager_key.public_key()),
             ..Default::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -189,6 +198,7 @@ impl Stack {
             sweep_interval_ms: 200,
             outbox_grace_ms: 1000,
             host_heartbeat_expiry_secs: 30,
+            secret_key_file: self.taskmanager_key_file(),
             database: self.db.clone(),
             amqp: self.amqp.clone(),
         };
@@ -203,6 +213,7 @@ impl Stack {
             data_root: self.root.join("instances"),
             backup_store: self.root.join("backups"),
             heartbeat_interval_ms: 300,
+            secret_key_file: self.root.join("guest.key"),
             amqp: self.amqp.clone(),
             ..Default::default()
         };
@@ -236,6 +247,11 @@ impl Stack {
                 .with_context(|| format!("{daemon} did not stop within 30 s"))??;
         }
         Ok(())
+    }
+
+    /// The taskmanager's private key file (mode 0600), as `trove-manage keygen` writes one.
+    pub fn taskmanager_key_file(&self) -> PathBuf {
+        self.root.join(TASKMANAGER_KEY)
     }
 
     pub fn backup_store(&self) -> PathBuf {
@@ -459,6 +475,18 @@ impl Stack {
 
     /// Connects to a managed instance over TCP, as a tenant would, using its `addresses`.
     pub async fn connect_instance(&self, id: Uuid) -> Result<PgConnection> {
+        self.connect_instance_as(id, "app", "app-secret-1", "appdb")
+            .await
+    }
+
+    /// As `connect_instance`, logging in as `user` with `password` to `database`.
+    pub async fn connect_instance_as(
+        &self,
+        id: Uuid,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> Result<PgConnection> {
         let v = self.instance(id).await?;
         let addr = &v["addresses"][0];
         let host = addr["address"].as_str().context("no address")?;
@@ -466,9 +494,9 @@ impl Stack {
         let opts = PgConnectOptions::new()
             .host(host)
             .port(port)
-            .username("app")
-            .password("app-secret-1")
-            .database("appdb");
+            .username(user)
+            .password(password)
+            .database(database);
         Ok(PgConnection::connect_with(&opts).await?)
     }
 

@@ -2,8 +2,12 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
-use trove_common::config::{AmqpConfig, DatabaseConfig};
+use trove_common::{
+    config::{AmqpConfig, DatabaseConfig},
+    secrets::PublicKey,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,6 +28,9 @@ pub struct ApiConfig {
     pub task_timeout_secs: i64,
     /// Datastore used when a create names none.
     pub default_datastore: String,
+    /// The taskmanager's public key (base64, printed by `trove-manage keygen`). Passwords in a
+    /// create are sealed for it before they are written to the outbox. Required.
+    pub taskmanager_public_key: Option<PublicKey>,
     pub database: DatabaseConfig,
     pub amqp: AmqpConfig,
 }
@@ -39,8 +46,22 @@ impl Default for ApiConfig {
             recovery_timeout_secs: 3600,
             task_timeout_secs: 1800,
             default_datastore: "postgresql".into(),
+            taskmanager_public_key: None,
             database: DatabaseConfig::default(),
             amqp: AmqpConfig::default(),
         }
+    }
+}
+
+impl ApiConfig {
+    /// Refuses at start-up what would only fail later, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.taskmanager_public_key.is_none() {
+            bail!(
+                "taskmanager_public_key is not set: give trove-api the public key printed by \
+                 `trove-manage keygen` for the taskmanager (TROVE_API__TASKMANAGER_PUBLIC_KEY)"
+            );
+        }
+        Ok(())
     }
 }

@@ -56,6 +56,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    config.validate()?;
     let tokens = Tokens::load(&config.token_file)?;
     let pool = control_db::connect(&config.database).await?;
     schema::ensure_current(&pool).await?;

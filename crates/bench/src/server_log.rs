@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use trove_common::status::RecoveryPhase;
 use trove_guestagent::postgres::Cluster;
 
 /// `2026-11-25 17:39:05.439 UTC [123] LOG:  …` → the time, for logs written in UTC.
@@ -46,7 +47,7 @@ pub fn log_detail(
     marks: &[(String, DateTime<Utc>)],
     ended: DateTime<Utc>,
 ) -> Vec<(String, f64)> {
-    let mark = |name: &str| marks.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
+    let mark = |p: RecoveryPhase| marks.iter().find(|(n, _)| n == p.as_str()).map(|(_, t)| *t);
     let live_log = &cluster.spec().log_file;
     let mut staging_log = live_log.clone().into_os_string();
     staging_log.push(".staging");
@@ -73,19 +74,19 @@ pub fn log_detail(
         ],
     );
     let points = [
-        ("verifying", mark("verifying")),
-        ("replaying", mark("replaying")),
+        ("verifying", mark(RecoveryPhase::Verifying)),
+        ("replaying", mark(RecoveryPhase::Replaying)),
         ("staging started", staging[0]),
         ("stop point reached", staging[1]),
-        ("verifying_target", mark("verifying_target")),
+        ("verifying_target", mark(RecoveryPhase::VerifyingTarget)),
         ("new timeline selected", staging[2]),
         ("end-of-recovery checkpoint done", staging[3]),
         ("staging stop requested", staging[4]),
         ("staging shut down", staging[5]),
-        ("cutting_over", mark("cutting_over")),
+        ("cutting_over", mark(RecoveryPhase::CuttingOver)),
         ("live shut down", live[1]),
         ("live ready", live[2]),
-        ("health_check", mark("health_check")),
+        ("health_check", mark(RecoveryPhase::HealthCheck)),
         ("done", Some(ended)),
     ];
     let labels = [

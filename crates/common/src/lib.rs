@@ -7,6 +7,7 @@ pub mod outbox;
 pub mod recovery;
 pub mod rpc;
 pub mod schema;
+pub mod secrets;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

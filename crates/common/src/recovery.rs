@@ -156,7 +156,7 @@ pub struct WalTimeline {
 /// some of them. `update_recovery` carries it while the recovery runs.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RecoveryProgress {
-    /// Bytes of the backup archive verified and unpacked so far.
+    /// Bytes of the backup archive checked against its checksum so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_done: Option<u64>,
     /// Size of the backup archive.

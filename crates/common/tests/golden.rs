@@ -14,9 +14,19 @@ use trove_common::{
         guest::{BackupLocation, GuestMethod, TakeBackupInfo},
         taskmanager::{DatabaseSpec, FlavorRef, NewBackupInfo, TaskManagerMethod, UserSpec},
     },
+    secrets::{PublicKey, Sealed},
     status::{BackupState, RecoveryPhase, RecoveryState},
 };
 use uuid::Uuid;
+
+/// A sealed password's wire form; the bytes are arbitrary (sealing is randomised), the shape is
+/// what the fixtures pin.
+fn sealed() -> Sealed {
+    Sealed::from_base64(
+        "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8",
+    )
+    .expect("valid shape")
+}
 
 fn id(n: u128) -> Uuid {
     Uuid::from_u128(n)
@@ -92,7 +102,7 @@ fn taskmanager_messages_match_their_fixtures() {
                 }],
                 users: vec![UserSpec {
                     name: "app".into(),
-                    password: "secret".into(),
+                    password: sealed(),
                     databases: vec![DatabaseSpec {
                         name: "appdb".into(),
                     }],
@@ -157,7 +167,13 @@ fn guest_messages_match_their_fixtures() {
                 databases: vec![DatabaseSpec {
                     name: "appdb".into(),
                 }],
-                users: vec![],
+                users: vec![UserSpec {
+                    name: "app".into(),
+                    password: sealed(),
+                    databases: vec![DatabaseSpec {
+                        name: "appdb".into(),
+                    }],
+                }],
                 backup_info: Some(location.clone()),
                 ds_version: "15".into(),
                 restore_target: None,
@@ -297,6 +313,12 @@ fn conductor_messages_match_their_fixtures() {
                 address: "127.0.0.1".into(),
                 capacity: 20,
                 sent: 1764090002.0,
+                // The X25519 base point: a valid key, fixed for the fixture.
+                public_key: Some(
+                    "CQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+                        .parse::<PublicKey>()
+                        .expect("valid key"),
+                ),
             },
         ),
         (
@@ -368,4 +390,37 @@ fn garbage_is_rejected_not_panicked_on() {
     let unknown = serde_json::json!({"oslo.message": serde_json::json!({"method": "drop_everything", "args": {}}).to_string()});
     let msg = RpcMessage::decode(unknown.to_string().as_bytes()).expect("envelope decodes");
     assert!(msg.parse::<TaskManagerMethod>().is_err());
+}
+
+#[test]
+fn a_password_in_clear_does_not_parse_and_is_not_echoed() {
+    // What a sender predating sealed secrets (or a forger) would put on the bus.
+    for (method, args) in [
+        (
+            "prepare",
+            serde_json::json!({"instance_id": id(1), "memory_mb": 512, "ds_version": "15",
+                "backup_info": null, "users": [{"name": "app", "password": "hunter2-clear"}]}),
+        ),
+        (
+            "create_instance",
+            serde_json::json!({"instance_id": id(1), "name": "pg1",
+                "flavor": {"id": "1", "ram": 512}, "datastore_manager": "postgresql",
+                "ds_version": "15", "volume_size": 1, "backup_id": null,
+                "users": [{"name": "app", "password": "hunter2-clear"}]}),
+        ),
+    ] {
+        let inner = serde_json::json!({"method": method, "args": args, "version": "1.0"});
+        let body = serde_json::json!({"oslo.version": "2.0", "oslo.message": inner.to_string()});
+        let msg = RpcMessage::decode(body.to_string().as_bytes()).expect("envelope decodes");
+        let err = if method == "prepare" {
+            msg.parse::<GuestMethod>().map(|_| ()).expect_err("refused")
+        } else {
+            msg.parse::<TaskManagerMethod>()
+                .map(|_| ())
+                .expect_err("refused")
+        }
+        .to_string();
+        assert!(err.contains("clear text is refused"), "{method}: {err}");
+        assert!(!err.contains("hunter2"), "{method}: {err}");
+    }
 }

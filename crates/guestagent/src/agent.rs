@@ -8,6 +8,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use trove_common::{
     amqp::Bus,
     rpc::{guest::wal_location, topics},
+    secrets::SecretKey,
 };
 use uuid::Uuid;
 
@@ -25,6 +26,8 @@ pub struct Agent {
     pub instances: Mutex<HashMap<Uuid, Arc<Hosted>>>,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
+    /// Opens the secrets sealed for this host (`config.secret_key_file`).
+    pub secret_key: SecretKey,
 }
 
 impl Agent {

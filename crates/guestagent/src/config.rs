@@ -28,6 +28,9 @@ pub struct GuestConfig {
     pub heartbeat_interval_ms: u64,
     /// Period of WAL archive reports (what the store holds; the recoverable window's `latest`).
     pub wal_report_interval_ms: u64,
+    /// This host's private key (mode 0600; generated on first start when absent). The public
+    /// half travels in the host heartbeat, and the taskmanager seals passwords in `prepare` for it.
+    pub secret_key_file: PathBuf,
     pub amqp: AmqpConfig,
 }
 
@@ -48,6 +51,7 @@ impl Default for GuestConfig {
             listen_addresses: "*".into(),
             heartbeat_interval_ms: 5000,
             wal_report_interval_ms: 1000,
+            secret_key_file: PathBuf::from("/var/lib/trove/guest.key"),
             amqp: AmqpConfig::default(),
         }
     }

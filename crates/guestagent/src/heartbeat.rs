@@ -22,6 +22,7 @@ impl Agent {
                     address: self.config.address.clone(),
                     capacity: self.config.capacity,
                     sent: epoch_seconds(Utc::now()),
+                    public_key: Some(self.secret_key.public_key()),
                 },
                 None,
             )

@@ -17,7 +17,7 @@ use std::{collections::HashMap, sync::Arc};
 use anyhow::{Context, Result};
 use tokio::sync::Mutex;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use trove_common::{amqp::Bus, rpc::topics};
+use trove_common::{amqp::Bus, rpc::topics, secrets::SecretKey};
 
 use crate::{
     agent::Agent,
@@ -38,6 +38,8 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
                 config.backup_store.display()
             )
         })?;
+    let secret_key = SecretKey::load_or_generate(&config.secret_key_file)
+        .context("loading this host's key (secret_key_file)")?;
     let bus = Bus::connect(&config.amqp).await?;
     let agent = Arc::new(Agent {
         bins: PgBinaries::new(&config.pg_bin_dir),
@@ -47,6 +49,7 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
         instances: Mutex::new(HashMap::new()),
         tracker: TaskTracker::new(),
         shutdown: shutdown.clone(),
+        secret_key,
     });
     agent.adopt().await?;
     {

@@ -382,6 +382,7 @@ async fn refuses_a_damaged_or_incomplete_store_and_restores_a_new_instance_to_a_
     .expect_err("a damaged segment must abort the recovery");
     eprintln!("bad checksum: {:?}: {err:#}", started.elapsed());
     assert_rolled_back_while_replaying(&err, &phases, cluster).await;
+    assert_eq!(err.code, GuestErrorCode::ChecksumMismatch);
     assert_eq!(
         ids(cluster).await?,
         all_ids,

@@ -17,6 +17,10 @@ pub struct TaskManagerConfig {
     pub outbox_grace_ms: u64,
     /// A guest host whose last heartbeat is older than this gets no new instances.
     pub host_heartbeat_expiry_secs: i64,
+    /// The taskmanager's private key (mode 0600, made by `trove-manage keygen`): it opens the
+    /// passwords trove-api seals in `create_instance`. Its public half goes in trove-api's
+    /// `taskmanager_public_key`.
+    pub secret_key_file: PathBuf,
     pub database: DatabaseConfig,
     pub amqp: AmqpConfig,
 }
@@ -28,6 +32,7 @@ impl Default for TaskManagerConfig {
             sweep_interval_ms: 1000,
             outbox_grace_ms: 2000,
             host_heartbeat_expiry_secs: 60,
+            secret_key_file: PathBuf::from("/etc/trove/taskmanager.key"),
             database: DatabaseConfig::default(),
             amqp: AmqpConfig::default(),
         }

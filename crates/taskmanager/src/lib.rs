@@ -10,19 +10,22 @@ mod sweeper;
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use trove_common::{
     amqp::{Bus, HandlerFuture},
     db as control_db,
     rpc::{RpcMessage, topics},
     schema,
+    secrets::SecretKey,
 };
 
 use crate::{config::TaskManagerConfig, manager::TaskManager};
 
 /// Runs the taskmanager until `shutdown` is cancelled.
 pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Result<()> {
+    let secret_key = SecretKey::load(&config.secret_key_file)
+        .context("loading the taskmanager's key (secret_key_file; see `trove-manage keygen`)")?;
     let pool = control_db::connect(&config.database).await?;
     schema::ensure_current(&pool).await?;
     let bus = Bus::connect(&config.amqp).await?;
@@ -30,6 +33,7 @@ pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Resu
         pool: pool.clone(),
         bus: bus.clone(),
         config: Arc::new(config),
+        secret_key: Arc::new(secret_key),
     };
     let tracker = TaskTracker::new();
     let consume = |topic: &str, handler: fn(TaskManager, RpcMessage) -> HandlerFuture| {

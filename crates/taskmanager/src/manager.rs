@@ -8,6 +8,7 @@ use trove_common::{
     amqp::{Bus, Outcome},
     outbox,
     rpc::{Method, RequestContext, RpcMessage, guest::GuestMethod},
+    secrets::SecretKey,
 };
 
 use crate::config::TaskManagerConfig;
@@ -17,6 +18,8 @@ pub struct TaskManager {
     pub pool: PgPool,
     pub bus: Arc<Bus>,
     pub config: Arc<TaskManagerConfig>,
+    /// Opens what trove-api sealed for the taskmanager (`config.secret_key_file`).
+    pub secret_key: Arc<SecretKey>,
 }
 
 /// What a handler returns: an error is transient (retry); a message that can never succeed is

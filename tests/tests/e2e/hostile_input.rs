@@ -285,7 +285,12 @@ async fn a_bad_path_segment_query_value_or_host_is_a_400() -> Result<()> {
     // A token longer than any the token file holds is unknown, without a lookup.
     let long_token = "t".repeat(2000);
     let (status, resp) = stack
-        .call(Method::GET, &format!("{t}/flavors"), Some(&long_token), None)
+        .call(
+            Method::GET,
+            &format!("{t}/flavors"),
+            Some(&long_token),
+            None,
+        )
         .await?;
     assert_fault(status, &resp, StatusCode::UNAUTHORIZED, "a 2000-byte token");
     // Links are built from the Host header, so one that is no host name is refused.

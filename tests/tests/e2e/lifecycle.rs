@@ -80,6 +80,7 @@ async fn daemons_refuse_an_unmigrated_control_database() -> Result<()> {
             ..Default::default()
         },
         amqp: stack.amqp.clone(),
+        secret_key_file: stack.taskmanager_key_file(),
         ..Default::default()
     };
     let err = trove_taskmanager::run(cfg, tokio_util::sync::CancellationToken::new())

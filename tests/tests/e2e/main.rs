@@ -10,3 +10,4 @@ mod pitr_refusals;
 mod recover;
 mod refusals;
 mod restore;
+mod sealed_secrets;

@@ -106,6 +106,11 @@ pub enum ConductorMethod {
         address: String,
         capacity: i32,
         sent: f64,
+        /// The host's public key (base64 X25519): secrets in its `prepare` are sealed for it.
+        /// Absent from a guest that predates sealed secrets; such a host gets no instance that
+        /// carries a password.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        public_key: Option<crate::secrets::PublicKey>,
     },
     /// Ours: the state of an instance's continuous WAL archive.
     UpdateWal {

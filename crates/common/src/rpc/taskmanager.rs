@@ -16,10 +16,13 @@ pub struct DatabaseSpec {
     pub name: String,
 }
 
+/// A user to create with the instance. Its password travels sealed for the message's receiver
+/// (the taskmanager in `create_instance`, the guest host in `prepare`), bound to the instance
+/// and the user name (`secrets::user_password_context`); a password in clear does not parse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserSpec {
     pub name: String,
-    pub password: String,
+    pub password: crate::secrets::Sealed,
     #[serde(default)]
     pub databases: Vec<DatabaseSpec>,
 }

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use trove_common::{
     recovery::RecoveryTarget,
     rpc::{
         guest::BackupLocation,
         taskmanager::{DatabaseSpec, UserSpec},
     },
+    secrets::user_password_context,
 };
 use uuid::Uuid;
 
@@ -99,6 +100,16 @@ impl Agent {
         backup: Option<&BackupLocation>,
         target: Option<&RecoveryTarget>,
     ) -> Result<()> {
+        // Every password must open before anything is built: a prepare that cannot create its
+        // users fails whole, not after the server exists.
+        let passwords = users
+            .iter()
+            .map(|u| {
+                self.secret_key
+                    .open(&user_password_context(h.id, &u.name), &u.password)
+                    .map_err(|e| anyhow!("the password of user {:?}: {e}", u.name))
+            })
+            .collect::<Result<Vec<_>>>()?;
         tokio::fs::create_dir_all(&h.dir)
             .await
             .with_context(|| format!("creating {}", h.dir.display()))?;
@@ -120,9 +131,11 @@ impl Agent {
         for d in databases {
             h.cluster.create_database(&d.name).await?;
         }
-        for u in users {
+        for (u, password) in users.iter().zip(&passwords) {
             let dbs: Vec<String> = u.databases.iter().map(|d| d.name.clone()).collect();
-            h.cluster.create_user(&u.name, &u.password, &dbs).await?;
+            h.cluster
+                .create_user(&u.name, password.expose(), &dbs)
+                .await?;
         }
         h.save_record().await
     }

@@ -21,7 +21,7 @@ use super::error::{FailAs as _, Failure};
 use super::os_user::{ensure_dir, remove_file_if_exists, write_owned};
 use super::recovery_conf::{write_backup_end_settings, write_target_settings};
 use super::request::Replay;
-use super::restore_command::{preverify_segments, remove_script};
+use super::restore_command::{RESTORE_CHECKSUM_MISMATCH, preverify_segments, remove_script};
 use super::steps::Steps;
 use super::wal_index::{format_lsn, history_name, parse_lsn, timeline_dir};
 use super::wal_plan::{Plan, preflight};
@@ -88,19 +88,44 @@ async fn replay_to_target(
     let log_start = log_len(restored).await;
     write_target_settings(restored, replay).await?;
     let preverifier = Preverifier::start(replay, &restored.spec().data_dir, plan);
-    restored
-        .start_private(restored.spec().port)
-        .await
-        .fail_as(GuestErrorCode::StartFailed)?;
-    let reached = wait_for_target(restored, replay, plan, steps)
-        .await
-        .fail_as(GuestErrorCode::RestoreFailed)?;
+    // The server may already stop during `pg_ctl start` (replay runs before it accepts
+    // connections), so both steps are classified by what it logged.
+    let started = restored.start_private(restored.spec().port).await;
+    let waited = match started {
+        Ok(()) => wait_for_target(restored, replay, plan, steps)
+            .await
+            .map_err(|e| (GuestErrorCode::RestoreFailed, e)),
+        Err(e) => Err((GuestErrorCode::StartFailed, e)),
+    };
+    let reached = match waited {
+        Ok(reached) => reached,
+        Err((step_code, err)) => {
+            let log = read_log_from(restored, log_start).await.unwrap_or_default();
+            return Err(Failure::new(
+                replay_failure_code(&log).unwrap_or(step_code),
+                err,
+            ));
+        }
+    };
     drop(preverifier);
 
     steps.enter(RecoveryPhase::VerifyingTarget);
     verify_and_promote(restored, replay, plan, reached, log_start)
         .await
         .fail_as(GuestErrorCode::TargetNotReached)
+}
+
+/// Why a replay that did not reach its target stopped. The server is a separate process that
+/// reports only through its log: the restore command's refusal of a damaged segment, or the
+/// startup process running out of WAL before the target.
+fn replay_failure_code(log: &str) -> Option<GuestErrorCode> {
+    if log.contains(RESTORE_CHECKSUM_MISMATCH) {
+        Some(GuestErrorCode::ChecksumMismatch)
+    } else if log.contains("recovery ended before configured recovery target was reached") {
+        Some(GuestErrorCode::TargetNotReached)
+    } else {
+        None
+    }
 }
 
 /// Checks the store's segments against their checksums beside replay, off its critical path
@@ -394,6 +419,21 @@ mod tests {
         let log = "2026-11-25 17:06:20.698 UTC [1] LOG:  recovery stopping before commit of transaction 735, time 2026-11-25 17:04:57.209137+00\n";
         assert!(verify_stop_line(log, at("2026-11-25T17:04:57.2+00:00")).is_ok());
         assert!(verify_stop_line(log, at("2026-11-25T17:04:57.3+00:00")).is_err());
+    }
+
+    #[test]
+    fn a_stopped_replay_is_classified_by_what_the_server_logged() {
+        let damaged = "FATAL:  could not restore file\ntrove restore_command: checksum mismatch for /s/tl1/x\n";
+        assert_eq!(
+            replay_failure_code(damaged),
+            Some(GuestErrorCode::ChecksumMismatch)
+        );
+        let short = "FATAL:  recovery ended before configured recovery target was reached\n";
+        assert_eq!(
+            replay_failure_code(short),
+            Some(GuestErrorCode::TargetNotReached)
+        );
+        assert_eq!(replay_failure_code("LOG:  redo starts"), None);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub(crate) fn verified_path(data_dir: &Path) -> PathBuf {
     sibling(data_dir, "verified")
 }
 
+/// What the script prints (to the server log) when it refuses a damaged segment.
+pub(crate) const RESTORE_CHECKSUM_MISMATCH: &str = "trove restore_command: checksum mismatch";
+
 /// `value` as one single-quoted `/bin/sh` word.
 pub(crate) fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
@@ -65,7 +68,7 @@ if [ -n "$sidecar" ] && [ -f "$sidecar" ] && ! grep -qxF -- "$src" "$verified" 2
   want=$(cut -d ' ' -f 1 "$sidecar") || exit 126
   have=$(sha256sum "$src" | cut -d ' ' -f 1) || exit 126
   if [ "$want" != "$have" ]; then
-    echo "trove restore_command: checksum mismatch for $src" >&2
+    echo "{RESTORE_CHECKSUM_MISMATCH} for $src" >&2
     exit 126
   fi
 fi

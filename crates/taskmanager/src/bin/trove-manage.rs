@@ -1,7 +1,10 @@
-//! trove-manage: `db-sync`, `bootstrap`, `datastore-version-add` and `flavor-add` for operators.
+//! trove-manage: `db-sync`, `bootstrap`, `datastore-version-add`, `flavor-add` and `keygen` for
+//! operators.
+
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use trove_common::{config::DatabaseConfig, db, schema};
+use trove_common::{config::DatabaseConfig, db, schema, secrets::SecretKey};
 use trove_taskmanager::manage;
 
 const USAGE: &str = "usage: trove-manage [--database-url URL] COMMAND
@@ -10,6 +13,8 @@ commands:
   bootstrap                                      register PostgreSQL 15 and the default flavors
   datastore-version-add DATASTORE NAME VERSION   register a version (manager = DATASTORE)
   flavor-add ID NAME RAM_MB VCPUS DISK_GB        add or update a flavor
+  keygen --out PATH                              new key pair: PATH (private, 0600) and PATH.pub;
+                                                 prints the public key (no database needed)
 The database URL defaults to $TROVE_DATABASE_URL, then postgres://postgres@127.0.0.1:5432/trove.";
 
 #[tokio::main]
@@ -30,6 +35,16 @@ async fn main() -> Result<()> {
     let Some(cmd) = args.first().cloned() else {
         bail!("{USAGE}");
     };
+    if cmd == "keygen" {
+        let [_, flag, out] = args.as_slice() else {
+            bail!("keygen needs --out PATH\n{USAGE}");
+        };
+        if flag != "--out" {
+            bail!("keygen needs --out PATH\n{USAGE}");
+        }
+        println!("{}", keygen(Path::new(out))?);
+        return Ok(());
+    }
     let pool = db::connect(&cfg).await?;
     match (cmd.as_str(), &args[1..]) {
         ("db-sync", []) => {
@@ -63,4 +78,17 @@ async fn main() -> Result<()> {
         _ => bail!("unknown command or wrong arguments\n{USAGE}"),
     }
     Ok(())
+}
+
+/// Writes a new key pair: the private key to `out` (created 0600, never overwritten) and the
+/// public key to `out.pub`. Returns the public key's text.
+fn keygen(out: &Path) -> Result<String> {
+    let key = SecretKey::generate();
+    key.write_new(out)?;
+    let public = key.public_key().to_base64();
+    let mut pub_path = out.as_os_str().to_owned();
+    pub_path.push(".pub");
+    std::fs::write(&pub_path, format!("{public}\n"))
+        .with_context(|| format!("writing {}", Path::new(&pub_path).display()))?;
+    Ok(public)
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use trove_common::secrets::PublicKey;
 
 use crate::{db::hosts, manager::TaskManager};
 
@@ -13,6 +14,7 @@ impl TaskManager {
         address: &str,
         capacity: i32,
         sent: f64,
+        public_key: Option<&PublicKey>,
     ) -> Result<()> {
         if sender != Some(host) || host.is_empty() || capacity < 0 {
             tracing::warn!(
@@ -27,6 +29,11 @@ impl TaskManager {
         let seen = seen.min(Utc::now());
         let mut conn = self.pool.acquire().await?;
         hosts::upsert(&mut conn, host, address, capacity, seen).await?;
+        // The key a host reports for itself is as trustworthy as the heartbeat's sender: the
+        // broker's authentication of the sender is what makes it the host's own key.
+        if let Some(key) = public_key {
+            hosts::set_public_key(&mut conn, host, &key.to_base64()).await?;
+        }
         Ok(())
     }
 }

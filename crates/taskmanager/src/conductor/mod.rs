@@ -40,8 +40,9 @@ impl TaskManager {
                 address,
                 capacity,
                 sent,
+                public_key,
             } => {
-                self.host_heartbeat(sender, &host, &address, capacity, sent)
+                self.host_heartbeat(sender, &host, &address, capacity, sent, public_key.as_ref())
                     .await
             }
             ConductorMethod::UpdateWal {

@@ -1,6 +1,8 @@
-//! `create_instance`: place the instance on a guest host and tell that host to prepare it.
+//! `create_instance`: place the instance on a guest host and tell that host to prepare it. The
+//! users' passwords arrive sealed for the taskmanager and leave sealed for the chosen host.
 
 use anyhow::Result;
+use sqlx::{PgConnection, Postgres, Transaction};
 use trove_common::{
     rpc::{
         RequestContext,
@@ -8,6 +10,7 @@ use trove_common::{
         taskmanager::{DatabaseSpec, UserSpec},
         topics,
     },
+    secrets::{Password, PublicKey, user_password_context},
     status::{InstanceTask, ServiceStatus},
 };
 use uuid::Uuid;
@@ -52,20 +55,52 @@ impl TaskManager {
         if inst.deleted || inst.task() != InstanceTask::Building || inst.host.is_some() {
             return Ok(());
         }
-        let Some(host) = hosts::choose(&mut tx, self.config.host_heartbeat_expiry_secs).await?
-        else {
-            instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer).await?;
-            instances::set_service_status(&mut tx, instance_id, ServiceStatus::Failed).await?;
-            faults::record(
-                &mut tx,
+        // A password that does not open now never will: fail the build instead of retrying.
+        let Some(users) = self.open_users(instance_id, users) else {
+            fail_build(
+                tx,
                 instance_id,
-                "No guest host with free capacity is available.",
-                "Start a trove-guestagent or raise the capacity of a registered one, then create the instance again.",
+                "The passwords of the instance's users could not be read by the control plane.",
+                "The taskmanager could not open what trove-api sealed: trove-api's \
+                 taskmanager_public_key must be the public half of the taskmanager's secret_key_file.",
             )
             .await?;
-            tx.commit().await?;
-            tracing::warn!(instance.id = %instance_id, "no guest host available");
+            tracing::error!(instance.id = %instance_id, "create_instance passwords do not open with this taskmanager's key");
             return Ok(());
+        };
+        let needs_key = !users.is_empty();
+        let expiry = self.config.host_heartbeat_expiry_secs;
+        let Some(host) = hosts::choose(&mut tx, expiry, needs_key).await? else {
+            let (message, details) = if needs_key
+                && hosts::choose(&mut tx, expiry, false).await?.is_some()
+            {
+                (
+                    "No guest host with free capacity can receive the instance's passwords.",
+                    "The live guest hosts with free capacity have reported no public key. Upgrade or restart their trove-guestagent (it reports its key in its host heartbeat), then create the instance again.",
+                )
+            } else {
+                (
+                    "No guest host with free capacity is available.",
+                    "Start a trove-guestagent or raise the capacity of a registered one, then create the instance again.",
+                )
+            };
+            fail_build(tx, instance_id, message, details).await?;
+            tracing::warn!(instance.id = %instance_id, needs_key, "no guest host available");
+            return Ok(());
+        };
+        let users = match sealed_for_host(&mut tx, &host, instance_id, users).await? {
+            Ok(users) => users,
+            Err(reason) => {
+                fail_build(
+                    tx,
+                    instance_id,
+                    "The instance's passwords could not be sealed for its guest host.",
+                    reason,
+                )
+                .await?;
+                tracing::error!(instance.id = %instance_id, host = %host, reason, "cannot seal for the chosen host");
+                return Ok(());
+            }
         };
         let backup_info = match backup_id {
             None => None,
@@ -109,4 +144,71 @@ impl TaskManager {
         tracing::info!(instance.id = %instance_id, host = %host, "instance placed, prepare sent");
         Ok(())
     }
+
+    /// The users' passwords opened with the taskmanager's key; `None` if any does not open.
+    fn open_users(&self, instance_id: Uuid, users: Vec<UserSpec>) -> Option<Vec<OpenedUser>> {
+        users
+            .into_iter()
+            .map(|u| {
+                let context = user_password_context(instance_id, &u.name);
+                let password = self.secret_key.open(&context, &u.password).ok()?;
+                Some(OpenedUser {
+                    name: u.name,
+                    password,
+                    databases: u.databases,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A user whose password is in clear, in this process only, between opening and resealing.
+struct OpenedUser {
+    name: String,
+    password: Password,
+    databases: Vec<DatabaseSpec>,
+}
+
+/// The users with their passwords sealed for `host`'s public key; `Err` says why that is not
+/// possible (the host has no usable key) without naming any secret.
+async fn sealed_for_host(
+    conn: &mut PgConnection,
+    host: &str,
+    instance_id: Uuid,
+    users: Vec<OpenedUser>,
+) -> Result<Result<Vec<UserSpec>, &'static str>> {
+    if users.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let Some(text) = hosts::public_key(conn, host).await? else {
+        return Ok(Err("the chosen guest host has no public key"));
+    };
+    let Ok(key) = text.parse::<PublicKey>() else {
+        return Ok(Err(
+            "the chosen guest host's recorded public key is not valid",
+        ));
+    };
+    Ok(Ok(users
+        .into_iter()
+        .map(|u| UserSpec {
+            password: key.seal(&user_password_context(instance_id, &u.name), &u.password),
+            name: u.name,
+            databases: u.databases,
+        })
+        .collect()))
+}
+
+/// Ends a build that cannot succeed: the task shows the error, the service FAILED, and the fault
+/// says why.
+async fn fail_build(
+    mut tx: Transaction<'_, Postgres>,
+    instance_id: Uuid,
+    message: &str,
+    details: &str,
+) -> Result<()> {
+    instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer).await?;
+    instances::set_service_status(&mut tx, instance_id, ServiceStatus::Failed).await?;
+    faults::record(&mut tx, instance_id, message, details).await?;
+    tx.commit().await?;
+    Ok(())
 }

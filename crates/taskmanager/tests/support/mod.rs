@@ -1,6 +1,8 @@
 //! A taskmanager per test on the real services: its own control database on the local
 //! PostgreSQL and its own vhost on the local RabbitMQ, both removed when the test ends, even by a
 //! panic. Rows are inserted with plain SQL, as the API would have written them.
+// Several test binaries include this module and each uses only part of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use trove_common::{
     amqp::Bus,
     recovery::{RecoveryOutcome, RecoveryProgress, TargetKind},
     rpc::{RpcMessage, guest::GuestMethod},
+    secrets::SecretKey,
     status::{BackupState, InstanceTask, RecoveryPhase, RecoveryState, ServiceStatus},
     testkit::Sandbox,
 };
@@ -58,6 +61,7 @@ impl Harness {
                 pool: pool.clone(),
                 bus,
                 config: Arc::new(config),
+                secret_key: Arc::new(SecretKey::generate()),
             },
             pool,
             host: format!("host-{id}"),

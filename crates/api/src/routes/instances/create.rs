@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use trove_common::{
     recovery::RecoveryTarget,
     rpc::taskmanager::{DatabaseSpec, FlavorRef, TaskManagerMethod, UserSpec},
+    secrets::{Password, PublicKey, user_password_context},
     status::{InstanceTask, ServiceStatus},
 };
 use uuid::Uuid;
@@ -40,11 +41,31 @@ fn entry_name<'a>(entry: &'a Value, what: &str) -> ApiResult<&'a str> {
     Ok(name)
 }
 
+/// A user of a create body, its password still in clear; it is sealed once the instance has an
+/// id ([`NewUser::seal`]), so the clear text never leaves this request.
+struct NewUser {
+    name: String,
+    password: Password,
+    databases: Vec<DatabaseSpec>,
+}
+
+impl NewUser {
+    /// Sealed for the taskmanager and bound to this instance and user.
+    fn seal(self, for_key: &PublicKey, instance_id: Uuid) -> UserSpec {
+        let context = user_password_context(instance_id, &self.name);
+        UserSpec {
+            password: for_key.seal(&context, &self.password),
+            name: self.name,
+            databases: self.databases,
+        }
+    }
+}
+
 /// Databases and users from a create body, checked before anything is written. Lists are
 /// capped and duplicates found through sets, so the work grows linearly with the body.
 fn parse_databases_and_users(
     inst: &Map<String, Value>,
-) -> ApiResult<(Vec<DatabaseSpec>, Vec<UserSpec>)> {
+) -> ApiResult<(Vec<DatabaseSpec>, Vec<NewUser>)> {
     let listed = validate::list(
         inst,
         "databases",
@@ -97,9 +118,9 @@ fn parse_databases_and_users(
         if !user_names.insert(name) {
             return Err(bad(format!("User '{name}' is listed twice.")));
         }
-        users.push(UserSpec {
+        users.push(NewUser {
             name: name.into(),
-            password,
+            password: Password::new(password),
             databases: granted,
         });
     }
@@ -181,6 +202,12 @@ pub(super) async fn create_instance(
     }
 
     let id = Uuid::new_v4();
+    let sealing_key = state
+        .config
+        .taskmanager_public_key
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("taskmanager_public_key is not configured"))?;
+    let users: Vec<UserSpec> = users.into_iter().map(|u| u.seal(sealing_key, id)).collect();
     instances::insert(
         &mut tx,
         &instances::NewInstance {

@@ -42,6 +42,7 @@ rm -rf "$VAR"; mkdir -p "$VAR/logs" "$VAR/instances" "$VAR/backups"; chmod 0755 
 psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 rabbitmqctl -q delete_vhost "$VHOST" >/dev/null 2>&1 || true
 rabbitmqctl -q add_vhost "$VHOST" >/dev/null
+# The control plane's broker user (here the local `guest`); the guest host gets its own below.
 rabbitmqctl -q set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null
 echo "{\"$TOKEN\": {\"project_id\": \"demo\", \"roles\": [\"member\"], \"user\": \"demo\"}}" > "$VAR/tokens.json"
 
@@ -50,6 +51,11 @@ AMQP_URL=amqp://guest:guest@127.0.0.1:5672/$VHOST
 step "trove-manage db-sync && trove-manage bootstrap"
 "$BIN/trove-manage" db-sync
 "$BIN/trove-manage" bootstrap
+
+step "trove-manage host-add demo-host: the guest host's own broker user, capacity 10"
+# The password goes to a 0600 file the guest agent reads (amqp.password_file).
+"$BIN/trove-manage" --vhost "$VHOST" host-add demo-host --capacity 10 --credentials-out "$VAR/guest-amqp.secret"
+ls -l "$VAR/guest-amqp.secret"
 
 step "trove-manage keygen: the taskmanager's key pair (passwords travel sealed for it)"
 mkdir -p "$VAR/keys"; chmod 0700 "$VAR/keys"
@@ -75,10 +81,17 @@ TROVE_TASKMANAGER__BACKUP_STORE=$VAR/backups TROVE_TASKMANAGER__DATABASE__URL=$T
   TROVE_TASKMANAGER__AMQP__URL=$AMQP_URL TROVE_TASKMANAGER__SECRET_KEY_FILE=$VAR/keys/taskmanager.key \
   "$BIN/trove-taskmanager" >"$VAR/logs/taskmanager.log" 2>&1 & PIDS+=($!)
 TROVE_GUEST__HOST=demo-host TROVE_GUEST__DATA_ROOT=$VAR/instances TROVE_GUEST__BACKUP_STORE=$VAR/backups \
-  TROVE_GUEST__HEARTBEAT_INTERVAL_MS=1000 TROVE_GUEST__AMQP__URL=$AMQP_URL TROVE_GUEST__SECRET_KEY_FILE=$VAR/keys/guest.key \
+  TROVE_GUEST__HEARTBEAT_INTERVAL_MS=1000 TROVE_GUEST__AMQP__URL=amqp://trove-host-demo-host@127.0.0.1:5672/$VHOST \
+  TROVE_GUEST__AMQP__PASSWORD_FILE=$VAR/guest-amqp.secret TROVE_GUEST__SECRET_KEY_FILE=$VAR/keys/guest.key \
   "$BIN/trove-guestagent" >"$VAR/logs/guestagent.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 1 60); do curl -s "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.5; done
 curl -sS "http://127.0.0.1:$PORT/" | jq -c .
+# New instances go to a registered host only once its agent has reported in.
+for _ in $(seq 1 60); do
+  [ "$(psql "$TROVE_DATABASE_URL" -Atc "SELECT last_heartbeat IS NOT NULL FROM guest_hosts WHERE id = 'demo-host'")" = t ] && break
+  sleep 0.5
+done
+"$BIN/trove-manage" host-list
 
 wait_instance() { # id status operating
   for _ in $(seq 1 240); do

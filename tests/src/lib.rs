@@ -64,6 +64,9 @@ pub struct Stack {
     pub db: DatabaseConfig,
     pub amqp: AmqpConfig,
     pub host: String,
+    /// The guest's broker connection: the host's own user, registered as `trove-manage host-add`
+    /// does, with its password in a 0600 file.
+    pub guest_amqp: AmqpConfig,
     daemons: HashMap<&'static str, (CancellationToken, JoinHandle<()>)>,
     cleanup: Cleanup,
     /// Dropped last: the control database and the vhost outlive the managed servers' teardown.
@@ -114,6 +117,12 @@ impl Stack {
         let pool = sandbox.pool.clone();
         trove_taskmanager::manage::bootstrap(&pool).await?;
         let (db, amqp) = (sandbox.database.clone(), sandbox.amqp.clone());
+        let host = format!("host-{id}");
+        let guest_amqp = if daemons.guest {
+            register_host(&sandbox, &root, &host).await?
+        } else {
+            amqp.clone()
+        };
 
         // The taskmanager's key pair, made as an operator would with `trove-manage keygen`; the
         // guest makes its own on first start.
@@ -131,7 +140,8 @@ impl Stack {
         )?;
 
         let mut stack = Stack {
-            host: format!("host-{id}"),
+            host,
+            guest_amqp,
             id,
             root,
             pool,
@@ -166,14 +176,15 @@ impl Stack {
             let host = stack.host.clone();
             let pool = stack.pool.clone();
             wait_until(
-                "the guest host registers",
+                "the registered guest host's first heartbeat",
                 Duration::from_secs(30),
                 || async {
-                    let n: i64 =
-                        sqlx::query_scalar("SELECT count(*) FROM guest_hosts WHERE id = $1")
-                            .bind(&host)
-                            .fetch_one(&pool)
-                            .await?;
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM guest_hosts WHERE id = $1 AND last_heartbeat IS NOT NULL",
+                    )
+                    .bind(&host)
+                    .fetch_one(&pool)
+                    .await?;
                     Ok((n == 1).then_some(()))
                 },
             )
@@ -209,12 +220,11 @@ impl Stack {
         let cfg = trove_guestagent::config::GuestConfig {
             host: self.host.clone(),
             address: "127.0.0.1".into(),
-            capacity: 10,
             data_root: self.root.join("instances"),
             backup_store: self.root.join("backups"),
             heartbeat_interval_ms: 300,
             secret_key_file: self.root.join("guest.key"),
-            amqp: self.amqp.clone(),
+            amqp: self.guest_amqp.clone(),
             ..Default::default()
         };
         self.spawn("guest", |c| trove_guestagent::run(cfg, c));
@@ -576,6 +586,22 @@ impl Stack {
         self.pool.close().await;
         let _ = &self.cleanup;
     }
+}
+
+/// Registers `host` with capacity 10 as `trove-manage host-add` does (its own broker user, with
+/// its password written to a 0600 file); returns the guest's broker connection settings.
+async fn register_host(sandbox: &Sandbox, root: &Path, host: &str) -> Result<AmqpConfig> {
+    use trove_taskmanager::manage::{broker_admin::BrokerAdmin, hosts};
+    let broker = BrokerAdmin {
+        rabbitmqctl: "rabbitmqctl".into(),
+        vhost: sandbox.vhost().to_string(),
+        exchange: sandbox.amqp.exchange.clone(),
+    };
+    let creds = hosts::add_host(&sandbox.pool, &broker, host, 10).await?;
+    sandbox.delete_user_at_end(&creds.user);
+    let password_file = root.join("guest-amqp.secret");
+    hosts::write_password_file(&password_file, &creds)?;
+    sandbox.amqp.for_user(&creds.user, password_file)
 }
 
 /// Polls `probe` every 100 ms until it yields a value or `timeout` passes.

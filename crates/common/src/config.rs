@@ -1,8 +1,9 @@
 //! One typed configuration loader: built-in defaults, then a TOML file, then `PREFIX__KEY__SUB` env vars.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use lapin::uri::AMQPUri;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Connection to the control database. Every limit is explicit because a daemon that hangs on the
@@ -32,24 +33,83 @@ impl Default for DatabaseConfig {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpConfig {
-    /// `amqp://user:pass@host:port/vhost` (the default vhost is `%2f`).
+    /// `amqp://user:pass@host:port/vhost` (the default vhost is `%2f`). The user is this daemon's
+    /// broker identity: every message it publishes carries it as the broker-validated `user_id`.
     pub url: String,
+    /// A file holding the broker password (one line). When set it replaces any password in
+    /// `url`, so the URL can sit in a readable config while the secret stays in a 0600 file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
     /// Topic exchange all RPC goes through (oslo's `control_exchange`).
     pub exchange: String,
     /// Unacked deliveries per consumer; bounds the work a daemon holds at once.
     pub prefetch: u16,
     /// How long start-up keeps retrying an unreachable broker.
     pub connect_timeout_secs: u64,
+    /// Deliveries a message gets whose handler keeps failing, before it is dead-lettered.
+    pub max_attempts: u32,
 }
 
 impl Default for AmqpConfig {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            password_file: None,
             exchange: "trove".into(),
             prefetch: 8,
             connect_timeout_secs: 30,
+            max_attempts: 5,
         }
+    }
+}
+
+impl AmqpConfig {
+    /// The broker URI to connect with: `url`, with the password from `password_file` when one is
+    /// set (read at every connect, so a rotated secret is picked up on reconnect).
+    pub fn uri(&self) -> Result<AMQPUri> {
+        let mut uri: AMQPUri = self
+            .url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("amqp.url {}: {e}", crate::db::redact(&self.url)))?;
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading amqp.password_file {}", path.display()))?;
+            let password = text.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("amqp.password_file {} is empty", path.display());
+            }
+            uri.authority.userinfo.password = password.to_string();
+        }
+        Ok(uri)
+    }
+
+    /// The same broker and vhost as this config, as `user`, with the password read from
+    /// `password_file` (how a guest host's config is derived from the control plane's).
+    pub fn for_user(&self, user: &str, password_file: PathBuf) -> Result<AmqpConfig> {
+        let mut uri = self.uri()?;
+        uri.authority.userinfo.username = user.to_string();
+        uri.authority.userinfo.password = String::new();
+        Ok(AmqpConfig {
+            url: uri.to_string(),
+            password_file: Some(password_file),
+            ..self.clone()
+        })
+    }
+
+    /// Refuses settings no daemon can work with, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_attempts == 0 {
+            bail!("amqp.max_attempts must be at least 1");
+        }
+        if self.exchange.is_empty() {
+            bail!("amqp.exchange must not be empty");
+        }
+        let user = self.uri()?.authority.userinfo.username;
+        // The user is stamped on every message as `user_id`, an AMQP short string.
+        if user.is_empty() || user.len() > 255 {
+            bail!("amqp.url must name a broker user of 1 to 255 bytes");
+        }
+        Ok(())
     }
 }
 

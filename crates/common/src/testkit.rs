@@ -26,10 +26,21 @@ pub struct Sandbox {
 struct Cleanup {
     db_name: String,
     vhost: String,
+    /// Broker users a test created (users are global to the broker, not to the vhost).
+    users: std::sync::Mutex<Vec<String>>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        let users = match self.users.lock() {
+            Ok(u) => u.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        for user in users {
+            let _ = Command::new("rabbitmqctl")
+                .args(["delete_user", &user])
+                .output();
+        }
         let _ = Command::new("psql")
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
             .arg(format!(
@@ -59,6 +70,7 @@ impl Sandbox {
         let cleanup = Cleanup {
             db_name: format!("{prefix}_{id}"),
             vhost: format!("{}-{id}", prefix.replace('_', "-")),
+            users: std::sync::Mutex::new(Vec::new()),
         };
         let mut admin = PgConnection::connect(ADMIN_URL).await?;
         sqlx::query(&format!("CREATE DATABASE \"{}\"", cleanup.db_name))
@@ -85,9 +97,8 @@ impl Sandbox {
         ]))?;
         let amqp = AmqpConfig {
             url: format!("amqp://guest:guest@127.0.0.1:5672/{}", cleanup.vhost),
-            exchange: "trove".into(),
-            prefetch: 8,
             connect_timeout_secs: 10,
+            ..AmqpConfig::default()
         };
         Ok(Sandbox {
             id,
@@ -101,5 +112,14 @@ impl Sandbox {
     /// The vhost's name.
     pub fn vhost(&self) -> &str {
         &self.cleanup.vhost
+    }
+
+    /// Deletes the broker user `user` when the sandbox goes (a test that creates users names them
+    /// after the sandbox id, so parallel tests never share one).
+    pub fn delete_user_at_end(&self, user: &str) {
+        match self.cleanup.users.lock() {
+            Ok(mut u) => u.push(user.to_string()),
+            Err(poisoned) => poisoned.into_inner().push(user.to_string()),
+        }
     }
 }

@@ -311,7 +311,7 @@ fn conductor_messages_match_their_fixtures() {
             ConductorMethod::HostHeartbeat {
                 host: "host-1".into(),
                 address: "127.0.0.1".into(),
-                capacity: 20,
+                capacity: None,
                 sent: 1764090002.0,
                 // The X25519 base point: a valid key, fixed for the fixture.
                 public_key: Some(
@@ -390,6 +390,24 @@ fn garbage_is_rejected_not_panicked_on() {
     let unknown = serde_json::json!({"oslo.message": serde_json::json!({"method": "drop_everything", "args": {}}).to_string()});
     let msg = RpcMessage::decode(unknown.to_string().as_bytes()).expect("envelope decodes");
     assert!(msg.parse::<TaskManagerMethod>().is_err());
+}
+
+#[test]
+fn a_host_heartbeat_of_an_older_guest_with_a_capacity_still_parses() {
+    // Older guests announced their own capacity; the field is read and then ignored.
+    let inner = serde_json::json!({
+        "method": "host_heartbeat", "version": "1.0", "_unique_id": "1",
+        "args": {"host": "host-1", "address": "127.0.0.1", "capacity": 20, "sent": 1764090002.0},
+    });
+    let body = serde_json::json!({"oslo.version": "2.0", "oslo.message": inner.to_string()});
+    let msg = RpcMessage::decode(body.to_string().as_bytes()).expect("decodes");
+    assert!(matches!(
+        msg.parse::<ConductorMethod>().expect("parses"),
+        ConductorMethod::HostHeartbeat {
+            capacity: Some(20),
+            ..
+        }
+    ));
 }
 
 #[test]

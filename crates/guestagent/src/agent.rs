@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use tokio::sync::Mutex;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use trove_common::{
-    amqp::Bus,
+    amqp::{Bus, Delivered, HandlerFuture},
     rpc::{guest::wal_location, topics},
     secrets::SecretKey,
 };
@@ -69,7 +69,8 @@ impl Agent {
         }
     }
 
-    /// Registers a prepared instance, starts shipping its WAL and consuming its queue.
+    /// Registers a prepared instance, starts shipping its WAL and consuming its queue
+    /// (`guesthost.<host>.<id>`, which the taskmanager declared when it placed the instance).
     pub async fn attach(self: &Arc<Self>, hosted: Arc<Hosted>) {
         self.instances
             .lock()
@@ -85,10 +86,12 @@ impl Agent {
                 .bus
                 .clone()
                 .serve(
-                    topics::guest(id),
-                    move |msg| {
+                    topics::guest_instance_queue(&agent.config.host, id),
+                    move |delivered: Delivered| {
                         let agent = handler_agent.clone();
-                        let fut: trove_common::amqp::HandlerFuture = Box::pin(async move { agent.handle_instance_message(id, msg).await });
+                        let fut: HandlerFuture = Box::pin(async move {
+                            agent.handle_instance_message(id, delivered.message).await
+                        });
                         fut
                     },
                     cancel,

@@ -9,11 +9,10 @@ use trove_common::config::AmqpConfig;
 #[serde(default, deny_unknown_fields)]
 pub struct GuestConfig {
     /// This host's id in the control plane (queue `guesthost.<host>`); defaults to the hostname.
+    /// It must be the host the operator registered for this host's broker user (`amqp.url`).
     pub host: String,
     /// Address tenants use to reach instances on this host.
     pub address: String,
-    /// How many instances this host accepts.
-    pub capacity: i32,
     /// Where instance directories live (`<data_root>/<instance_id>/`).
     pub data_root: PathBuf,
     /// Root of the backup store (shared with the taskmanager, and with other hosts for restores).
@@ -43,7 +42,6 @@ impl Default for GuestConfig {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "localhost".into()),
             address: "127.0.0.1".into(),
-            capacity: 20,
             data_root: PathBuf::from("/var/lib/trove/instances"),
             backup_store: PathBuf::from("/var/lib/trove/backups"),
             pg_bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
@@ -54,5 +52,34 @@ impl Default for GuestConfig {
             secret_key_file: PathBuf::from("/var/lib/trove/guest.key"),
             amqp: AmqpConfig::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_example_config_loads_and_matches_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../etc/trove-guestagent.toml");
+        let cfg: GuestConfig = trove_common::config::load(Some(&path), "TROVE_GUEST_EXAMPLE_TEST")
+            .expect("etc/trove-guestagent.toml loads");
+        let defaults = GuestConfig::default();
+        assert_eq!(cfg.amqp.url, defaults.amqp.url);
+        assert_eq!(cfg.amqp.password_file, None);
+        assert_eq!(cfg.heartbeat_interval_ms, defaults.heartbeat_interval_ms);
+    }
+
+    #[test]
+    fn an_old_config_with_a_capacity_is_refused_naming_the_key() {
+        let dir = std::env::temp_dir().join(format!("trove-guest-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("guest.toml");
+        std::fs::write(&file, "capacity = 20\n").expect("write");
+        let err = trove_common::config::load::<GuestConfig>(Some(&file), "TROVE_GUEST_OLD_TEST")
+            .expect_err("capacity is no guest setting any more");
+        assert!(format!("{err:#}").contains("capacity"), "{err:#}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,5 +1,5 @@
-//! Periodic reports: the host's own heartbeat (registration and capacity) and one status
-//! heartbeat per instance.
+//! Periodic reports: the host's own heartbeat (liveness and address; its capacity is what the
+//! operator registered) and one status heartbeat per instance.
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,7 +20,7 @@ impl Agent {
                 ConductorMethod::HostHeartbeat {
                     host: self.config.host.clone(),
                     address: self.config.address.clone(),
-                    capacity: self.config.capacity,
+                    capacity: None,
                     sent: epoch_seconds(Utc::now()),
                     public_key: Some(self.secret_key.public_key()),
                 },

@@ -17,7 +17,11 @@ use std::{collections::HashMap, sync::Arc};
 use anyhow::{Context, Result};
 use tokio::sync::Mutex;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use trove_common::{amqp::Bus, rpc::topics, secrets::SecretKey};
+use trove_common::{
+    amqp::{Bus, HandlerFuture, Role},
+    rpc::topics,
+    secrets::SecretKey,
+};
 
 use crate::{
     agent::Agent,
@@ -28,6 +32,7 @@ use crate::{
 /// Runs the agent until `shutdown` is cancelled. Managed servers keep running after it stops;
 /// the next start adopts them.
 pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()> {
+    topics::check_host_id(&config.host).map_err(|e| anyhow::anyhow!("host: {e}"))?;
     let runner =
         Runner::detect(&config.os_user).context("choosing how to run PostgreSQL commands")?;
     tokio::fs::create_dir_all(&config.backup_store)
@@ -40,7 +45,9 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
         })?;
     let secret_key = SecretKey::load_or_generate(&config.secret_key_file)
         .context("loading this host's key (secret_key_file)")?;
-    let bus = Bus::connect(&config.amqp).await?;
+    // The host's own broker user: it consumes queues the control plane declared for it and
+    // publishes reports the broker stamps with its name.
+    let bus = Bus::connect_as(&config.amqp, Role::GuestHost).await?;
     let agent = Arc::new(Agent {
         bins: PgBinaries::new(&config.pg_bin_dir),
         config,
@@ -56,10 +63,10 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
         let a = agent.clone();
         agent.tracker.spawn(bus.clone().serve(
             topics::guest_host(&agent.config.host),
-            move |msg| {
+            move |delivered| {
                 let a = a.clone();
-                let fut: trove_common::amqp::HandlerFuture =
-                    Box::pin(async move { a.handle_host_message(msg).await });
+                let fut: HandlerFuture =
+                    Box::pin(async move { a.handle_host_message(delivered.message).await });
                 fut
             },
             shutdown.child_token(),
@@ -67,7 +74,7 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
     }
     agent.tracker.spawn(agent.clone().run_heartbeats());
     agent.tracker.spawn(agent.clone().run_wal_reports());
-    tracing::info!(host = %agent.config.host, "trove-guestagent running");
+    tracing::info!(host = %agent.config.host, broker.user = %bus.user(), "trove-guestagent running");
     shutdown.cancelled().await;
     agent.tracker.close();
     agent.tracker.wait().await;

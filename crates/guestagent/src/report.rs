@@ -1,5 +1,6 @@
 //! Casts from the guest to the conductor. The guest has no database, so an outcome that cannot be
-//! sent is retried with backoff until a deadline; periodic reports are sent once.
+//! sent is retried with backoff until a deadline; periodic reports are sent once. The conductor
+//! knows the sender from the broker user the message is published as, not from the context.
 
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use trove_common::rpc::{RequestContext, RpcMessage, conductor::ConductorMethod, 
 use crate::agent::Agent;
 
 impl Agent {
+    /// The context of a report. `guest_host` only helps a reader of the message: the conductor
+    /// never trusts it.
     pub fn context(&self, request_id: Option<String>) -> RequestContext {
         RequestContext {
             request_id,

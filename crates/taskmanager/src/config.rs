@@ -38,3 +38,21 @@ impl Default for TaskManagerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_example_config_loads_and_matches_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../etc/trove-taskmanager.toml");
+        let cfg: TaskManagerConfig =
+            trove_common::config::load(Some(&path), "TROVE_TASKMANAGER_EXAMPLE_TEST")
+                .expect("etc/trove-taskmanager.toml loads");
+        let defaults = TaskManagerConfig::default();
+        assert_eq!(cfg.amqp.max_attempts, defaults.amqp.max_attempts);
+        assert_eq!(cfg.amqp.url, defaults.amqp.url);
+        assert_eq!(cfg.sweep_interval_ms, defaults.sweep_interval_ms);
+    }
+}

@@ -7,15 +7,16 @@ mod handlers;
 pub mod manage;
 pub mod manager;
 mod sweeper;
+mod topology;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use trove_common::{
-    amqp::{Bus, HandlerFuture},
+    amqp::{Bus, Delivered, HandlerFuture},
     db as control_db,
-    rpc::{RpcMessage, topics},
+    rpc::topics,
     schema,
     secrets::SecretKey,
 };
@@ -35,8 +36,11 @@ pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Resu
         config: Arc::new(config),
         secret_key: Arc::new(secret_key),
     };
+    if let Err(e) = tm.declare_guest_queues().await {
+        tracing::warn!(error = %format!("{e:#}"), "could not declare the guest queues; casts declare them again");
+    }
     let tracker = TaskTracker::new();
-    let consume = |topic: &str, handler: fn(TaskManager, RpcMessage) -> HandlerFuture| {
+    let consume = |topic: &str, handler: fn(TaskManager, Delivered) -> HandlerFuture| {
         let tm = tm.clone();
         tracker.spawn(bus.clone().serve(
             topic.to_string(),

@@ -1,4 +1,8 @@
-//! `trove-manage`: schema sync and catalogue registration for operators.
+//! `trove-manage`: schema sync, catalogue registration and guest host registration for
+//! operators.
+
+pub mod broker_admin;
+pub mod hosts;
 
 use anyhow::{Context, Result, bail};
 use sqlx::PgPool;

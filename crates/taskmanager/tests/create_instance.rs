@@ -7,7 +7,7 @@ mod support;
 use anyhow::{Result, bail};
 use support::Harness;
 use trove_common::{
-    amqp::Outcome,
+    amqp::{Delivered, Outcome},
     rpc::{
         RequestContext, RpcMessage,
         guest::GuestMethod,
@@ -61,8 +61,9 @@ async fn unplaced_instance(h: &Harness) -> Result<Uuid> {
     Ok(id)
 }
 
-/// The API's `create_instance` with user `app`, its password sealed for `for_key`.
-fn create_message(instance_id: Uuid, for_key: &PublicKey) -> RpcMessage {
+/// The API's `create_instance` with user `app`, its password sealed for `for_key`, as delivered
+/// from the control plane's broker user.
+fn create_message(instance_id: Uuid, for_key: &PublicKey) -> Delivered {
     let sealed = for_key.seal(
         &user_password_context(instance_id, "app"),
         &Password::new(PASSWORD),
@@ -70,7 +71,7 @@ fn create_message(instance_id: Uuid, for_key: &PublicKey) -> RpcMessage {
     let appdb = DatabaseSpec {
         name: "appdb".into(),
     };
-    RpcMessage::new(
+    let message = RpcMessage::new(
         &TaskManagerMethod::CreateInstance {
             instance_id,
             name: "db1".into(),
@@ -91,7 +92,11 @@ fn create_message(instance_id: Uuid, for_key: &PublicKey) -> RpcMessage {
             restore_target: None,
         },
         RequestContext::default(),
-    )
+    );
+    Delivered {
+        message,
+        sender: Some("guest".into()),
+    }
 }
 
 #[tokio::test]

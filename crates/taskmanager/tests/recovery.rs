@@ -98,7 +98,7 @@ async fn report(
         error_code: d.error_code,
         outcome: d.outcome,
     };
-    h.tm.update_recovery(Some(&h.host), msg).await
+    h.tm.update_recovery(&h.host, msg).await
 }
 
 /// The recovery failed before the guest was involved, and the user reads why.

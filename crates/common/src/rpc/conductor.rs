@@ -100,11 +100,15 @@ pub enum ConductorMethod {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outcome: Option<RecoveryOutcome>,
     },
-    /// Ours: a guest host announces itself and its capacity.
+    /// Ours: a registered guest host says it is alive and where it is. The conductor takes the
+    /// host from the broker-validated sender; `host` must name that same host.
     HostHeartbeat {
         host: String,
         address: String,
-        capacity: i32,
+        /// Ignored: a host's capacity is what the operator registered (`trove-manage host-add`).
+        /// Kept optional so heartbeats of older guests, which still send it, parse.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capacity: Option<i32>,
         sent: f64,
         /// The host's public key (base64 X25519): secrets in its `prepare` are sealed for it.
         /// Absent from a guest that predates sealed secrets; such a host gets no instance that

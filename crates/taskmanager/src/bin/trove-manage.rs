@@ -1,21 +1,30 @@
-//! trove-manage: `db-sync`, `bootstrap`, `datastore-version-add`, `flavor-add` and `keygen` for
-//! operators.
+//! trove-manage: schema, catalogue, guest host registration and keys for operators.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use trove_common::{config::DatabaseConfig, db, schema, secrets::SecretKey};
-use trove_taskmanager::manage;
+use trove_taskmanager::manage::{self, broker_admin::BrokerAdmin, hosts};
 
-const USAGE: &str = "usage: trove-manage [--database-url URL] COMMAND
+const USAGE: &str = "usage: trove-manage [OPTIONS] COMMAND
 commands:
   db-sync                                        apply pending schema migrations
   bootstrap                                      register PostgreSQL 15 and the default flavors
   datastore-version-add DATASTORE NAME VERSION   register a version (manager = DATASTORE)
   flavor-add ID NAME RAM_MB VCPUS DISK_GB        add or update a flavor
+  host-add HOST --capacity N [--credentials-out FILE]
+                                                 register a guest host and issue its broker user;
+                                                 the password goes to FILE (mode 0600) or stdout
+  host-capacity HOST N                           change how many instances HOST accepts (0 drains)
+  host-remove HOST [--force]                     revoke HOST's broker user, place nothing there
+  host-list                                      show registered hosts
   keygen --out PATH                              new key pair: PATH (private, 0600) and PATH.pub;
                                                  prints the public key (no database needed)
-The database URL defaults to $TROVE_DATABASE_URL, then postgres://postgres@127.0.0.1:5432/trove.";
+options (before the command):
+  --database-url URL   default $TROVE_DATABASE_URL, then postgres://postgres@127.0.0.1:5432/trove
+  --rabbitmqctl PATH   default $TROVE_RABBITMQCTL, then rabbitmqctl (must reach the broker node)
+  --vhost VHOST        the daemons' vhost; default $TROVE_AMQP_VHOST, then /
+  --exchange NAME      the daemons' amqp.exchange; default trove";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -25,16 +34,33 @@ async fn main() -> Result<()> {
     if let Ok(url) = std::env::var("TROVE_DATABASE_URL") {
         cfg.url = url;
     }
-    if args.first().map(String::as_str) == Some("--database-url") {
-        if args.len() < 2 {
-            bail!("--database-url needs a value\n{USAGE}");
+    let mut broker = BrokerAdmin {
+        rabbitmqctl: std::env::var_os("TROVE_RABBITMQCTL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "rabbitmqctl".into()),
+        vhost: std::env::var("TROVE_AMQP_VHOST").unwrap_or_else(|_| "/".into()),
+        exchange: "trove".into(),
+    };
+    while let Some(flag) = args.first().filter(|a| a.starts_with("--")).cloned() {
+        let Some(value) = args.get(1).cloned() else {
+            bail!("{flag} needs a value\n{USAGE}");
+        };
+        match flag.as_str() {
+            "--database-url" => cfg.url = value,
+            "--rabbitmqctl" => broker.rabbitmqctl = value.into(),
+            "--vhost" => broker.vhost = value,
+            "--exchange" => broker.exchange = value,
+            _ => bail!("unknown option {flag}\n{USAGE}"),
         }
-        cfg.url = args[1].clone();
         args.drain(..2);
     }
     let Some(cmd) = args.first().cloned() else {
         bail!("{USAGE}");
     };
+    if matches!(cmd.as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     if cmd == "keygen" {
         let [_, flag, out] = args.as_slice() else {
             bail!("keygen needs --out PATH\n{USAGE}");
@@ -46,23 +72,23 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let pool = db::connect(&cfg).await?;
+    if cmd != "db-sync" {
+        schema::ensure_current(&pool).await?;
+    }
     match (cmd.as_str(), &args[1..]) {
         ("db-sync", []) => {
             schema::sync(&pool).await.context("applying migrations")?;
             println!("control database schema is current");
         }
         ("bootstrap", []) => {
-            schema::ensure_current(&pool).await?;
             manage::bootstrap(&pool).await?;
             println!("registered datastore postgresql 15 and flavors 1-4");
         }
         ("datastore-version-add", [ds, name, version]) => {
-            schema::ensure_current(&pool).await?;
             let id = manage::register_datastore_version(&pool, ds, name, version, ds).await?;
             println!("datastore version {id}");
         }
         ("flavor-add", [id, name, ram, vcpus, disk]) => {
-            schema::ensure_current(&pool).await?;
             manage::add_flavor(
                 &pool,
                 id,
@@ -74,8 +100,86 @@ async fn main() -> Result<()> {
             .await?;
             println!("flavor {id} saved");
         }
-        ("-h" | "--help" | "help", _) => println!("{USAGE}"),
+        ("host-add", [host, rest @ ..]) => host_add(&pool, &broker, host, rest).await?,
+        ("host-capacity", [host, capacity]) => {
+            let capacity = capacity.parse().context("N must be an integer")?;
+            hosts::set_capacity(&pool, host, capacity).await?;
+            println!("host {host} accepts {capacity} instances");
+        }
+        ("host-remove", [host, rest @ ..]) => {
+            let force = match rest {
+                [] => false,
+                [f] if f == "--force" => true,
+                _ => bail!("host-remove takes HOST and optionally --force\n{USAGE}"),
+            };
+            hosts::remove_host(&pool, &broker, host, force).await?;
+            println!(
+                "host {host} removed: its broker user is deleted and nothing more is placed there"
+            );
+        }
+        ("host-list", []) => {
+            println!(
+                "{:<32} {:>8} {:>5} {:<8} {:<40} last heartbeat",
+                "host", "capacity", "used", "enabled", "broker user"
+            );
+            for h in hosts::list_hosts(&pool).await? {
+                println!(
+                    "{:<32} {:>8} {:>5} {:<8} {:<40} {}",
+                    h.id,
+                    h.capacity,
+                    h.used,
+                    h.enabled,
+                    h.broker_user.as_deref().unwrap_or("-"),
+                    h.last_heartbeat
+                        .map_or("never".to_string(), |t| t.to_rfc3339()),
+                );
+            }
+        }
         _ => bail!("unknown command or wrong arguments\n{USAGE}"),
+    }
+    Ok(())
+}
+
+/// `host-add HOST --capacity N [--credentials-out FILE]`.
+async fn host_add(
+    pool: &sqlx::PgPool,
+    broker: &BrokerAdmin,
+    host: &str,
+    rest: &[String],
+) -> Result<()> {
+    let (mut capacity, mut out) = (None, None);
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--capacity" => {
+                capacity = Some(value.parse().context("--capacity must be an integer")?)
+            }
+            "--credentials-out" => out = Some(PathBuf::from(value)),
+            _ => bail!("unknown option {flag} for host-add\n{USAGE}"),
+        }
+    }
+    let capacity = capacity.context("host-add needs --capacity N")?;
+    if let Some(path) = &out
+        && path.exists()
+    {
+        bail!("{} exists already; choose a new file", path.display());
+    }
+    let creds = hosts::add_host(pool, broker, host, capacity).await?;
+    println!("host {host} registered with capacity {capacity}");
+    println!("broker user: {}", creds.user);
+    match out {
+        Some(path) => {
+            hosts::write_password_file(&path, &creds)?;
+            println!(
+                "broker password written to {} (mode 0600); point the guest's amqp.password_file at it",
+                path.display()
+            );
+        }
+        None => println!(
+            "broker password: {}\n(shown once: put it in a file readable only by the guest agent and set amqp.password_file)",
+            creds.password
+        ),
     }
     Ok(())
 }

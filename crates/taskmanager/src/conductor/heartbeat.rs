@@ -8,7 +8,7 @@ use trove_common::{
 };
 use uuid::Uuid;
 
-use super::lock_reported;
+use super::{check_address, lock_reported};
 use crate::{
     db::{faults, instances},
     manager::TaskManager,
@@ -17,7 +17,7 @@ use crate::{
 impl TaskManager {
     pub(crate) async fn heartbeat(
         &self,
-        sender: Option<&str>,
+        sender: &str,
         instance_id: Uuid,
         payload: HeartbeatPayload,
         sent: f64,
@@ -26,6 +26,9 @@ impl TaskManager {
             tracing::warn!(instance.id = %instance_id, status = %payload.service_status, "heartbeat with an unknown status ignored");
             return Ok(());
         };
+        if let Some(address) = &payload.address {
+            check_address(address)?;
+        }
         let mut tx = self.pool.begin().await?;
         let Some(inst) = lock_reported(&mut tx, sender, instance_id).await? else {
             return Ok(());

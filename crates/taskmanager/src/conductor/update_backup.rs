@@ -3,18 +3,14 @@
 use anyhow::Result;
 use trove_common::{rpc::conductor::ConductorMethod, status::BackupState};
 
-use super::sender_hosts;
+use super::check_hosted;
 use crate::{
     db::{backups, instances},
     manager::TaskManager,
 };
 
 impl TaskManager {
-    pub(crate) async fn update_backup(
-        &self,
-        sender: Option<&str>,
-        msg: ConductorMethod,
-    ) -> Result<()> {
+    pub(crate) async fn update_backup(&self, sender: &str, msg: ConductorMethod) -> Result<()> {
         let ConductorMethod::UpdateBackup {
             instance_id,
             backup_id,
@@ -34,14 +30,15 @@ impl TaskManager {
         };
         let mut tx = self.pool.begin().await?;
         // The outcome of a backup still counts once its instance is deleted.
-        let hosted = instances::lock(&mut tx, instance_id)
-            .await?
-            .is_some_and(|i| sender_hosts(sender, &i));
+        check_hosted(
+            sender,
+            instance_id,
+            instances::lock(&mut tx, instance_id).await?,
+        )?;
         // Trove checks the backup belongs to the instance; finished backups never move again.
-        if !hosted
-            || !backups::lock(&mut tx, backup_id)
-                .await?
-                .is_some_and(|b| b.instance_id == Some(instance_id) && b.state.is_running())
+        if !backups::lock(&mut tx, backup_id)
+            .await?
+            .is_some_and(|b| b.instance_id == Some(instance_id) && b.state.is_running())
         {
             return Ok(());
         }

@@ -16,7 +16,7 @@ use crate::{
 impl TaskManager {
     /// Applies a guest's `update_recovery` report sent from `sender`'s host; any other message is
     /// ignored.
-    pub async fn update_recovery(&self, sender: Option<&str>, msg: ConductorMethod) -> Result<()> {
+    pub async fn update_recovery(&self, sender: &str, msg: ConductorMethod) -> Result<()> {
         let ConductorMethod::UpdateRecovery {
             instance_id,
             recovery_id,

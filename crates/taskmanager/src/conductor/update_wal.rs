@@ -12,7 +12,7 @@ use crate::{db::instances, manager::TaskManager};
 impl TaskManager {
     pub(crate) async fn update_wal(
         &self,
-        sender: Option<&str>,
+        sender: &str,
         instance_id: Uuid,
         sent: f64,
         current_timeline: u32,

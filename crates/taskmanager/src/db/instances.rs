@@ -166,3 +166,11 @@ pub async fn message_is_fresh(
     .await?;
     Ok(applied.is_some())
 }
+
+/// Every instance placed on a host and not deleted, with its host: the instance queues that
+/// must exist.
+pub async fn placed(conn: &mut PgConnection) -> sqlx::Result<Vec<(Uuid, String)>> {
+    sqlx::query_as("SELECT id, host FROM instances WHERE NOT deleted AND host IS NOT NULL")
+        .fetch_all(conn)
+        .await
+}

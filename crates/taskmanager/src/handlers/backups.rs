@@ -6,7 +6,6 @@ use trove_common::{
         RequestContext,
         guest::{GuestMethod, TakeBackupInfo},
         taskmanager::NewBackupInfo,
-        topics,
     },
     status::BackupState,
 };
@@ -35,7 +34,7 @@ impl TaskManager {
             .await?
             .filter(|i| !i.deleted)
             .and_then(|i| i.host);
-        if host.is_none() {
+        let Some(host) = host else {
             backups::set_state(
                 &mut tx,
                 info.id,
@@ -45,7 +44,7 @@ impl TaskManager {
             .await?;
             tx.commit().await?;
             return Ok(());
-        }
+        };
         let take = GuestMethod::CreateBackup {
             backup_info: TakeBackupInfo {
                 id: info.id,
@@ -53,7 +52,7 @@ impl TaskManager {
                 backup_type: info.backup_type,
             },
         };
-        self.commit_with_cast(tx, &topics::guest(instance_id), &take, ctx)
+        self.commit_with_instance_cast(tx, instance_id, &host, &take, ctx)
             .await
     }
 

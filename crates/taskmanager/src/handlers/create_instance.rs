@@ -51,9 +51,14 @@ impl TaskManager {
             tracing::warn!(instance.id = %instance_id, "create_instance for an unknown instance ignored");
             return Ok(());
         };
-        // Redelivery after the host was chosen: the prepare is already in the outbox.
-        if inst.deleted || inst.task() != InstanceTask::Building || inst.host.is_some() {
+        if inst.deleted || inst.task() != InstanceTask::Building {
             return Ok(());
+        }
+        // Redelivery after the host was chosen: the prepare is already in the outbox, but the
+        // instance's queue may not have been declared before the previous attempt stopped.
+        if let Some(host) = inst.host {
+            drop(tx);
+            return self.ensure_instance_queue(&host, instance_id).await;
         }
         // A password that does not open now never will: fail the build instead of retrying.
         let Some(users) = self.open_users(instance_id, users) else {
@@ -81,7 +86,7 @@ impl TaskManager {
             } else {
                 (
                     "No guest host with free capacity is available.",
-                    "Start a trove-guestagent or raise the capacity of a registered one, then create the instance again.",
+                    "Register a guest host (trove-manage host-add) and start its trove-guestagent, or raise the capacity of a registered one (trove-manage host-capacity), then create the instance again.",
                 )
             };
             fail_build(tx, instance_id, message, details).await?;
@@ -141,6 +146,9 @@ impl TaskManager {
             ctx,
         )
         .await?;
+        // Declared after the commit, so a placement that did not commit leaves no queue bound
+        // to the instance's topic; the guest's consumer waits for it while it prepares.
+        self.ensure_instance_queue(&host, instance_id).await?;
         tracing::info!(instance.id = %instance_id, host = %host, "instance placed, prepare sent");
         Ok(())
     }

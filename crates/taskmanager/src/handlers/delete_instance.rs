@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use trove_common::{
-    rpc::{RequestContext, guest::GuestMethod, topics},
+    rpc::{RequestContext, guest::GuestMethod},
     status::InstanceTask,
 };
 use uuid::Uuid;
@@ -21,13 +21,13 @@ impl TaskManager {
         else {
             return Ok(());
         };
-        if inst.host.is_none() {
+        let Some(host) = inst.host else {
             instances::mark_deleted(&mut tx, instance_id).await?;
             tx.commit().await?;
             return Ok(());
-        }
-        let guest = topics::guest(instance_id);
-        self.commit_with_cast(tx, &guest, &GuestMethod::DeleteInstance {}, ctx)
+        };
+        let delete = GuestMethod::DeleteInstance {};
+        self.commit_with_instance_cast(tx, instance_id, &host, &delete, ctx)
             .await
     }
 }

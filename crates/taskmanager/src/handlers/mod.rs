@@ -7,14 +7,15 @@ mod recovery;
 mod restart;
 
 use trove_common::{
-    amqp::Outcome,
-    rpc::{RpcMessage, taskmanager::TaskManagerMethod, topics},
+    amqp::{Delivered, Outcome},
+    rpc::{taskmanager::TaskManagerMethod, topics},
 };
 
 use crate::manager::{TaskManager, outcome, parse_or_dead_letter};
 
 impl TaskManager {
-    pub async fn handle_task(&self, msg: RpcMessage) -> Outcome {
+    pub async fn handle_task(&self, delivered: Delivered) -> Outcome {
+        let msg = delivered.message;
         let method = match parse_or_dead_letter::<TaskManagerMethod>(&msg, topics::TASKMANAGER) {
             Ok(m) => m,
             Err(dead) => return dead,

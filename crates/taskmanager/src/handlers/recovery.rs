@@ -6,7 +6,6 @@ use trove_common::{
     rpc::{
         RequestContext,
         guest::{BackupLocation, GuestMethod, RecoveryTarget},
-        topics,
     },
     status::{InstanceTask, RecoveryPhase, RecoveryState},
 };
@@ -47,7 +46,7 @@ impl TaskManager {
         }
         let inst = instances::lock(&mut tx, instance_id).await?;
         let backup = backups::lock(&mut tx, backup_id).await?;
-        let (backup_info, target) = match what_to_send(&rec, inst.as_ref(), backup) {
+        let (host, backup_info, target) = match what_to_send(&rec, inst.as_ref(), backup) {
             Ok(plan) => plan,
             Err(why) => {
                 recoveries::finish(
@@ -77,9 +76,10 @@ impl TaskManager {
             }
         };
         recoveries::set_running(&mut tx, recovery_id, RecoveryPhase::Dispatched).await?;
-        self.commit_with_cast(
+        self.commit_with_instance_cast(
             tx,
-            &topics::guest(instance_id),
+            instance_id,
+            &host,
             &GuestMethod::DoRecovery {
                 recovery_id,
                 backup_info,
@@ -93,21 +93,24 @@ impl TaskManager {
     }
 }
 
-/// The backup and WAL target the guest needs to run `rec`, or why it cannot run: the instance or
-/// its guest is gone, the backup is not restorable, or the stored target cannot be rebuilt (never
-/// downgraded to a plain restore, which would bring back other data than asked for).
+/// The instance's host, and the backup and WAL target its guest needs to run `rec`, or why it
+/// cannot run: the instance or its guest is gone, the backup is not restorable, or the stored
+/// target cannot be rebuilt (never downgraded to a plain restore, which would bring back other
+/// data than asked for).
 fn what_to_send(
     rec: &Recovery,
     inst: Option<&Instance>,
     backup: Option<Backup>,
-) -> Result<(BackupLocation, Option<RecoveryTarget>), String> {
-    match inst {
+) -> Result<(String, BackupLocation, Option<RecoveryTarget>), String> {
+    let host = match inst {
         None => return Err("the instance no longer exists".into()),
-        Some(i) if i.deleted || i.host.is_none() => {
-            return Err("the instance has no running guest".into());
-        }
-        Some(_) => {}
-    }
+        Some(Instance {
+            deleted: false,
+            host: Some(host),
+            ..
+        }) => host.clone(),
+        Some(_) => return Err("the instance has no running guest".into()),
+    };
     let backup = backup.ok_or("the backup no longer exists")?;
     let location = backup.restorable().ok_or("the backup is not complete")?;
     let target = stored_target(
@@ -117,5 +120,5 @@ fn what_to_send(
         rec.instance_id,
     )
     .map_err(|e| e.to_string())?;
-    Ok((location, target))
+    Ok((host, location, target))
 }

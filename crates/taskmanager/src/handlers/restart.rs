@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use trove_common::{
-    rpc::{RequestContext, guest::GuestMethod, topics},
+    rpc::{RequestContext, guest::GuestMethod},
     status::InstanceTask,
 };
 use uuid::Uuid;
@@ -12,14 +12,13 @@ use crate::{db::instances, manager::TaskManager};
 impl TaskManager {
     pub(crate) async fn restart(&self, ctx: RequestContext, instance_id: Uuid) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        if instances::lock_in_task(&mut tx, instance_id, InstanceTask::Rebooting)
+        let Some(host) = instances::lock_in_task(&mut tx, instance_id, InstanceTask::Rebooting)
             .await?
-            .is_none()
-        {
+            .and_then(|i| i.host)
+        else {
             return Ok(());
-        }
-        let guest = topics::guest(instance_id);
-        self.commit_with_cast(tx, &guest, &GuestMethod::Restart {}, ctx)
+        };
+        self.commit_with_instance_cast(tx, instance_id, &host, &GuestMethod::Restart {}, ctx)
             .await
     }
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the PostgreSQL driver tests and the end-to-end tests, on the real
-# RabbitMQ and PostgreSQL (started here if they are stopped).
+# RabbitMQ and PostgreSQL (started here if they are stopped), with the API fuzzer installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
+scripts/install-test-tools.sh
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --workspace --no-fail-fast "$@"
 else

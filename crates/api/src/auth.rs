@@ -12,7 +12,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{error::ApiError, limits, state::AppState};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenEntry {
@@ -94,7 +94,11 @@ pub async fn require_token(
         )
         .into_response();
     };
-    let Some(entry) = state.tokens.get(&token).cloned() else {
+    // A token longer than any the file can hold is not looked up (nor hashed) at all.
+    let known = (token.len() <= limits::TOKEN_BYTES)
+        .then(|| state.tokens.get(&token).cloned())
+        .flatten();
+    let Some(entry) = known else {
         return ApiError::Unauthorized("The request you have made requires authentication.".into())
             .into_response();
     };

@@ -27,6 +27,8 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     NotImplemented(String),
+    #[error("{0}")]
+    OverLimit(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -47,13 +49,32 @@ impl ApiError {
             Self::BadMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "badMediaType"),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessableEntity"),
             Self::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "notImplemented"),
+            Self::OverLimit(_) => (StatusCode::PAYLOAD_TOO_LARGE, "overLimit"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "instanceFault"),
         }
     }
 }
 
+/// SQLSTATEs of class 22 (data exception) that a value from a request can cause: a NUL or an
+/// unencodable character in text (22021, 22P05), a value too long for its column (22001), text
+/// that is not a number or a time (22P02, 22007, 22008), a number out of range (22003).
+const INVALID_VALUE_STATES: [&str; 7] = [
+    "22021", "22P05", "22001", "22P02", "22007", "22008", "22003",
+];
+
 impl From<sqlx::Error> for ApiError {
+    /// Validation refuses such values first; this is the defense in depth behind it, so a value
+    /// the database cannot store is still the client's 400, never a 500. Mapped by SQLSTATE,
+    /// never by message text.
     fn from(e: sqlx::Error) -> Self {
+        if let Some(code) = e.as_database_error().and_then(|d| d.code())
+            && INVALID_VALUE_STATES.contains(&code.as_ref())
+        {
+            tracing::warn!(error = %e, sqlstate = %code, "database refused a value from a request");
+            return Self::BadRequest(
+                "Validation error: the request holds a value that cannot be stored.".into(),
+            );
+        }
         Self::Internal(anyhow::Error::new(e))
     }
 }

@@ -5,33 +5,44 @@ use anyhow::anyhow;
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, RawPathParams, Request},
-    http::{HeaderMap, header, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use serde_json::Value;
 
-use crate::{error::ApiError, state::AppState, views::Links};
+use crate::{error::ApiError, limits, state::AppState, validate, views::Links};
 
 /// A JSON object body. Trove ignores the body when no Content-Type is sent; we require JSON
-/// whenever a body is present, and answer 415 for any other media type.
+/// whenever a body is present, and answer 415 for any other media type. A body over
+/// [`limits::BODY_BYTES`] is 413; a string or key anywhere in it with a control character is 400,
+/// so no handler ever sees one (PostgreSQL cannot store a NUL in text).
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.to_ascii_lowercase());
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("Cannot read the request body: {e}")))?;
+        let content_type = match req.headers().get(header::CONTENT_TYPE) {
+            None => None,
+            Some(v) => Some(v.to_str().map(str::to_ascii_lowercase).map_err(|_| {
+                ApiError::BadMediaType("Unreadable Content-Type; send application/json.".into())
+            })?),
+        };
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::OverLimit(format!(
+                    "The request body is larger than {} bytes.",
+                    limits::BODY_BYTES
+                ))
+            } else {
+                ApiError::BadRequest(format!("Cannot read the request body: {e}"))
+            }
+        })?;
         if let Some(ct) = &content_type
             && !ct.starts_with("application/json")
         {
+            let shown: String = ct.chars().take(limits::REF_CHARS).collect();
             return Err(ApiError::BadMediaType(format!(
-                "Unsupported Content-Type {ct}; send application/json."
+                "Unsupported Content-Type {shown}; send application/json."
             )));
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -44,11 +55,60 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "The request body must be a JSON object.".into(),
             ));
         }
+        if let Some(at) = control_character_at(&value) {
+            return Err(ApiError::BadRequest(format!(
+                "Validation error: {at} must not contain control characters"
+            )));
+        }
         Ok(Self(value))
     }
 }
 
-/// `limit` and `marker` query parameters.
+/// Where the first string or key holding a control character is, in Trove's path notation
+/// (`instance['users'][0]['password']`); one pass over the body, no value echoed.
+fn control_character_at(v: &Value) -> Option<String> {
+    fn walk(v: &Value, path: &mut Vec<String>) -> bool {
+        match v {
+            Value::String(s) => s.chars().any(char::is_control),
+            Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                path.push(format!("[{i}]"));
+                let found = walk(item, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            Value::Object(o) => o.iter().any(|(k, item)| {
+                if k.chars().any(char::is_control) {
+                    path.push("[<a key>]".into());
+                    return true;
+                }
+                path.push(if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("['{k}']")
+                });
+                let found = walk(item, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = Vec::new();
+    walk(v, &mut path).then(|| {
+        if path.is_empty() {
+            "the request body".into()
+        } else {
+            path.concat()
+        }
+    })
+}
+
+/// `limit` and `marker` query parameters, and the others a route reads through
+/// [`Paging::param`]. Every key and value is checked for control characters and length.
 #[derive(Debug, Default)]
 pub struct Paging {
     pub limit: Option<i64>,
@@ -64,23 +124,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
         let query = parts.uri.query().unwrap_or("");
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_decode(v);
-            match k {
+            let (k, v) = (percent_decode(k), percent_decode(v));
+            validate::text(&k, "a query parameter name", limits::REF_CHARS)?;
+            validate::text(&v, &format!("query parameter '{k}'"), limits::REF_CHARS)?;
+            match k.as_str() {
                 "limit" => {
-                    let n: i64 = v.parse().map_err(|_| {
+                    let n = validate::digits(&v).filter(|n| *n >= 1).ok_or_else(|| {
                         ApiError::BadRequest(format!(
                             "limit must be a positive integer, got '{v}'."
                         ))
                     })?;
-                    if n < 1 {
-                        return Err(ApiError::BadRequest(format!(
-                            "limit must be a positive integer, got '{v}'."
-                        )));
-                    }
                     out.limit = Some(n);
                 }
                 "marker" => out.marker = Some(v),
-                _ => out.params.push((k.to_string(), v)),
+                _ => out.params.push((k, v)),
             }
         }
         Ok(out)
@@ -110,26 +167,37 @@ impl FromRequestParts<AppState> for Links {
             .map(|(_, v)| v.to_string())
             .ok_or_else(|| anyhow!("route {} has no {{tenant}}", parts.uri.path()))?;
         Ok(Self {
-            base: base_url(state, &parts.headers),
+            base: base_url(state, &parts.headers)?,
             tenant,
         })
     }
 }
 
-/// Base URL for links: the configured public endpoint, else the request's Host.
-pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+/// Base URL for links: the configured public endpoint, else the request's Host, which must look
+/// like a host name or address with an optional port (it is echoed into every link).
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     if !state.config.public_endpoint.is_empty() {
-        return state
+        return Ok(state
             .config
             .public_endpoint
             .trim_end_matches('/')
-            .to_string();
+            .to_string());
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost:8779");
-    format!("http://{host}")
+    let Some(host) = headers.get(header::HOST) else {
+        return Ok("http://localhost:8779".into());
+    };
+    let plausible = |h: &[u8]| {
+        !h.is_empty()
+            && h.len() <= limits::HOST_BYTES
+            && h.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(b))
+    };
+    match host.to_str() {
+        Ok(h) if plausible(h.as_bytes()) => Ok(format!("http://{h}")),
+        _ => Err(ApiError::BadRequest(
+            "Invalid Host header: send a host name or address, optionally with a port.".into(),
+        )),
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -162,5 +230,21 @@ mod tests {
         assert_eq!(super::percent_decode("a%20b"), "a b");
         assert_eq!(super::percent_decode("a%2"), "a%2");
         assert_eq!(super::percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn control_characters_are_found_with_their_path() {
+        use serde_json::json;
+        let at = |v| super::control_character_at(&v);
+        assert_eq!(at(json!({"instance": {"name": "ok", "n": 1}})), None);
+        assert_eq!(
+            at(json!({"instance": {"users": [{"name": "u"}, {"password": "a\u{0}"}]}})).as_deref(),
+            Some("instance['users'][1]['password']")
+        );
+        assert_eq!(
+            at(json!({"backup": {"x\u{1b}": 1}})).as_deref(),
+            Some("backup[<a key>]")
+        );
+        assert_eq!(at(json!({"a": ["\n"]})).as_deref(), Some("a[0]"));
     }
 }

@@ -7,6 +7,8 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod instance_status;
+pub mod limits;
+pub mod path_params;
 pub mod recovery_request;
 pub mod recovery_window;
 pub mod request_id;
@@ -18,34 +20,32 @@ pub mod views;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use axum::{Router, middleware};
+use axum::{Router, extract::DefaultBodyLimit, middleware};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use trove_common::{amqp::Bus, db as control_db, schema};
 
 use crate::{auth::Tokens, config::ApiConfig, error::ApiError, state::AppState};
 
-/// The whole HTTP surface, callable without a socket.
+/// The whole HTTP surface, callable without a socket; built from [`routes::public`] and
+/// [`routes::tenant`], the table the OpenAPI document is checked against.
 pub fn router(state: AppState) -> Router {
-    let tenant_routes = Router::new()
-        .merge(routes::instances::router())
-        .merge(routes::instance_actions::router())
-        .merge(routes::recover::router())
-        .merge(routes::recovery_window::router())
-        .merge(routes::backups::router())
-        .merge(routes::datastores::router())
-        .merge(routes::flavors::router())
+    // The last layer added runs first: the token check, then the path segments.
+    let tenant_routes = routes::tenant()
+        .into_router()
+        .route_layer(middleware::from_fn(path_params::check))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ));
     Router::new()
-        .merge(routes::versions::router())
+        .merge(routes::public().into_router())
         .merge(tenant_routes)
         .fallback(|| async { ApiError::NotFound("The resource could not be found.".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::BadMethod("The method is not allowed for the requested URL.".into())
         })
+        .layer(DefaultBodyLimit::max(limits::BODY_BYTES))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
 }

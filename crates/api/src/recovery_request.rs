@@ -11,7 +11,7 @@ use crate::{
     db::{backups, wal},
     error::{ApiError, ApiResult},
     recovery_window::{self, Plan, timeline_number},
-    validate::bad,
+    validate::{self, bad},
 };
 
 /// `point_in_time` and `timeline` of a request object; null counts as absent.
@@ -60,6 +60,8 @@ pub fn parse_stop_point(v: &Value) -> ApiResult<StopPoint> {
     if s == "latest" {
         return Ok(StopPoint::Latest);
     }
+    // The longest RFC 3339 time (nanoseconds and an offset) has 35 characters.
+    validate::text(s, "point_in_time", 64)?;
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| StopPoint::Time(t.to_utc()))
         .map_err(|_| {

@@ -1,38 +1,35 @@
 //! Backups: list (all, or of one instance), create, show, delete.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    http::StatusCode,
-    routing::get,
+    http::{Method, StatusCode},
 };
 use serde_json::{Value, json};
 use trove_common::rpc::taskmanager::{NewBackupInfo, TaskManagerMethod};
 use uuid::Uuid;
 
-use super::{availability::ensure_available, dispatch::Dispatch, path_uuid};
+use super::{availability::ensure_available, dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
     db::{backups, instances},
     error::{ApiError, ApiResult},
     extract::{JsonBody, Paging},
+    limits,
     state::AppState,
     validate::{self, bad},
     views::{self, Links},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1.0/{tenant}/backups",
-            get(list_backups).post(create_backup),
-        )
-        .route(
-            "/v1.0/{tenant}/backups/{id}",
-            get(show_backup).delete(delete_backup),
-        )
-        .route(
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(Method::GET, "/v1.0/{tenant}/backups", list_backups)
+        .add(Method::POST, "/v1.0/{tenant}/backups", create_backup)
+        .add(Method::GET, "/v1.0/{tenant}/backups/{id}", show_backup)
+        .add(Method::DELETE, "/v1.0/{tenant}/backups/{id}", delete_backup)
+        .add(
+            Method::GET,
             "/v1.0/{tenant}/instances/{id}/backups",
-            get(list_instance_backups),
+            list_instance_backups,
         )
 }
 
@@ -46,10 +43,7 @@ async fn list_page(
 ) -> ApiResult<Json<Value>> {
     let limit = paging.limit.unwrap_or(state.config.page_size).min(1000);
     let offset = match paging.marker.as_deref() {
-        Some(m) => m
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
+        Some(m) => validate::digits(m)
             .ok_or_else(|| bad(format!("Invalid marker '{m}'; backup markers are offsets.")))?,
         None => 0,
     };
@@ -71,7 +65,7 @@ async fn list_page(
     let more = super::cut_page(&mut rows, limit);
     let mut body = json!({"backups": rows.iter().map(views::backup).collect::<Vec<_>>()});
     if more {
-        body["links"] = links.next_page(path, limit, offset + limit);
+        body["links"] = links.next_page(path, limit, offset.saturating_add(limit));
     }
     Ok(Json(body))
 }
@@ -121,15 +115,11 @@ async fn create_backup(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let b = validate::root(&body, "backup")?;
     let name = validate::non_empty_name(b.get("name"), "backup 'name'")?;
-    let description = match b.get("description") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return Err(bad(
-                "Validation error: backup['description'] must be a string",
-            ));
-        }
-    };
+    let description = validate::optional_string(
+        b.get("description"),
+        "backup['description']",
+        limits::DESCRIPTION_CHARS,
+    )?;
     match b.get("incremental") {
         None | Some(Value::Null) => {}
         Some(Value::Number(n)) if n.as_u64() == Some(0) => {}

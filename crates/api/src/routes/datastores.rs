@@ -1,14 +1,15 @@
 //! Datastores and their versions: read-only, looked up by id or name.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::get,
+    http::Method,
 };
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::table::Routes;
 use crate::{
     db::catalog::{self, DatastoreRow, VersionRow},
     error::{ApiError, ApiResult},
@@ -16,21 +17,28 @@ use crate::{
     views::{self, Links},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1.0/{tenant}/datastores", get(list_datastores))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(Method::GET, "/v1.0/{tenant}/datastores", list_datastores)
+        .add(
+            Method::GET,
             "/v1.0/{tenant}/datastores/versions/{id}",
-            get(show_version_by_id),
+            show_version_by_id,
         )
-        .route("/v1.0/{tenant}/datastores/{ds}", get(show_datastore))
-        .route(
+        .add(
+            Method::GET,
+            "/v1.0/{tenant}/datastores/{ds}",
+            show_datastore,
+        )
+        .add(
+            Method::GET,
             "/v1.0/{tenant}/datastores/{ds}/versions",
-            get(list_versions),
+            list_versions,
         )
-        .route(
+        .add(
+            Method::GET,
             "/v1.0/{tenant}/datastores/{ds}/versions/{version}",
-            get(show_version),
+            show_version,
         )
 }
 

@@ -1,12 +1,13 @@
 //! Flavors: read-only, not paginated.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::get,
+    http::Method,
 };
 use serde_json::{Value, json};
 
+use super::table::Routes;
 use crate::{
     db::catalog,
     error::{ApiError, ApiResult},
@@ -14,10 +15,10 @@ use crate::{
     views::{self, Links},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1.0/{tenant}/flavors", get(list_flavors))
-        .route("/v1.0/{tenant}/flavors/{id}", get(show_flavor))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(Method::GET, "/v1.0/{tenant}/flavors", list_flavors)
+        .add(Method::GET, "/v1.0/{tenant}/flavors/{id}", show_flavor)
 }
 
 async fn list_flavors(State(state): State<AppState>, links: Links) -> ApiResult<Json<Value>> {

@@ -1,15 +1,13 @@
 //! `POST /instances/{id}/action`: restart.
 
 use axum::{
-    Router,
     extract::{Path, State},
-    http::StatusCode,
-    routing::post,
+    http::{Method, StatusCode},
 };
 use serde_json::Value;
 use trove_common::{rpc::taskmanager::TaskManagerMethod, status::InstanceTask};
 
-use super::{availability::ensure_available, dispatch::Dispatch, path_uuid};
+use super::{availability::ensure_available, dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
     db::instances,
     error::{ApiError, ApiResult},
@@ -18,10 +16,11 @@ use crate::{
     validate::bad,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
+pub fn routes() -> Routes {
+    Routes::new().add(
+        Method::POST,
         "/v1.0/{tenant}/instances/{id}/action",
-        post(act_on_instance),
+        act_on_instance,
     )
 }
 

@@ -1,19 +1,18 @@
-//! Instances: list, detail, show, create (also from a backup or a point in time), rename and
-//! delete.
+//! Instances: list, detail, show, create (also from a backup or a point in time), update (name
+//! and network access) and delete.
 
 mod create;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    http::StatusCode,
-    routing::get,
+    http::{Method, StatusCode},
 };
 use serde_json::{Value, json};
 use trove_common::{rpc::taskmanager::TaskManagerMethod, status::InstanceTask};
 use uuid::Uuid;
 
-use super::{dispatch::Dispatch, path_uuid};
+use super::{dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
     auth::Caller,
     db::{instances, wal},
@@ -24,23 +23,28 @@ use crate::{
     views::{self, Audience, Links},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn routes() -> Routes {
+    let one = "/v1.0/{tenant}/instances/{id}";
+    Routes::new()
+        .add(
+            Method::GET,
             "/v1.0/{tenant}/instances",
-            get(list_instances::<false>).post(create::create_instance),
+            list_instances::<false>,
         )
-        .route(
+        .add(
+            Method::POST,
+            "/v1.0/{tenant}/instances",
+            create::create_instance,
+        )
+        .add(
+            Method::GET,
             "/v1.0/{tenant}/instances/detail",
-            get(list_instances::<true>),
+            list_instances::<true>,
         )
-        .route(
-            "/v1.0/{tenant}/instances/{id}",
-            get(show_instance)
-                .put(update_instance)
-                .patch(update_instance)
-                .delete(delete_instance),
-        )
+        .add(Method::GET, one, show_instance)
+        .add(Method::PUT, one, update_instance)
+        .add(Method::PATCH, one, update_instance)
+        .add(Method::DELETE, one, delete_instance)
 }
 
 /// `GET /instances`, or with `DETAIL` `GET /instances/detail`: ordered by id; the marker is the
@@ -137,7 +141,14 @@ async fn update_instance(
         .get("name")
         .map(|n| validate::non_empty_name(Some(n), "instance 'name'"))
         .transpose()?;
-    let access = inst.get("access").map(validate::access).transpose()?;
+    // Present means a change: null is not an access.
+    let access = match inst.get("access") {
+        None => None,
+        Some(v) => Some(
+            validate::access(Some(v))?
+                .ok_or_else(|| bad("Validation error: instance['access'] must be an object"))?,
+        ),
+    };
     if name.is_none() && access.is_none() {
         return Err(bad(
             "Validation error: instance needs 'name' or 'access' to update",

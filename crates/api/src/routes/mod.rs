@@ -7,14 +7,41 @@ pub mod dispatch;
 pub mod flavors;
 pub mod instance_actions;
 pub mod instances;
+pub mod openapi;
 pub mod recover;
 pub mod recovery_window;
+pub mod table;
 pub mod versions;
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use self::table::{Route, Routes};
 use crate::error::{ApiError, ApiResult};
+
+/// Routes anyone may call: the versions document and the OpenAPI document.
+pub fn public() -> Routes {
+    versions::routes().merge(openapi::routes())
+}
+
+/// Routes under `/v1.0/{tenant}/`, which the router puts behind the token check.
+pub fn tenant() -> Routes {
+    instances::routes()
+        .merge(instance_actions::routes())
+        .merge(recover::routes())
+        .merge(recovery_window::routes())
+        .merge(backups::routes())
+        .merge(datastores::routes())
+        .merge(flavors::routes())
+}
+
+/// Every (method, path) the API serves, sorted: what the OpenAPI document must describe.
+pub fn table() -> Vec<Route> {
+    let mut all: Vec<Route> = public().entries().to_vec();
+    all.extend_from_slice(tenant().entries());
+    all.sort();
+    all
+}
 
 /// Path ids that are not UUIDs name nothing: 404, as for an unknown id.
 pub fn path_uuid(id: &str) -> ApiResult<Uuid> {

@@ -2,10 +2,9 @@
 //! in place. Every refusal happens before anything is written.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    http::StatusCode,
-    routing::post,
+    http::{Method, StatusCode},
 };
 use serde_json::{Value, json};
 use trove_common::{
@@ -14,7 +13,7 @@ use trove_common::{
 };
 use uuid::Uuid;
 
-use super::{availability::ensure_available, dispatch::Dispatch, path_uuid};
+use super::{availability::ensure_available, dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
     db::{backups, instances, recoveries},
     error::{ApiError, ApiResult},
@@ -29,15 +28,17 @@ use crate::{
 /// word, not a recovery state.
 const ACCEPTED_STATUS: &str = "BUILDING";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            Method::POST,
             "/v1.0/{tenant}/instances/{id}/recover",
-            post(recover_instance),
+            recover_instance,
         )
-        .route(
+        .add(
+            Method::POST,
             "/v1.0/{tenant}/instances/{id}/restore",
-            post(recover_instance),
+            recover_instance,
         )
 }
 

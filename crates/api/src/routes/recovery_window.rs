@@ -2,26 +2,27 @@
 //! it is built from.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::get,
+    http::Method,
 };
 use serde_json::{Value, json};
 
-use super::path_uuid;
+use super::{path_uuid, table::Routes};
 use crate::{
     db::{instances, wal},
     error::{ApiError, ApiResult},
     extract::Paging,
     recovery_window::{rfc3339, timeline_number},
     state::AppState,
-    validate::bad,
+    validate::{self, bad},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
+pub fn routes() -> Routes {
+    Routes::new().add(
+        Method::GET,
         "/v1.0/{tenant}/instances/{id}/recovery-window",
-        get(show_recovery_window),
+        show_recovery_window,
     )
 }
 
@@ -33,8 +34,7 @@ async fn show_recovery_window(
     let id = path_uuid(&id)?;
     let timeline = match paging.param("timeline") {
         Some(t) => Some(
-            t.parse::<i64>()
-                .ok()
+            validate::digits(t)
                 .and_then(timeline_number)
                 .ok_or_else(|| bad(format!("timeline '{t}' is not a positive integer.")))?,
         ),

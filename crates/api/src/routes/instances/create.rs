@@ -5,6 +5,8 @@ use axum::{
     Json,
     extract::{Path, State},
 };
+use std::collections::HashSet;
+
 use serde_json::{Map, Value, json};
 use trove_common::{
     recovery::RecoveryTarget,
@@ -20,24 +22,13 @@ use crate::{
     db::{backups, catalog, instances},
     error::{ApiError, ApiResult},
     extract::JsonBody,
+    limits,
     recovery_request::{self, BackupUse, PointInTime},
     routes::{deadline_in, dispatch::Dispatch},
     state::AppState,
     validate::{self, bad},
     views::Links,
 };
-
-/// The list under `key` of a create body; absent is empty.
-fn list_of<'a>(inst: &'a Map<String, Value>, key: &str) -> ApiResult<&'a [Value]> {
-    match inst.get(key) {
-        None => Ok(&[]),
-        Some(list) => list.as_array().map(Vec::as_slice).ok_or_else(|| {
-            bad(format!(
-                "Validation error: instance['{key}'] must be a list"
-            ))
-        }),
-    }
-}
 
 /// The `name` of a database or user entry, which must be a PostgreSQL identifier tenants may
 /// create.
@@ -71,52 +62,61 @@ impl NewUser {
     }
 }
 
-/// Databases and users from a create body, checked before anything is written.
+/// Databases and users from a create body, checked before anything is written. Lists are
+/// capped and duplicates found through sets, so the work grows linearly with the body.
 fn parse_databases_and_users(
     inst: &Map<String, Value>,
 ) -> ApiResult<(Vec<DatabaseSpec>, Vec<NewUser>)> {
-    let mut dbs = Vec::new();
-    for d in list_of(inst, "databases")? {
+    let listed = validate::list(
+        inst,
+        "databases",
+        "instance['databases']",
+        limits::DATABASES,
+    )?;
+    let mut db_names = HashSet::with_capacity(listed.len());
+    let mut dbs = Vec::with_capacity(listed.len());
+    for d in listed {
         let name = entry_name(d, "database")?;
-        if dbs.iter().any(|x: &DatabaseSpec| x.name == name) {
+        if !db_names.insert(name) {
             return Err(bad(format!("Database '{name}' is listed twice.")));
         }
         dbs.push(DatabaseSpec { name: name.into() });
     }
-    let mut users = Vec::new();
-    for u in list_of(inst, "users")? {
+    let listed = validate::list(inst, "users", "instance['users']", limits::USERS)?;
+    let mut user_names = HashSet::with_capacity(listed.len());
+    let mut users = Vec::with_capacity(listed.len());
+    for u in listed {
         let name = entry_name(u, "user")?;
-        let password = u
-            .get("password")
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| {
+        let password = validate::password(u.get("password"), name)?;
+        let granted_list = match u.as_object() {
+            Some(o) => validate::list(
+                o,
+                "databases",
+                &format!("databases of user '{name}'"),
+                limits::DATABASES_PER_USER,
+            )?,
+            None => &[],
+        };
+        let mut granted_names = HashSet::with_capacity(granted_list.len());
+        let mut granted = Vec::with_capacity(granted_list.len());
+        for d in granted_list {
+            let dn = d.get("name").and_then(Value::as_str).ok_or_else(|| {
                 bad(format!(
-                    "Validation error: user '{name}' needs a non-empty 'password'"
+                    "Validation error: each database of user '{name}' needs a 'name'"
                 ))
             })?;
-        let mut granted = Vec::new();
-        if let Some(ds) = u.get("databases") {
-            let ds = ds.as_array().ok_or_else(|| {
-                bad(format!(
-                    "Validation error: databases of user '{name}' must be a list"
-                ))
-            })?;
-            for d in ds {
-                let dn = d.get("name").and_then(Value::as_str).ok_or_else(|| {
-                    bad(format!(
-                        "Validation error: each database of user '{name}' needs a 'name'"
-                    ))
-                })?;
-                if !dbs.iter().any(|x| x.name == dn) {
-                    return Err(bad(format!(
-                        "User '{name}' is granted database '{dn}', which is not in the instance's databases."
-                    )));
-                }
+            validate::pg_identifier(dn, &format!("database name of user '{name}'"))?;
+            if !db_names.contains(dn) {
+                return Err(bad(format!(
+                    "User '{name}' is granted database '{dn}', which is not in the instance's databases."
+                )));
+            }
+            // Granting the same database twice is harmless; it is granted once.
+            if granted_names.insert(dn) {
                 granted.push(DatabaseSpec { name: dn.into() });
             }
         }
-        if users.iter().any(|x: &NewUser| x.name == name) {
+        if !user_names.insert(name) {
             return Err(bad(format!("User '{name}' is listed twice.")));
         }
         users.push(NewUser {
@@ -142,18 +142,9 @@ pub(super) async fn create_instance(
     let volume_size = validate::volume_size(inst.get("volume"))?;
     let (databases, users) = parse_databases_and_users(inst)?;
     // Absent or null: the instance is open to every address, as before access was enforced.
-    let access = match inst.get("access") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(validate::access(v)?),
-    };
+    let access = validate::access(inst.get("access"))?;
     let restore_point = parse_restore_point(inst.get("restorePoint"))?;
-    let datastore = |key: &str| {
-        inst.get("datastore")
-            .and_then(|d| d.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let (ds_type, ds_version) = (datastore("type"), datastore("version"));
+    let (ds_type, ds_version) = validate::datastore(inst.get("datastore"))?;
 
     let mut tx = state.pool.begin().await?;
     let flavor = catalog::flavor(&mut tx, &flavor_key)

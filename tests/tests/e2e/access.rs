@@ -159,7 +159,8 @@ async fn bad_access_is_refused_with_400_and_changes_nothing() -> Result<()> {
         json!({"allowed_cidrs": many}),
         json!({"allowed_cidrs": "10.0.0.0/8"}),
         json!({"is_public": "yes"}),
-        json!({"is_public": true, "everyone": true}),
+        json!({"is_public": true, "allowed_cidrs": null}),
+        json!({"allowed_cidrs": ["10.0.0.0/"]}),
     ] {
         let before = stack.snapshot(id).await?;
         let body = json!({"instance": {"access": access}});
@@ -180,8 +181,9 @@ async fn bad_access_is_refused_with_400_and_changes_nothing() -> Result<()> {
         .await?;
     assert_eq!(stored, None);
 
-    // A valid one is stored normalized and starts the UPDATING task (Trove's code 12).
-    let body = json!({"instance": {"access": {"allowed_cidrs": ["10.1.2.3/8"]}}});
+    // A valid one is stored normalized, without keys Trove does not know, and starts the
+    // UPDATING task (Trove's code 12).
+    let body = json!({"instance": {"access": {"allowed_cidrs": ["10.1.2.3/8"], "everyone": true}}});
     let (status, _) = stack.call_a(Method::PUT, &path, Some(body)).await?;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (access, task): (Value, i32) =

@@ -100,6 +100,12 @@ async fn backups_wal_and_instance_files_are_readable_by_their_owner_only() -> Re
         .recover_accepted(id, json!({"backup": backup["id"]}))
         .await?;
     stack.wait_active(id).await?;
+    wait_until(
+        "the new timeline's history in the store",
+        Duration::from_secs(60),
+        || async { Ok(walk(&wal)?.names.contains("00000002.history").then_some(())) },
+    )
+    .await?;
 
     let store = walk(&stack.backup_store())?;
     let instances = walk(&stack.root().join("instances"))?;

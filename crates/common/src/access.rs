@@ -38,6 +38,30 @@ impl Cidr {
         prefix: 0,
     };
 
+    /// The private networks (RFC 1918, loopback, IPv6 unique-local and loopback): what Trove
+    /// calls the tenant's private network, where an instance that is not public is reachable.
+    pub const PRIVATE: [Cidr; 6] = [
+        Cidr::v4([10, 0, 0, 0], 8),
+        Cidr::v4([172, 16, 0, 0], 12),
+        Cidr::v4([192, 168, 0, 0], 16),
+        Cidr::v4([127, 0, 0, 0], 8),
+        Cidr {
+            network: IpAddr::V6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0)),
+            prefix: 7,
+        },
+        Cidr {
+            network: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        },
+    ];
+
+    const fn v4(octets: [u8; 4], prefix: u8) -> Cidr {
+        Cidr {
+            network: IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3])),
+            prefix,
+        }
+    }
+
     pub fn network(&self) -> IpAddr {
         self.network
     }
@@ -135,7 +159,10 @@ impl<'de> Deserialize<'de> for Cidr {
 /// Trove's `access`, validated. Who may connect over TCP:
 /// - `allowed_cidrs` not empty: exactly those networks, whatever `is_public` says;
 /// - no CIDRs and `is_public`: every address;
-/// - no CIDRs and not public: nobody (the guest agent's local socket only).
+/// - no CIDRs and not public: the private networks only ([`Cidr::PRIVATE`]). That is Trove's
+///   meaning (not exposed to the public network, still reachable on the tenant's private one),
+///   and what `openstack database instance create` asks for unless told otherwise: it always
+///   sends `{"is_public": false}`.
 ///
 /// An instance created without `access` keeps the behaviour from before access was enforced:
 /// every address (see [`admitted`]).
@@ -155,7 +182,7 @@ impl Access {
         } else if self.is_public {
             vec![Cidr::ANY_V4, Cidr::ANY_V6]
         } else {
-            Vec::new()
+            Cidr::PRIVATE.to_vec()
         }
     }
 }
@@ -225,7 +252,19 @@ mod tests {
             is_public: false,
             allowed_cidrs: vec![],
         };
-        assert_eq!(private.admitted(), vec![]);
+        assert_eq!(private.admitted(), Cidr::PRIVATE.to_vec());
+        assert!(
+            private
+                .admitted()
+                .iter()
+                .all(|c| !c.contains("203.0.113.9".parse().expect("ip")))
+        );
+        assert!(
+            private
+                .admitted()
+                .iter()
+                .any(|c| c.contains("192.168.1.20".parse().expect("ip")))
+        );
         let public = Access {
             is_public: true,
             ..private.clone()

@@ -129,18 +129,31 @@ async fn allowed_cidrs_decide_who_connects_and_an_update_applies_without_a_resta
         .fetch_one(&mut conn)
         .await?;
     assert_eq!(n, 0);
-    // Private without a list: nobody over TCP; the agent still reaches the server.
+    // Private without a list (what the openstack CLI sends by default): the private networks
+    // only, loopback among them, and no rule for the public internet.
     update_access(&stack, id, json!({"is_public": false, "allowed_cidrs": []})).await?;
-    assert_eq!(admitted(server).await?, Vec::<u8>::new());
-    assert!(sqlx::query("SELECT 1").execute(&mut conn).await.is_err());
+    assert_eq!(admitted(server).await?, vec![1, 2, 3]);
     assert_eq!(postmaster_pid(&stack, id)?, pid, "the server was restarted");
     let mut admin = stack.connect_superuser(id, "appdb").await?;
-    let rules: Vec<String> = sqlx::query_scalar(
-        "SELECT type FROM pg_hba_file_rules WHERE error IS NULL ORDER BY line_number",
+    let networks: Vec<String> = sqlx::query_scalar(
+        "SELECT address || '/' || netmask FROM pg_hba_file_rules \
+         WHERE error IS NULL AND type = 'host' ORDER BY line_number",
     )
     .fetch_all(&mut admin)
     .await?;
-    assert_eq!(rules, vec!["local", "local"]);
+    for private in [
+        "10.0.0.0/255.0.0.0",
+        "127.0.0.0/255.0.0.0",
+        "192.168.0.0/255.255.0.0",
+    ] {
+        assert!(networks.iter().any(|n| n == private), "{networks:?}");
+    }
+    assert!(
+        !networks
+            .iter()
+            .any(|n| n.starts_with("0.0.0.0/") || n.starts_with("::/")),
+        "{networks:?}"
+    );
     admin.close().await?;
     stack.finish().await
 }

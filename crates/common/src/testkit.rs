@@ -123,3 +123,37 @@ impl Sandbox {
         }
     }
 }
+
+/// Inserts an instance as the API would have written it (database `db1` of `tenant-a`, flavor
+/// `1`, timeline 1), placed on `host` when given, in `task`, with its service in `status`.
+pub async fn insert_instance(
+    pool: &PgPool,
+    host: Option<&str>,
+    task: crate::status::InstanceTask,
+    status: crate::status::ServiceStatus,
+) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO instances (id, name, tenant_id, flavor_id, datastore_version_id, \
+         volume_size, task_id, task_description, task_start_time, host, timeline) \
+         VALUES ($1, 'db1', 'tenant-a', '1', (SELECT id FROM datastore_versions LIMIT 1), \
+         1, $2, $3, now(), $4, 1)",
+    )
+    .bind(id)
+    .bind(task.code())
+    .bind(task.description())
+    .bind(host)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO service_statuses (id, instance_id, status_id, status_description) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(id)
+    .bind(status.code())
+    .bind(status.description())
+    .execute(pool)
+    .await?;
+    Ok(id)
+}

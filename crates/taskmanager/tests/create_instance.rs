@@ -16,6 +16,7 @@ use trove_common::{
     },
     secrets::{Password, PublicKey, SecretKey, user_password_context},
     status::{InstanceTask, ServiceStatus},
+    testkit::insert_instance,
 };
 use uuid::Uuid;
 
@@ -36,29 +37,7 @@ async fn host(h: &Harness, id: &str, key: Option<&PublicKey>) -> Result<()> {
 
 /// An instance as the API inserts it for a create: BUILDING, not placed yet.
 async fn unplaced_instance(h: &Harness) -> Result<Uuid> {
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO instances (id, name, tenant_id, flavor_id, datastore_version_id, \
-         volume_size, task_id, task_description, task_start_time) \
-         VALUES ($1, 'db1', 'tenant-a', '1', (SELECT id FROM datastore_versions LIMIT 1), 1, $2, $3, now())",
-    )
-    .bind(id)
-    .bind(InstanceTask::Building.code())
-    .bind(InstanceTask::Building.description())
-    .execute(&h.pool)
-    .await?;
-    let status = ServiceStatus::New;
-    sqlx::query(
-        "INSERT INTO service_statuses (id, instance_id, status_id, status_description) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(Uuid::new_v4())
-    .bind(id)
-    .bind(status.code())
-    .bind(status.description())
-    .execute(&h.pool)
-    .await?;
-    Ok(id)
+    insert_instance(&h.pool, None, InstanceTask::Building, ServiceStatus::New).await
 }
 
 /// The API's `create_instance` with user `app`, its password sealed for `for_key`, as delivered

@@ -24,7 +24,7 @@ use trove_common::{
         topics,
     },
     status::{InstanceTask, ServiceStatus},
-    testkit::Sandbox,
+    testkit::{Sandbox, insert_instance},
     timefmt::epoch_seconds,
 };
 use trove_taskmanager::{
@@ -167,31 +167,13 @@ impl Stack {
 
     /// An ACTIVE instance placed on `host`, whose service status is RUNNING.
     pub async fn instance_on(&self, host: &Host) -> Result<Uuid> {
-        let id = Uuid::new_v4();
-        sqlx::query(
-            "INSERT INTO instances (id, name, tenant_id, flavor_id, datastore_version_id, \
-             volume_size, task_id, task_description, host) \
-             VALUES ($1, 'db1', 'tenant-a', '1', (SELECT id FROM datastore_versions LIMIT 1), \
-             1, $2, $3, $4)",
+        insert_instance(
+            &self.pool,
+            Some(&host.name),
+            InstanceTask::None,
+            ServiceStatus::Running,
         )
-        .bind(id)
-        .bind(InstanceTask::None.code())
-        .bind(InstanceTask::None.description())
-        .bind(&host.name)
-        .execute(&self.pool)
-        .await?;
-        let status = ServiceStatus::Running;
-        sqlx::query(
-            "INSERT INTO service_statuses (id, instance_id, status_id, status_description) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(Uuid::new_v4())
-        .bind(id)
-        .bind(status.code())
-        .bind(status.description())
-        .execute(&self.pool)
-        .await?;
-        Ok(id)
+        .await
     }
 
     /// The instance's service status and when it was last set.

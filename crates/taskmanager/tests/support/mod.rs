@@ -15,7 +15,7 @@ use trove_common::{
     rpc::{RpcMessage, guest::GuestMethod},
     secrets::SecretKey,
     status::{BackupState, InstanceTask, RecoveryPhase, RecoveryState, ServiceStatus},
-    testkit::Sandbox,
+    testkit::{Sandbox, insert_instance},
 };
 use trove_taskmanager::{config::TaskManagerConfig, manager::TaskManager};
 use uuid::Uuid;
@@ -71,7 +71,6 @@ impl Harness {
 
     /// An instance placed on the test's guest host, in `task`, on timeline 1.
     pub async fn instance(&self, task: InstanceTask) -> Result<Uuid> {
-        let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO guest_hosts (id, address, capacity, last_heartbeat) \
              VALUES ($1, '127.0.0.1', 10, now()) ON CONFLICT (id) DO NOTHING",
@@ -79,30 +78,9 @@ impl Harness {
         .bind(&self.host)
         .execute(&self.pool)
         .await?;
-        sqlx::query(
-            "INSERT INTO instances (id, name, tenant_id, flavor_id, datastore_version_id, \
-             volume_size, task_id, task_description, task_start_time, host, timeline) \
-             VALUES ($1, 'db1', 'tenant-a', '1', (SELECT id FROM datastore_versions LIMIT 1), \
-             1, $2, $3, now(), $4, 1)",
-        )
-        .bind(id)
-        .bind(task.code())
-        .bind(task.description())
-        .bind(&self.host)
-        .execute(&self.pool)
-        .await?;
         // Not HEALTHY, so a test sees the completed recovery set it.
-        let status = ServiceStatus::Running;
-        sqlx::query(
-            "INSERT INTO service_statuses (id, instance_id, status_id, status_description) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(Uuid::new_v4())
-        .bind(id)
-        .bind(status.code())
-        .bind(status.description())
-        .execute(&self.pool)
-        .await?;
+        let id =
+            insert_instance(&self.pool, Some(&self.host), task, ServiceStatus::Running).await?;
         Ok(id)
     }
 

@@ -224,7 +224,7 @@ impl Stack {
 
     pub fn start_taskmanager(&mut self) {
         let cfg = trove_taskmanager::config::TaskManagerConfig {
-            backup_store: self.root.join("backups"),
+            store: self.store_config(),
             sweep_interval_ms: 200,
             outbox_grace_ms: 1000,
             host_heartbeat_expiry_secs: 30,
@@ -285,6 +285,16 @@ impl Stack {
 
     pub fn backup_store(&self) -> PathBuf {
         self.root.join("backups")
+    }
+
+    /// The object store every daemon of this stack uses (see `testkit::store_config`).
+    pub fn store_config(&self) -> trove_common::store::StoreConfig {
+        trove_common::testkit::store_config(&self.root, &self.id)
+    }
+
+    /// A handle on this stack's object store, to look at what the daemons wrote.
+    pub fn store(&self) -> Result<trove_common::store::BlobStore> {
+        trove_common::store::BlobStore::open(&self.store_config())
     }
 
     pub async fn call(

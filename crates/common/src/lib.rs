@@ -12,6 +12,7 @@ pub mod schema;
 pub mod secrets;
 pub mod shutdown;
 pub mod status;
+pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;

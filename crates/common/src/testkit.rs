@@ -157,3 +157,40 @@ pub async fn insert_instance(
     .await?;
     Ok(id)
 }
+
+/// The object store a test uses: the S3 endpoint `scripts/test.sh` starts (OpenStack Swift with
+/// `s3api` on loopback, named by `TROVE_TEST_S3_*`) under a prefix of its own, so tests share one
+/// bucket without seeing each other; without that endpoint, a local directory under `dir`.
+pub fn store_config(dir: &std::path::Path, id: &str) -> crate::store::StoreConfig {
+    use crate::store::{StoreBackend, StoreConfig};
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match var("TROVE_TEST_S3_ENDPOINT") {
+        Some(endpoint) => StoreConfig {
+            backend: StoreBackend::S3,
+            endpoint,
+            bucket: var("TROVE_TEST_S3_BUCKET").unwrap_or_else(|| "trove-test".into()),
+            region: var("TROVE_TEST_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+            access_key_id: var("TROVE_TEST_S3_ACCESS_KEY_ID").unwrap_or_default(),
+            secret_access_key_file: var("TROVE_TEST_S3_SECRET_ACCESS_KEY").map(|secret| {
+                let file = dir.join("s3-secret");
+                let _ = std::fs::create_dir_all(dir);
+                // The store reads its secret from a file, as an operator's config would.
+                if let Err(e) = std::fs::write(&file, secret) {
+                    eprintln!("cannot write {}: {e}", file.display());
+                }
+                file
+            }),
+            prefix: format!("t-{id}"),
+            ..StoreConfig::default()
+        },
+        None => StoreConfig {
+            path: dir.join("store"),
+            ..StoreConfig::default()
+        },
+    }
+}
+
+/// Whether tests run against a real S3 endpoint (see [`store_config`]).
+pub fn s3_endpoint_configured() -> bool {
+    std::env::var("TROVE_TEST_S3_ENDPOINT").is_ok_and(|v| !v.is_empty())
+}

@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use trove_common::config::{AmqpConfig, DatabaseConfig};
+use trove_common::{
+    config::{AmqpConfig, DatabaseConfig},
+    store::StoreConfig,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskManagerConfig {
-    /// Root of the backup store shared with the guest agents (deleting a backup removes its
-    /// directory there).
-    pub backup_store: PathBuf,
     /// How often the sweeper looks for unsent messages and overdue tasks.
     pub sweep_interval_ms: u64,
     /// Age after which an unsent outbox row is considered abandoned by its writer.
@@ -23,18 +23,20 @@ pub struct TaskManagerConfig {
     pub secret_key_file: PathBuf,
     pub database: DatabaseConfig,
     pub amqp: AmqpConfig,
+    /// The object store the guest agents write backups and WAL to (the same bucket and prefix).
+    pub store: StoreConfig,
 }
 
 impl Default for TaskManagerConfig {
     fn default() -> Self {
         Self {
-            backup_store: PathBuf::from("/var/lib/trove/backups"),
             sweep_interval_ms: 1000,
             outbox_grace_ms: 2000,
             host_heartbeat_expiry_secs: 60,
             secret_key_file: PathBuf::from("/etc/trove/taskmanager.key"),
             database: DatabaseConfig::default(),
             amqp: AmqpConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::{config::TaskManagerConfig, manager::TaskManager};
 pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Result<()> {
     let secret_key = SecretKey::load(&config.secret_key_file)
         .context("loading the taskmanager's key (secret_key_file; see `trove-manage keygen`)")?;
+    let store = trove_common::store::BlobStore::open(&config.store).context("opening the object store ([store])")?;
     let pool = control_db::connect(&config.database).await?;
     schema::ensure_current(&pool).await?;
     let bus = Bus::connect(&config.amqp).await?;
@@ -35,6 +36,7 @@ pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Resu
         bus: bus.clone(),
         config: Arc::new(config),
         secret_key: Arc::new(secret_key),
+        store,
     };
     if let Err(e) = tm.declare_guest_queues().await {
         tracing::warn!(error = %format!("{e:#}"), "could not declare the guest queues; casts declare them again");

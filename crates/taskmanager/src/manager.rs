@@ -9,6 +9,7 @@ use trove_common::{
     outbox,
     rpc::{Method, RequestContext, RpcMessage, guest::GuestMethod, topics},
     secrets::SecretKey,
+    store::BlobStore,
 };
 use uuid::Uuid;
 
@@ -21,6 +22,8 @@ pub struct TaskManager {
     pub config: Arc<TaskManagerConfig>,
     /// Opens what trove-api sealed for the taskmanager (`config.secret_key_file`).
     pub secret_key: Arc<SecretKey>,
+    /// The object store holding backups and WAL (`config.store`).
+    pub store: BlobStore,
 }
 
 /// What a handler returns: an error is retried (a bounded number of times, unless the control

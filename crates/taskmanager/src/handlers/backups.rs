@@ -8,6 +8,7 @@ use trove_common::{
         taskmanager::NewBackupInfo,
     },
     status::BackupState,
+    store::layout,
 };
 use uuid::Uuid;
 
@@ -58,12 +59,12 @@ impl TaskManager {
 
     /// The API already hid the backup; remove its files from the store.
     pub(crate) async fn delete_backup(&self, backup_id: Uuid) -> Result<()> {
-        let dir = self.config.backup_store.join(backup_id.to_string());
-        let result = match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
-        };
+        let dir = layout::backup_dir(backup_id);
+        let result = self
+            .store
+            .delete_prefix(&dir)
+            .await
+            .with_context(|| format!("removing {dir}/ from {}", self.store.describe()));
         if let Err(e) = &result {
             let mut tx = self.pool.begin().await?;
             let why = format!("{e:#}");
@@ -72,7 +73,7 @@ impl TaskManager {
             tracing::error!(backup.id = %backup_id, error = %why, "backup files could not be removed");
             return Ok(());
         }
-        tracing::info!(backup.id = %backup_id, "backup files removed");
+        tracing::info!(backup.id = %backup_id, "backup objects removed");
         Ok(())
     }
 }

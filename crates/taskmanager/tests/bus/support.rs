@@ -115,7 +115,7 @@ impl Stack {
                 .expect("a new key file in the test's own directory");
         }
         let cfg = TaskManagerConfig {
-            backup_store: self.dir.join("backups"),
+            store: trove_common::testkit::store_config(&self.dir, &self.sandbox.id),
             secret_key_file: key_file,
             sweep_interval_ms: 200,
             outbox_grace_ms: 1000,

@@ -51,7 +51,10 @@ impl Harness {
         let id = sandbox.id.clone();
 
         let config = TaskManagerConfig {
-            backup_store: std::env::temp_dir().join(format!("trove-tm-{id}")),
+            store: trove_common::testkit::store_config(
+                &std::env::temp_dir().join(format!("trove-tm-{id}")),
+                &id,
+            ),
             database: sandbox.database.clone(),
             amqp: sandbox.amqp.clone(),
             ..Default::default()
@@ -60,8 +63,9 @@ impl Harness {
             tm: TaskManager {
                 pool: pool.clone(),
                 bus,
-                config: Arc::new(config),
+                config: Arc::new(config.clone()),
                 secret_key: Arc::new(SecretKey::generate()),
+                store: trove_common::store::BlobStore::open(&config.store)?,
             },
             pool,
             host: format!("host-{id}"),

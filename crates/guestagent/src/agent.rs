@@ -1,6 +1,6 @@
 //! The agent: the instances this host runs, their queue consumers, and adoption after a restart.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::sync::Mutex;
@@ -9,13 +9,14 @@ use trove_common::{
     amqp::{Bus, Delivered, HandlerFuture},
     rpc::{guest::wal_location, topics},
     secrets::SecretKey,
+    store::BlobStore,
 };
 use uuid::Uuid;
 
 use crate::{
     config::GuestConfig,
     hosted::{Hosted, InstanceRecord},
-    postgres::{PgBinaries, Runner, ensure_private_dir, spawn_wal_streamer},
+    postgres::{PgBinaries, Runner, Shipper, ensure_private_dir, spawn_wal_streamer},
 };
 
 pub struct Agent {
@@ -28,6 +29,8 @@ pub struct Agent {
     pub shutdown: CancellationToken,
     /// Opens the secrets sealed for this host (`config.secret_key_file`).
     pub secret_key: SecretKey,
+    /// Where backups and WAL go (`config.store`).
+    pub store: BlobStore,
 }
 
 impl Agent {
@@ -42,19 +45,34 @@ impl Agent {
         )
     }
 
-    /// Where this instance's continuous WAL archive lives in the backup store.
-    pub fn wal_root(&self, id: Uuid) -> PathBuf {
-        self.config.backup_store.join(wal_location(id))
+    /// This instance's local WAL spool: `pg_receivewal` writes here, the shipper sends it on to
+    /// the store (`wal/<id>/`) and keeps only the newest segments.
+    pub fn wal_spool(&self, id: Uuid) -> PathBuf {
+        self.config.data_root.join(id.to_string()).join("wal")
     }
 
-    /// Starts shipping the instance's WAL to the store (no-op when already running).
+    /// Starts streaming the instance's WAL and shipping it to the store (no-op when running).
     pub async fn start_streaming(&self, h: &Hosted) {
         let mut slot = h.streamer.lock().await;
         if slot.is_some() {
             return;
         }
         let cancel = h.cancel.child_token();
-        let handle = spawn_wal_streamer(h.cluster.clone(), self.wal_root(h.id), cancel.clone());
+        let shipper = Shipper::new(
+            self.store.clone(),
+            self.wal_spool(h.id),
+            wal_location(h.id),
+            h.shipped.clone(),
+            self.bins.clone(),
+            self.runner.clone(),
+        );
+        let handle = spawn_wal_streamer(
+            h.cluster.clone(),
+            self.wal_spool(h.id),
+            shipper,
+            Duration::from_millis(self.config.wal_ship_interval_ms.max(10)),
+            cancel.clone(),
+        );
         *slot = Some((cancel, handle));
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use trove_common::config::AmqpConfig;
+use trove_common::{config::AmqpConfig, store::StoreConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -15,8 +15,6 @@ pub struct GuestConfig {
     pub address: String,
     /// Where instance directories live (`<data_root>/<instance_id>/`).
     pub data_root: PathBuf,
-    /// Root of the backup store (shared with the taskmanager, and with other hosts for restores).
-    pub backup_store: PathBuf,
     /// PostgreSQL server binaries.
     pub pg_bin_dir: PathBuf,
     /// OS user the PostgreSQL servers run as when the agent runs as root.
@@ -27,10 +25,18 @@ pub struct GuestConfig {
     pub heartbeat_interval_ms: u64,
     /// Period of WAL archive reports (what the store holds; the recoverable window's `latest`).
     pub wal_report_interval_ms: u64,
+    /// How often the WAL written since the last upload is sent to the store: the most a host's
+    /// death can lose of committed work is about this much.
+    pub wal_ship_interval_ms: u64,
+    /// WAL segments a replay fetches from the store at once, ahead of the replay position.
+    pub wal_prefetch: usize,
     /// This host's private key (mode 0600; generated on first start when absent). The public
     /// half travels in the host heartbeat, and the taskmanager seals passwords in `prepare` for it.
     pub secret_key_file: PathBuf,
     pub amqp: AmqpConfig,
+    /// The object store backups and WAL go to; the same one the taskmanager and the other hosts
+    /// name.
+    pub store: StoreConfig,
 }
 
 impl Default for GuestConfig {
@@ -43,14 +49,16 @@ impl Default for GuestConfig {
                 .unwrap_or_else(|| "localhost".into()),
             address: "127.0.0.1".into(),
             data_root: PathBuf::from("/var/lib/trove/instances"),
-            backup_store: PathBuf::from("/var/lib/trove/backups"),
             pg_bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
             os_user: "postgres".into(),
             listen_addresses: "*".into(),
             heartbeat_interval_ms: 5000,
             wal_report_interval_ms: 1000,
+            wal_ship_interval_ms: 200,
+            wal_prefetch: 4,
             secret_key_file: PathBuf::from("/var/lib/trove/guest.key"),
             amqp: AmqpConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::{sync::Mutex, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::postgres::{Cluster, ClusterSpec, PgBinaries, Runner, write_owned};
+use crate::postgres::{Cluster, ClusterSpec, PgBinaries, Runner, SharedShipIndex, write_owned};
 
 pub const RECORD_FILE: &str = "instance.json";
 
@@ -38,6 +38,8 @@ pub struct Hosted {
     pub streamer: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
     /// The last WAL report sent, so an unchanged store is not reported again.
     pub last_wal_report: Mutex<Option<serde_json::Value>>,
+    /// What the store holds of this instance's WAL, kept by its shipper, read by the reports.
+    pub shipped: SharedShipIndex,
 }
 
 /// Clears the disruptive flag when the operation ends, however it ends.
@@ -70,6 +72,7 @@ impl Hosted {
             disruptive: AtomicBool::new(false),
             streamer: Mutex::new(None),
             last_wal_report: Mutex::new(None),
+            shipped: SharedShipIndex::default(),
         }
     }
 

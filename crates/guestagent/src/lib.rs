@@ -21,12 +21,13 @@ use trove_common::{
     amqp::{Bus, HandlerFuture, Role},
     rpc::topics,
     secrets::SecretKey,
+    store::BlobStore,
 };
 
 use crate::{
     agent::Agent,
     config::GuestConfig,
-    postgres::{PgBinaries, Runner, ensure_private_dir},
+    postgres::{PgBinaries, Runner},
 };
 
 /// Runs the agent until `shutdown` is cancelled. Managed servers keep running after it stops;
@@ -35,16 +36,7 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
     topics::check_host_id(&config.host).map_err(|e| anyhow::anyhow!("host: {e}"))?;
     let runner =
         Runner::detect(&config.os_user).context("choosing how to run PostgreSQL commands")?;
-    // The store belongs to the servers' OS user, mode 0700: the WAL receiver and the restore
-    // command run as that user and must reach `wal/`; backups inside are the agent's own.
-    ensure_private_dir(&config.backup_store, runner.owner())
-        .await
-        .with_context(|| {
-            format!(
-                "securing the backup store {}",
-                config.backup_store.display()
-            )
-        })?;
+    let store = BlobStore::open(&config.store).context("opening the object store ([store])")?;
     let secret_key = SecretKey::load_or_generate(&config.secret_key_file)
         .context("loading this host's key (secret_key_file)")?;
     // The host's own broker user: it consumes queues the control plane declared for it and
@@ -59,6 +51,7 @@ pub async fn run(config: GuestConfig, shutdown: CancellationToken) -> Result<()>
         tracker: TaskTracker::new(),
         shutdown: shutdown.clone(),
         secret_key,
+        store,
     });
     agent.adopt().await?;
     {

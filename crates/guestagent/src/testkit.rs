@@ -1,9 +1,11 @@
 //! A scratch world for running real PostgreSQL servers outside the agent: the driver's integration
 //! tests and `trove-bench` share it. Compiled only with the `testkit` feature.
 //!
-//! A [`TestRoot`] is a private directory tree; it hands out clusters on allocated ports and WAL
-//! streamers, and on drop kills every server started under it and removes the tree, so a failed
-//! assertion, an error or Ctrl-C leaves nothing running.
+//! A [`TestRoot`] is a private directory tree and an object store of its own (the S3 endpoint the
+//! test script starts, under a prefix of its own, else a local directory in the tree); it hands
+//! out clusters on allocated ports and WAL streamers that ship to that store, and on drop kills
+//! every server started under it and removes the tree, so a failed assertion, an error or Ctrl-C
+//! leaves nothing running. Objects it put in an S3 store stay until the bucket is emptied.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -15,12 +17,15 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, Postgres};
 use tokio_util::sync::CancellationToken;
-use trove_common::{recovery::WalTimeline, status::RecoveryPhase};
+use trove_common::{recovery::WalTimeline, status::RecoveryPhase, store::BlobStore};
 
 use crate::postgres::{
-    Cluster, ClusterSpec, PgBinaries, RecoveryError, Runner, allocate_port, scan,
-    spawn_wal_streamer,
+    Cluster, ClusterSpec, PgBinaries, RecoveryError, Runner, SharedShipIndex, Shipper, WalSource,
+    allocate_port, merge_store_index, scan, spawn_wal_streamer,
 };
+
+/// How often test streamers ship to the store (the agent's default).
+const SHIP_EVERY: Duration = Duration::from_millis(200);
 
 /// How long [`TestRoot::wait_for_store`] waits for the WAL store to catch up.
 const STORE_WAIT: Duration = Duration::from_secs(60);
@@ -35,6 +40,7 @@ pub struct TestRoot {
     keep: bool,
     cancel: CancellationToken,
     data_dirs: Mutex<Vec<PathBuf>>,
+    store: BlobStore,
 }
 
 impl TestRoot {
@@ -47,6 +53,8 @@ impl TestRoot {
     /// The tree at `path`, created if missing; on drop it is removed unless `keep` is set.
     pub fn at(path: PathBuf, keep: bool) -> Result<TestRoot> {
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let store = BlobStore::open(&trove_common::testkit::store_config(&path, &id))?;
         // The postgres OS user must traverse it when we run as root.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("chmod {}", path.display()))?;
@@ -57,7 +65,13 @@ impl TestRoot {
             keep,
             cancel: CancellationToken::new(),
             data_dirs: Mutex::new(Vec::new()),
+            store,
         })
+    }
+
+    /// The object store backups and WAL of this root go to.
+    pub fn store(&self) -> &BlobStore {
+        &self.store
     }
 
     pub fn path(&self) -> &Path {
@@ -115,17 +129,49 @@ impl TestRoot {
             .output();
     }
 
-    /// Streams `cluster`'s WAL into `wal_root` until [`Streamer::stop`] or the root's drop.
-    pub fn streamer(&self, cluster: &Cluster, wal_root: &Path) -> Streamer {
+    /// Streams `cluster`'s WAL into the spool `<root>/<name>.spool` and ships it to the store
+    /// under `wal/<name>`, as the agent does for an instance, until [`Streamer::stop`] or the
+    /// root's drop.
+    pub fn streamer(&self, cluster: &Cluster, name: &str) -> Streamer {
+        let wal = WalStream {
+            spool: self.path.join(format!("{name}.spool")),
+            dir: format!("wal/{name}"),
+            index: SharedShipIndex::default(),
+        };
+        let shipper = Shipper::new(
+            self.store.clone(),
+            wal.spool.clone(),
+            wal.dir.clone(),
+            wal.index.clone(),
+            self.bins.clone(),
+            self.runner.clone(),
+        );
         let cancel = self.cancel.child_token();
-        let handle = spawn_wal_streamer(cluster.clone(), wal_root.to_path_buf(), cancel.clone());
-        Streamer { cancel, handle }
+        let handle = spawn_wal_streamer(
+            cluster.clone(),
+            wal.spool.clone(),
+            shipper,
+            SHIP_EVERY,
+            cancel.clone(),
+        );
+        Streamer {
+            cancel,
+            handle,
+            wal,
+        }
     }
 
-    /// Timeline `tli` of the WAL store at `wal_root`, as the product's [`scan`] sees it.
-    pub async fn store_timeline(&self, wal_root: &Path, tli: u32) -> Result<WalTimeline> {
-        scan(&self.bins, &self.runner, wal_root)
-            .await?
+    /// Timeline `tli` of a streamed instance's WAL in the store, as the agent reports it.
+    pub async fn store_timeline(&self, wal: &WalStream, tli: u32) -> Result<WalTimeline> {
+        let states = scan(&self.bins, &self.runner, &wal.spool).await?;
+        let states = {
+            let index = wal
+                .index
+                .lock()
+                .map_err(|_| anyhow::anyhow!("ship index poisoned"))?;
+            merge_store_index(states, &index)
+        };
+        states
             .into_iter()
             .find(|s| s.timeline == tli)
             .with_context(|| format!("no timeline {tli} in the store"))
@@ -134,13 +180,13 @@ impl TestRoot {
     /// Waits until the store holds a commit after `after` on timeline `tli`.
     pub async fn wait_for_store(
         &self,
-        wal_root: &Path,
+        wal: &WalStream,
         tli: u32,
         after: DateTime<Utc>,
     ) -> Result<()> {
         let what = format!("a commit after {after} on timeline {tli} in the WAL store");
         wait_for(&what, STORE_WAIT, Duration::from_millis(100), async || {
-            let state = self.store_timeline(wal_root, tli).await.ok()?;
+            let state = self.store_timeline(wal, tli).await.ok()?;
             state.latest_commit.filter(|c| *c > after).map(drop)
         })
         .await
@@ -178,10 +224,32 @@ impl Drop for TestRoot {
     }
 }
 
+/// Where one streamed instance's WAL is: its local spool, its directory in the store, and what
+/// its shipper knows the store holds.
+#[derive(Clone)]
+pub struct WalStream {
+    pub spool: PathBuf,
+    /// `wal/<name>` in the root's store.
+    pub dir: String,
+    pub index: SharedShipIndex,
+}
+
+impl WalStream {
+    /// This WAL as a replay's source.
+    pub fn source<'a>(&'a self, store: &'a BlobStore) -> WalSource<'a> {
+        WalSource {
+            store,
+            dir: &self.dir,
+            prefetch: 4,
+        }
+    }
+}
+
 /// A running WAL streamer (see [`spawn_wal_streamer`]).
 pub struct Streamer {
     cancel: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
+    pub wal: WalStream,
 }
 
 impl Streamer {
@@ -290,13 +358,19 @@ pub fn parse_lsn(lsn: &str) -> Result<u64> {
     Ok((u64::from_str_radix(hi, 16)? << 32) | u64::from_str_radix(lo, 16)?)
 }
 
-/// The completed WAL segments in `dir` (one timeline of a store), by name in WAL order.
-pub fn segment_names(dir: &Path) -> Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-        .collect();
-    names.sort();
-    Ok(names)
+/// The sealed WAL segments of timeline `tli` of `wal` in the store, by name in WAL order.
+pub async fn segment_names(store: &BlobStore, wal: &WalStream, tli: u32) -> Result<Vec<String>> {
+    let entries = store.list(&wal.dir).await?;
+    let stored = trove_common::store::wal_keys::StoredWal::from_listing(&wal.dir, &entries);
+    Ok(stored
+        .timelines
+        .get(&tli)
+        .map(|t| {
+            t.segments
+                .iter()
+                .filter(|(_, seg)| seg.sealed.is_some())
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default())
 }

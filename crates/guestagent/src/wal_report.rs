@@ -1,6 +1,6 @@
-//! Periodic WAL archive reports: checksums for newly completed segments, then what the store
-//! holds per timeline, sent to the conductor when it changed. The control plane computes the
-//! recoverable window from these.
+//! Periodic WAL archive reports: what the object store holds per timeline (the shipper's index
+//! of the store, with the latest commit read from the spool's newest segments), sent to the
+//! conductor when it changed. The control plane computes the recoverable window from these.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,7 +10,7 @@ use trove_common::{rpc::conductor::ConductorMethod, timefmt::epoch_seconds};
 use crate::{
     agent::Agent,
     hosted::Hosted,
-    postgres::{checksum_segments, current_timeline, scan},
+    postgres::{current_timeline, merge_store_index, scan},
 };
 
 impl Agent {
@@ -35,12 +35,18 @@ impl Agent {
     }
 
     async fn report_wal(&self, h: &Hosted) -> anyhow::Result<()> {
-        let root = self.wal_root(h.id);
-        if !root.exists() {
+        let spool = self.wal_spool(h.id);
+        if !spool.exists() {
             return Ok(());
         }
-        checksum_segments(&root).await?;
-        let states = scan(&self.bins, &self.runner, &root).await?;
+        let states = scan(&self.bins, &self.runner, &spool).await?;
+        let states = {
+            let index = h
+                .shipped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            merge_store_index(states, &index)
+        };
         // A server that is down (crashed, being restarted) still has WAL in the store worth
         // reporting: that is exactly what a recovery after a crash needs. Its timeline is then
         // the newest one the store holds.

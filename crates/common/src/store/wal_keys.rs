@@ -2,10 +2,11 @@
 //!
 //! Under `wal/<instance>/tl<N>/` (N decimal):
 //! - `<TLI:08X>.history`: the timeline's history file;
-//! - `<segment>/<START:08X>-<END:08X>`: bytes `START..END` of a segment, uploaded while the
-//!   segment is written, so the store trails the server by a fraction of a second. Chunks of one
-//!   segment may overlap (the last, half-filled page is sent again with the next chunk); applied
-//!   in order of their start they give the segment;
+//! - `<segment>/<SEQ:08X>-<START:08X>-<END:08X>`: bytes `START..END` of a segment, the SEQth
+//!   upload of it, sent while the segment is written so the store trails the server by a fraction
+//!   of a second. Chunks overlap (the last, half-filled page is sent again with the next chunk, and
+//!   a segment of many chunks is sent again whole): applied in upload order, later bytes win,
+//!   which is right because WAL bytes only ever go from unwritten to written;
 //! - `<segment>/sealed-<sha256>`: empty; the segment is complete and the chunks, put together,
 //!   hash to `<sha256>`.
 //!
@@ -25,11 +26,22 @@ pub fn history_key(wal_dir: &str, tli: u32) -> String {
     format!("{}/{tli:08X}.history", timeline_dir(wal_dir, tli))
 }
 
-pub fn chunk_key(wal_dir: &str, tli: u32, segment: &str, start: u64, end: u64) -> String {
+pub fn chunk_key(wal_dir: &str, tli: u32, segment: &str, chunk: ChunkId) -> String {
     format!(
-        "{}/{segment}/{start:08X}-{end:08X}",
-        timeline_dir(wal_dir, tli)
+        "{}/{segment}/{:08X}-{:08X}-{:08X}",
+        timeline_dir(wal_dir, tli),
+        chunk.seq,
+        chunk.start,
+        chunk.end
     )
+}
+
+/// Which upload of a segment a chunk is, and which bytes it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkId {
+    pub seq: u64,
+    pub start: u64,
+    pub end: u64,
 }
 
 pub fn seal_key(wal_dir: &str, tli: u32, segment: &str, sha256: &str) -> String {
@@ -40,7 +52,7 @@ pub fn seal_key(wal_dir: &str, tli: u32, segment: &str, sha256: &str) -> String 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WalKey {
     History { tli: u32 },
-    Chunk { tli: u32, segment: String, start: u64, end: u64 },
+    Chunk { tli: u32, segment: String, chunk: ChunkId },
     Seal { tli: u32, segment: String, sha256: String },
 }
 
@@ -72,17 +84,24 @@ pub fn parse(rel: &str) -> Option<WalKey> {
                     sha256: sha.to_ascii_lowercase(),
                 });
             }
-            let (start, end) = leaf.split_once('-')?;
-            if !is_hex(start, 8) || !is_hex(end, 8) {
+            let mut fields = leaf.split('-');
+            let (Some(seq), Some(start), Some(end), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                return None;
+            };
+            if !is_hex(seq, 8) || !is_hex(start, 8) || !is_hex(end, 8) {
                 return None;
             }
-            let start = u64::from_str_radix(start, 16).ok()?;
-            let end = u64::from_str_radix(end, 16).ok()?;
-            (start < end).then_some(WalKey::Chunk {
+            let chunk = ChunkId {
+                seq: u64::from_str_radix(seq, 16).ok()?,
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+            };
+            (chunk.start < chunk.end).then_some(WalKey::Chunk {
                 tli,
                 segment,
-                start,
-                end,
+                chunk,
             })
         }
         _ => None,
@@ -93,8 +112,7 @@ pub fn parse(rel: &str) -> Option<WalKey> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     pub key: String,
-    pub start: u64,
-    pub end: u64,
+    pub id: ChunkId,
 }
 
 /// One segment as the store holds it.
@@ -112,19 +130,21 @@ pub struct StoredSegment {
 impl StoredSegment {
     /// How far the stored bytes reach (the end of the last chunk).
     pub fn end(&self) -> u64 {
-        self.chunks.iter().map(|c| c.end).max().unwrap_or(0)
+        self.chunks.iter().map(|c| c.id.end).max().unwrap_or(0)
     }
 
-    /// The chunks to apply, in order: a chunk from 0 to the end alone when there is one (a
-    /// compacted segment), else all of them by start.
+    /// The next free upload number.
+    pub fn next_seq(&self) -> u64 {
+        self.chunks.iter().map(|c| c.id.seq + 1).max().unwrap_or(0)
+    }
+
+    /// The chunks to apply, in upload order, starting at the last one that starts at byte 0: it
+    /// was read after every earlier upload, so it holds all they held.
     pub fn read_plan(&self) -> Vec<&Chunk> {
-        let end = self.end();
-        if let Some(whole) = self.chunks.iter().find(|c| c.start == 0 && c.end == end) {
-            return vec![whole];
-        }
         let mut chunks: Vec<&Chunk> = self.chunks.iter().collect();
-        chunks.sort_by_key(|c| (c.start, c.end));
-        chunks
+        chunks.sort_by_key(|c| c.id.seq);
+        let from = chunks.iter().rposition(|c| c.id.start == 0).unwrap_or(0);
+        chunks.split_off(from)
     }
 }
 
@@ -161,8 +181,7 @@ impl StoredWal {
                 WalKey::Chunk {
                     tli,
                     segment,
-                    start,
-                    end,
+                    chunk,
                 } => {
                     let seg = wal
                         .timelines
@@ -173,8 +192,7 @@ impl StoredWal {
                         .or_default();
                     seg.chunks.push(Chunk {
                         key: entry.key.clone(),
-                        start,
-                        end,
+                        id: chunk,
                     });
                     seg.keys.push(entry.key.clone());
                     seg.bytes += entry.size;
@@ -206,18 +224,31 @@ mod tests {
 
     const SEG: &str = "000000010000000000000003";
 
+    fn id(seq: u64, start: u64, end: u64) -> ChunkId {
+        ChunkId { seq, start, end }
+    }
+
+    fn listing(keys: Vec<String>) -> Vec<Entry> {
+        keys.into_iter()
+            .map(|key| Entry {
+                key,
+                size: 1,
+                modified: chrono::Utc::now(),
+            })
+            .collect()
+    }
+
     #[test]
     fn keys_round_trip() {
         let wal = "wal/i";
-        let chunk = chunk_key(wal, 1, SEG, 0x2000, 0x6000);
-        assert_eq!(chunk, format!("wal/i/tl1/{SEG}/00002000-00006000"));
+        let chunk = chunk_key(wal, 1, SEG, id(7, 0x2000, 0x6000));
+        assert_eq!(chunk, format!("wal/i/tl1/{SEG}/00000007-00002000-00006000"));
         assert_eq!(
             parse(chunk.strip_prefix("wal/i/").expect("prefix")),
             Some(WalKey::Chunk {
                 tli: 1,
                 segment: SEG.into(),
-                start: 0x2000,
-                end: 0x6000
+                chunk: id(7, 0x2000, 0x6000)
             })
         );
         let sha = "ab".repeat(32);
@@ -238,8 +269,9 @@ mod tests {
         for bad in [
             "tl1/0000000A.history",
             "tlx/x",
-            "tl1/short/00000000-00000001",
-            &format!("tl1/{SEG}/00000002-00000001"),
+            "tl1/short/00000000-00000000-00000001",
+            &format!("tl1/{SEG}/00000000-00000002-00000001"),
+            &format!("tl1/{SEG}/00000000-00000001"),
             &format!("tl1/{SEG}/sealed-zz"),
             &format!("tl1/{SEG}/a/b"),
         ] {
@@ -248,43 +280,39 @@ mod tests {
     }
 
     #[test]
-    fn a_compacted_segment_reads_from_its_whole_chunk_alone() {
-        let entry = |key: String| Entry {
-            key,
-            size: 1,
-            modified: chrono::Utc::now(),
-        };
-        let listing = vec![
-            entry(chunk_key("wal/i", 1, SEG, 0x2000, 0x1000000)),
-            entry(chunk_key("wal/i", 1, SEG, 0, 0x4000)),
-            entry(chunk_key("wal/i", 1, SEG, 0, 0x1000000)),
-            entry(seal_key("wal/i", 1, SEG, &"0".repeat(64))),
-            entry("wal/i/unrelated".into()),
-        ];
-        let wal = StoredWal::from_listing("wal/i", &listing);
+    fn a_resent_whole_segment_makes_earlier_chunks_irrelevant() {
+        let wal = StoredWal::from_listing(
+            "wal/i",
+            &listing(vec![
+                chunk_key("wal/i", 1, SEG, id(0, 0, 0x4000)),
+                chunk_key("wal/i", 1, SEG, id(1, 0x2000, 0x8000)),
+                chunk_key("wal/i", 1, SEG, id(2, 0, 0x1000000)),
+                chunk_key("wal/i", 1, SEG, id(3, 0xFFE000, 0x1000000)),
+                seal_key("wal/i", 1, SEG, &"0".repeat(64)),
+                "wal/i/unrelated".into(),
+            ]),
+        );
         let seg = &wal.timelines[&1].segments[SEG];
-        assert_eq!(seg.keys.len(), 4);
+        assert_eq!(seg.keys.len(), 5);
         assert!(seg.sealed.is_some());
-        let plan = seg.read_plan();
-        assert_eq!(plan.len(), 1);
-        assert_eq!((plan[0].start, plan[0].end), (0, 0x1000000));
+        let seqs: Vec<u64> = seg.read_plan().iter().map(|c| c.id.seq).collect();
+        assert_eq!(seqs, vec![2, 3]);
+        assert_eq!(seg.next_seq(), 4);
+        assert_eq!(seg.end(), 0x1000000);
     }
 
     #[test]
-    fn open_segments_apply_chunks_by_start() {
-        let entry = |key: String| Entry {
-            key,
-            size: 1,
-            modified: chrono::Utc::now(),
-        };
-        let listing = vec![
-            entry(chunk_key("wal/i", 1, SEG, 0x2000, 0x8000)),
-            entry(chunk_key("wal/i", 1, SEG, 0, 0x4000)),
-        ];
-        let wal = StoredWal::from_listing("wal/i", &listing);
+    fn open_segments_apply_chunks_in_upload_order() {
+        let wal = StoredWal::from_listing(
+            "wal/i",
+            &listing(vec![
+                chunk_key("wal/i", 1, SEG, id(1, 0x2000, 0x8000)),
+                chunk_key("wal/i", 1, SEG, id(0, 0, 0x4000)),
+            ]),
+        );
         let seg = &wal.timelines[&1].segments[SEG];
-        let starts: Vec<u64> = seg.read_plan().iter().map(|c| c.start).collect();
-        assert_eq!(starts, vec![0, 0x2000]);
+        let seqs: Vec<u64> = seg.read_plan().iter().map(|c| c.id.seq).collect();
+        assert_eq!(seqs, vec![0, 1]);
         assert_eq!(seg.end(), 0x8000);
         assert_eq!(seg.sealed, None);
     }

@@ -1,4 +1,4 @@
-//! `create_backup`: a full backup into the store, reported to the conductor.
+//! `create_backup`: a full backup streamed into the object store, reported to the conductor.
 
 use std::sync::Arc;
 
@@ -12,8 +12,9 @@ use trove_common::{
 use crate::{
     agent::Agent,
     hosted::Hosted,
-    postgres::{ARCHIVE_FILE, take_backup},
+    postgres::{BackupDest, take_backup},
 };
+use trove_common::store::layout;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
@@ -43,10 +44,16 @@ impl Agent {
         };
         self.report(update(BackupState::Building), rid.clone())
             .await;
-        let dest = self.config.backup_store.join(info.id.to_string());
+        let archive = layout::backup_archive(info.id);
+        let manifest = layout::backup_manifest(info.id);
+        let dest = BackupDest {
+            store: &self.store,
+            archive: &archive,
+            manifest: &manifest,
+        };
         tracing::info!(instance.id = %h.id, backup.id = %info.id, "backup started");
         let started = std::time::Instant::now();
-        let msg = match take_backup(&h.cluster, &info.id.to_string(), &dest).await {
+        let msg = match take_backup(&h.cluster, &info.id.to_string(), dest).await {
             Ok(m) => {
                 tracing::info!(instance.id = %h.id, backup.id = %info.id, bytes = m.size_bytes, duration_ms = started.elapsed().as_millis() as u64, "backup completed");
                 let mut u = update(BackupState::Completed);
@@ -64,7 +71,7 @@ impl Agent {
                 {
                     *size = Some(m.size_bytes as f64 / GIB);
                     *checksum = Some(m.checksum.clone());
-                    *location = Some(format!("{}/{ARCHIVE_FILE}", info.id));
+                    *location = Some(archive.clone());
                     *success = Some(true);
                     *start_lsn = Some(m.start_lsn.clone());
                     *stop_lsn = Some(m.stop_lsn.clone());
@@ -76,7 +83,6 @@ impl Agent {
             Err(e) => {
                 let text = format!("{e:#}");
                 tracing::warn!(instance.id = %h.id, backup.id = %info.id, error = %text, "backup failed");
-                let _ = tokio::fs::remove_dir_all(&dest).await;
                 let mut u = update(BackupState::Failed);
                 if let ConductorMethod::UpdateBackup { success, error, .. } = &mut u {
                     *success = Some(false);

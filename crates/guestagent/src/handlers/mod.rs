@@ -8,7 +8,7 @@ mod prepare;
 mod recovery;
 mod recovery_source;
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use trove_common::{
@@ -92,17 +92,22 @@ impl Agent {
         Outcome::Ack
     }
 
-    /// A location from the control plane, resolved inside the backup store and nowhere else.
-    pub fn store_path(&self, location: &str) -> Result<PathBuf> {
-        let rel = std::path::Path::new(location);
-        if location.is_empty()
-            || rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            bail!("backup location '{location}' is not a path inside the backup store");
+    /// A location from the control plane (a backup archive, an instance's WAL), as a key inside
+    /// the object store and nowhere else.
+    pub fn store_key(&self, location: &str) -> Result<String> {
+        let ok = !location.is_empty()
+            && location.len() <= 512
+            && location.split('/').all(|part| {
+                !part.is_empty()
+                    && part != "."
+                    && part != ".."
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            });
+        if !ok {
+            bail!("location '{location}' is not a key inside the object store");
         }
-        Ok(self.config.backup_store.join(rel))
+        Ok(location.to_owned())
     }
 }

@@ -12,31 +12,40 @@ use uuid::Uuid;
 
 use crate::{
     agent::Agent,
-    postgres::{FailAs as _, Failure, RecoveryRequest, Replay},
+    postgres::{ArchiveSource, FailAs as _, Failure, RecoveryRequest, Replay, WalSource},
 };
 
-/// A recovery's paths, resolved inside the backup store.
+/// A recovery's sources, resolved as keys inside the object store.
 pub(crate) struct RecoverySource {
-    archive: PathBuf,
+    store: trove_common::store::BlobStore,
+    archive: String,
     sha256: String,
+    prefetch: usize,
     replay: Option<ReplaySource>,
 }
 
 struct ReplaySource {
-    wal_root: PathBuf,
+    wal_dir: String,
     stop: StopPoint,
     timeline: u32,
-    /// The recovered instance's own store, where its new timeline's history belongs.
+    /// The recovered instance's spool, where its new timeline's history belongs.
     history_dest: PathBuf,
 }
 
 impl RecoverySource {
     pub(crate) fn request(&self) -> RecoveryRequest<'_> {
         RecoveryRequest {
-            archive: &self.archive,
-            sha256: &self.sha256,
+            archive: ArchiveSource {
+                store: &self.store,
+                key: &self.archive,
+                sha256: &self.sha256,
+            },
             replay: self.replay.as_ref().map(|r| Replay {
-                wal_root: &r.wal_root,
+                wal: WalSource {
+                    store: &self.store,
+                    dir: &r.wal_dir,
+                    prefetch: self.prefetch,
+                },
                 stop: r.stop,
                 timeline: r.timeline,
                 history_dest: Some(&r.history_dest),
@@ -46,8 +55,8 @@ impl RecoverySource {
 }
 
 impl Agent {
-    /// Resolves `backup` and `target` for a recovery of `instance_id`. A location outside the
-    /// store is refused as not found, before anything is touched.
+    /// Resolves `backup` and `target` for a recovery of `instance_id`. A location that is not a
+    /// key inside the store is refused as not found, before anything is touched.
     pub(crate) fn recovery_source(
         &self,
         instance_id: Uuid,
@@ -55,22 +64,24 @@ impl Agent {
         target: Option<&RecoveryTarget>,
     ) -> Result<RecoverySource, Failure> {
         let archive = self
-            .store_path(&backup.location)
+            .store_key(&backup.location)
             .fail_as(GuestErrorCode::BackupNotFound)?;
         let replay = target
             .map(|t| {
                 anyhow::Ok(ReplaySource {
-                    wal_root: self.store_path(&t.wal_location)?,
+                    wal_dir: self.store_key(&t.wal_location)?,
                     stop: t.stop,
                     timeline: t.timeline,
-                    history_dest: self.wal_root(instance_id),
+                    history_dest: self.wal_spool(instance_id),
                 })
             })
             .transpose()
             .fail_as(GuestErrorCode::BackupNotFound)?;
         Ok(RecoverySource {
+            store: self.store.clone(),
             archive,
             sha256: backup.checksum.clone(),
+            prefetch: self.config.wal_prefetch,
             replay,
         })
     }

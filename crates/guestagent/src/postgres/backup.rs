@@ -1,24 +1,21 @@
-//! Full base backups: `pg_basebackup` streamed through `zstd` into one checksummed archive plus a manifest.
+//! Full base backups: `pg_basebackup` streamed through `zstd` straight into the object store
+//! (a multipart upload, no local copy), with a manifest written once the archive is complete.
 
-use std::path::Path;
 use std::process::Stdio;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::Command;
+use trove_common::store::BlobStore;
 
 use super::cluster::Cluster;
-use super::os_user::{create_private_file, ensure_dir, remove_file_if_exists};
 use super::runner::{join_stderr, spawn_read_to_string};
-use super::sibling;
 
-/// File name of the archive inside a backup directory.
-pub const ARCHIVE_FILE: &str = "base.tar.zst";
-/// File name of the manifest inside a backup directory.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub use trove_common::store::layout::{ARCHIVE_FILE, MANIFEST_FILE};
 
 /// What a restore needs to know about a backup; stored as `manifest.json` next to the archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,32 +37,28 @@ pub struct BackupManifest {
     pub pg_version: String,
 }
 
-/// Takes a full backup of the running `cluster` into `dest_dir/base.tar.zst` and writes
-/// `dest_dir/manifest.json`. The WAL needed to make the copy consistent travels inside the archive
-/// (`-X fetch`), so the backup restores without any WAL archive. Partial files are removed on failure.
-///
-/// The directory (0700) and its files (0600) belong to the agent's own user: the archive holds
-/// every tenant row, and only the agent reads it back (a restore streams it into `tar`).
+/// Where a backup goes: the archive's key and the manifest's key in `store`.
+#[derive(Debug, Clone, Copy)]
+pub struct BackupDest<'a> {
+    pub store: &'a BlobStore,
+    pub archive: &'a str,
+    pub manifest: &'a str,
+}
+
+/// Takes a full backup of the running `cluster` into `dest.archive` and then writes
+/// `dest.manifest`. The WAL needed to make the copy consistent travels inside the archive
+/// (`-X fetch`), so the backup restores without any WAL archive. The archive streams into the
+/// store as it is made; on failure the upload is aborted, so nothing appears under either key.
 pub async fn take_backup(
     cluster: &Cluster,
     backup_id: &str,
-    dest_dir: &Path,
+    dest: BackupDest<'_>,
 ) -> Result<BackupManifest> {
-    ensure_dir(dest_dir, 0o700, None).await?;
-    let archive = dest_dir.join(ARCHIVE_FILE);
-    let archive_tmp = sibling(&archive, "tmp");
-    let manifest_path = dest_dir.join(MANIFEST_FILE);
-    let manifest_tmp = sibling(&manifest_path, "tmp");
-
     let result = async {
         let pg_version = server_version(cluster).await?;
         let start_time = Utc::now();
-        let streamed = stream_backup(cluster, &archive_tmp).await?;
+        let streamed = stream_backup(cluster, dest).await?;
         let stop_time = Utc::now();
-        tokio::fs::rename(&archive_tmp, &archive)
-            .await
-            .context("renaming the finished archive into place")?;
-
         let manifest = BackupManifest {
             backup_id: backup_id.to_owned(),
             file: ARCHIVE_FILE.to_owned(),
@@ -80,30 +73,20 @@ pub async fn take_backup(
         };
         let json =
             serde_json::to_vec_pretty(&manifest).context("serializing the backup manifest")?;
-        let mut file = create_private_file(&manifest_tmp, 0o600).await?;
-        file.write_all(&json)
-            .await
-            .context("writing the manifest")?;
-        file.sync_all().await.context("syncing the manifest")?;
-        drop(file);
-        tokio::fs::rename(&manifest_tmp, &manifest_path)
-            .await
-            .context("renaming the manifest into place")?;
-        sync_dir(dest_dir).await?;
+        dest.store.put(dest.manifest, Bytes::from(json)).await?;
         anyhow::Ok(manifest)
     }
     .await;
-
     if result.is_err() {
-        // A half-written archive must never look like a backup, so remove even the renamed one.
-        for path in [&archive_tmp, &manifest_tmp, &archive, &manifest_path] {
-            let _ = remove_file_if_exists(path).await;
-        }
+        // A half-written backup must never look like one: the archive may be complete already.
+        let _ = dest.store.delete(dest.archive).await;
+        let _ = dest.store.delete(dest.manifest).await;
     }
     result.with_context(|| {
         format!(
-            "taking backup {backup_id} of {}",
-            cluster.spec().data_dir.display()
+            "taking backup {backup_id} of {} into {}",
+            cluster.spec().data_dir.display(),
+            dest.store.describe()
         )
     })
 }
@@ -128,9 +111,9 @@ struct Streamed {
     wal: WalRange,
 }
 
-/// Runs `pg_basebackup | zstd` as two processes (no shell) and copies zstd's output into `tmp`,
-/// hashing on the way so the archive is read only once.
-async fn stream_backup(cluster: &Cluster, tmp: &Path) -> Result<Streamed> {
+/// Runs `pg_basebackup | zstd` as two processes (no shell) and streams zstd's output into the
+/// store, hashing on the way so the archive is read only once and never lands on local disk.
+async fn stream_backup(cluster: &Cluster, dest: BackupDest<'_>) -> Result<Streamed> {
     let spec = cluster.spec();
     let mut basebackup = {
         let mut cmd = cluster
@@ -178,11 +161,11 @@ async fn stream_backup(cluster: &Cluster, tmp: &Path) -> Result<Streamed> {
     let zstd_stderr = spawn_read_to_string(zstd.stderr.take());
     let mut compressed = zstd.stdout.take().expect("stdout was configured as piped");
 
+    let mut upload = dest.store.writer(dest.archive)?;
     let copy = async {
-        let mut file = create_private_file(tmp, 0o600).await?;
         let mut hasher = Sha256::new();
         let mut size_bytes = 0u64;
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = vec![0u8; 1024 * 1024];
         loop {
             let n = compressed
                 .read(&mut buf)
@@ -192,14 +175,12 @@ async fn stream_backup(cluster: &Cluster, tmp: &Path) -> Result<Streamed> {
                 break;
             }
             hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])
+            upload
+                .write_all(&buf[..n])
                 .await
-                .with_context(|| format!("writing {}", tmp.display()))?;
+                .with_context(|| format!("uploading {}", dest.archive))?;
             size_bytes += n as u64;
         }
-        file.sync_all()
-            .await
-            .with_context(|| format!("syncing {}", tmp.display()))?;
         anyhow::Ok((hex::encode(hasher.finalize()), size_bytes))
     };
     let copied = copy.await;
@@ -211,12 +192,24 @@ async fn stream_backup(cluster: &Cluster, tmp: &Path) -> Result<Streamed> {
         .context("waiting for pg_basebackup")?;
     let bb_log = join_stderr(bb_stderr).await;
     let zstd_log = join_stderr(zstd_stderr).await;
-    if !bb_status.success() {
-        bail!("pg_basebackup failed ({bb_status}): {}", bb_log.trim());
+    let failed = if !bb_status.success() {
+        Some(anyhow::anyhow!("pg_basebackup failed ({bb_status}): {}", bb_log.trim()))
+    } else if !zstd_status.success() {
+        Some(anyhow::anyhow!("zstd failed ({zstd_status}): {}", zstd_log.trim()))
+    } else {
+        copied.as_ref().err().map(|e| anyhow::anyhow!("{e:#}"))
+    };
+    if let Some(err) = failed {
+        // Nothing of an aborted multipart upload becomes visible.
+        if let Err(abort) = upload.abort().await {
+            tracing::warn!(error = %abort, key = dest.archive, "could not abort a backup upload");
+        }
+        return Err(err);
     }
-    if !zstd_status.success() {
-        bail!("zstd failed ({zstd_status}): {}", zstd_log.trim());
-    }
+    upload
+        .shutdown()
+        .await
+        .with_context(|| format!("completing the upload of {}", dest.archive))?;
     let (sha256, size_bytes) = copied?;
     let wal = parse_wal_range(&bb_log)
         .with_context(|| format!("parsing pg_basebackup output: {}", bb_log.trim()))?;
@@ -225,16 +218,6 @@ async fn stream_backup(cluster: &Cluster, tmp: &Path) -> Result<Streamed> {
         size_bytes,
         wal,
     })
-}
-
-pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
-    let handle = tokio::fs::File::open(dir)
-        .await
-        .with_context(|| format!("opening {}", dir.display()))?;
-    handle
-        .sync_all()
-        .await
-        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 //! over TCP with scram-sha-256 only. When the agent runs as root every PostgreSQL command runs as the
 //! `postgres` OS user through `runuser`, because `initdb` and `postgres` refuse to run as root.
 //!
-//! A recovery, in place or into a new instance, takes one [`RecoveryRequest`]: unpack a verified
-//! backup (`archive`), replay and promote it (`replay`, `wal_plan`, `recovery_conf`), and
+//! A recovery, in place or into a new instance, takes one [`RecoveryRequest`]: stream a backup
+//! from the store and unpack it, checksummed (`archive`), replay and promote it (`replay`, `wal_plan`, `recovery_conf`), and
 //! for a recovery in place swap it with the live data or roll back (`staging`). Failures are typed
 //! ([`RecoveryError`]: phase and kind) where they happen.
 //!
@@ -14,8 +14,9 @@
 //! - `data_dir`, mode 0700, with `trove.conf` (settings the agent owns) and, only while recovering,
 //!   `trove-recovery.conf`;
 //! - `data_dir.staging` and `data_dir.old` beside it during and after an in-place recovery;
-//! - a WAL store (`wal_root/tl<N>/`) fed by [`spawn_wal_streamer`], from which
-//!   [`recover_in_place`] and [`restore_new`] replay to a point in time;
+//! - a WAL spool (`<instance>/wal/tl<N>/`) that [`spawn_wal_streamer`] fills and ships to the
+//!   object store, from which [`recover_in_place`] and [`restore_new`] fetch WAL (into a
+//!   `walfetch` directory beside the data) to replay to a point in time;
 //! - `socket_dir`, mode 0700, because local connections are trusted;
 //! - `hba_file`, the instance's network access as client authentication rules (see [`hba`]),
 //!   beside the data directory so that every copy of the data obeys the current rules.
@@ -45,6 +46,8 @@ mod staging;
 mod steps;
 mod wal_index;
 mod wal_plan;
+mod wal_fetch;
+mod wal_ship;
 mod wal_stream;
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -52,19 +55,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-pub use archive::{restore_backup, unpack_archive, verify_archive};
-pub use backup::{ARCHIVE_FILE, BackupManifest, MANIFEST_FILE, take_backup};
+pub use archive::{ArchiveSource, restore_backup};
+pub use backup::{ARCHIVE_FILE, BackupDest, BackupManifest, MANIFEST_FILE, take_backup};
 pub use cluster::Cluster;
 pub use error::{FailAs, Failure, RecoveryError};
 pub use hba::AccessApplied;
 pub use os_user::{OsUser, ensure_dir, ensure_private_dir, is_root, write_owned};
 pub use recover::recover_in_place;
-pub use request::{RecoveryRequest, Replay, Reporters};
+pub use request::{RecoveryRequest, Replay, Reporters, WalSource};
 pub use restore::restore_new;
 pub use runner::{Runner, run_checked};
 pub use spec::ClusterSpec;
 pub use sql::{quote_ident, quote_literal};
-pub use wal_index::{checksum_segments, scan, timeline_dir};
+pub use wal_index::{merge_store_index, scan, timeline_dir};
+pub use wal_ship::{SharedShipIndex, ShipIndex, Shipped, Shipper};
 pub use wal_stream::{WAL_SLOT, current_timeline, ensure_wal_slot, spawn_wal_streamer};
 
 /// Progress of a long byte-oriented step: `(bytes_done, bytes_total)`.

@@ -1,7 +1,6 @@
 //! Recovery of a running instance in place, to the end of a backup or on to a point in time, with
 //! automatic rollback (docs/postgres-recovery.md §3.3 and §3.8 B).
 
-use anyhow::Context as _;
 use trove_common::{
     recovery::RecoveryOutcome, rpc::conductor::GuestErrorCode, status::RecoveryPhase,
 };
@@ -26,8 +25,9 @@ const WHAT: &str = "in-place recovery";
 /// any step fails, the original directory is put back and restarted, the staging copy is removed,
 /// and the error names the phase that failed and the kind of failure.
 ///
-/// Phases: `fetching`, `verifying` (archive checksum; with a target, WAL continuity from the
-/// backup's start), `replaying`, with a target `verifying_target` (stop point checked, then
+/// Phases: `fetching` (the archive streams from the store into the staging directory, checked
+/// against its sha256 on the way), `verifying` (with a target, WAL continuity from the backup's
+/// start in the store), `replaying`, with a target `verifying_target` (stop point checked, then
 /// promotion to a new timeline whose `.history` goes to `replay.history_dest`), `cutting_over`,
 /// `health_check`.
 pub async fn recover_in_place(
@@ -61,22 +61,15 @@ async fn run(
     steps.enter(RecoveryPhase::Fetching);
     // A staging directory left by a crash mid-recovery is worthless: its state is unknown.
     discard_staging(staging).await?;
-    let size = tokio::fs::metadata(request.archive)
-        .await
-        .with_context(|| format!("reading {}", request.archive.display()))
-        .fail_as(GuestErrorCode::BackupNotFound)?
-        .len();
-    tracing::debug!(archive = %request.archive.display(), size_bytes = size, "backup archive available");
-
-    steps.enter(RecoveryPhase::Verifying);
     restore_backup(
         cluster.runner(),
         request.archive,
-        request.sha256,
         &staging_dir,
         &|done, total| steps.bytes(done, total),
     )
     .await?;
+
+    steps.enter(RecoveryPhase::Verifying);
     carry_timeline_history(cluster, &staging_dir).await?;
     let outcome = replay_and_promote(staging, request.replay.as_ref(), steps).await?;
     // A clean shutdown leaves a checkpointed copy that starts without crash recovery.

@@ -3,6 +3,8 @@
 //! live in their own file so that promotion can drop them; left behind, a later `recovery.signal`
 //! would reuse them.
 
+use std::path::Path;
+
 use anyhow::Result;
 use trove_common::recovery::StopPoint;
 
@@ -51,11 +53,15 @@ pub(super) async fn write_backup_end_settings(cluster: &Cluster) -> Result<()> {
 ///   shift it (P4), and the log prints times in UTC for `replay::verify_stop_line`;
 /// - `pause` at the target, so the stop point can be checked before promotion (P8);
 /// - the timeline is explicit, so a recovery follows the lineage the caller chose (§3.4).
-pub(super) async fn write_target_settings(restored: &Cluster, replay: &Replay<'_>) -> Result<()> {
+pub(super) async fn write_target_settings(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    fetch_root: &Path,
+) -> Result<()> {
     let data_dir = &restored.spec().data_dir;
     let owner = restored.runner().owner();
     config::ensure_includes(data_dir, owner).await?;
-    let script = write_script(restored.runner(), data_dir, replay.wal_root).await?;
+    let script = write_script(restored.runner(), data_dir, fetch_root).await?;
     let command = format!("{} \"%f\" \"%p\"", shell_quote(&script.to_string_lossy()));
     let mut settings = format!(
         "# Written by the Trove guest agent for one point-in-time recovery; removed at promotion.\n\

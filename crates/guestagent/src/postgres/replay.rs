@@ -21,7 +21,10 @@ use super::error::{FailAs as _, Failure};
 use super::os_user::{ensure_dir, remove_file_if_exists, write_owned};
 use super::recovery_conf::{write_backup_end_settings, write_target_settings};
 use super::request::Replay;
-use super::restore_command::{RESTORE_CHECKSUM_MISMATCH, preverify_segments, remove_script};
+use super::restore_command::{
+    RESTORE_CHECKSUM_MISMATCH, RESTORE_FETCH_FAILED, remove_script, verified_path,
+};
+use super::wal_fetch::Fetched;
 use super::steps::Steps;
 use super::wal_index::{format_lsn, history_name, parse_lsn, timeline_dir};
 use super::wal_plan::{Plan, preflight};
@@ -62,11 +65,16 @@ pub(super) async fn replay_and_promote(
             }
         }
         Some(replay) => {
-            let plan = preflight(restored, replay).await?;
-            let result = replay_to_target(restored, replay, &plan, steps).await;
+            let fetched = Fetched::open(restored, &replay.wal).await?;
+            let result = async {
+                let plan = preflight(restored, replay, &fetched).await?;
+                replay_to_target(restored, replay, &plan, &fetched, steps).await
+            }
+            .await;
             if let Err(err) = remove_script(&restored.spec().data_dir).await {
                 tracing::warn!(error = %format!("{err:#}"), "could not remove the restore command script");
             }
+            fetched.remove().await;
             result?
         }
     };
@@ -81,22 +89,32 @@ async fn replay_to_target(
     restored: &Cluster,
     replay: &Replay<'_>,
     plan: &Plan,
+    fetched: &Fetched,
     steps: &mut Steps<'_>,
 ) -> Result<RecoveryOutcome, Failure> {
     steps.enter(RecoveryPhase::Replaying);
     restored.write_managed_config().await?;
     let log_start = log_len(restored).await;
-    write_target_settings(restored, replay).await?;
-    let preverifier = Preverifier::start(replay, &restored.spec().data_dir, plan);
+    write_target_settings(restored, replay, &fetched.root).await?;
+    fetched.write_expected(&plan.needed).await?;
+    let prefetch = fetched.prefetch(
+        plan.needed.clone(),
+        replay.wal.prefetch,
+        verified_path(&restored.spec().data_dir),
+    );
     // The server may already stop during `pg_ctl start` (replay runs before it accepts
     // connections), so both steps are classified by what it logged.
-    let started = restored.start_private(restored.spec().port).await;
-    let waited = match started {
-        Ok(()) => wait_for_target(restored, replay, plan, steps)
-            .await
-            .map_err(|e| (GuestErrorCode::RestoreFailed, e)),
-        Err(e) => Err((GuestErrorCode::StartFailed, e)),
+    let work = async {
+        match restored.start_private(restored.spec().port).await {
+            Ok(()) => wait_for_target(restored, replay, plan, steps)
+                .await
+                .map_err(|e| (GuestErrorCode::RestoreFailed, e)),
+            Err(e) => Err((GuestErrorCode::StartFailed, e)),
+        }
     };
+    // Segments arrive while replay runs; whatever is still on its way when replay ends is
+    // dropped.
+    let waited = beside(work, prefetch).await;
     let reached = match waited {
         Ok(reached) => reached,
         Err((step_code, err)) => {
@@ -107,7 +125,6 @@ async fn replay_to_target(
             ));
         }
     };
-    drop(preverifier);
 
     steps.enter(RecoveryPhase::VerifyingTarget);
     verify_and_promote(restored, replay, plan, reached, log_start)
@@ -121,6 +138,8 @@ async fn replay_to_target(
 fn replay_failure_code(log: &str) -> Option<GuestErrorCode> {
     if log.contains(RESTORE_CHECKSUM_MISMATCH) {
         Some(GuestErrorCode::ChecksumMismatch)
+    } else if log.contains(RESTORE_FETCH_FAILED) {
+        Some(GuestErrorCode::BackupNotFound)
     } else if log.contains("recovery ended before configured recovery target was reached") {
         Some(GuestErrorCode::TargetNotReached)
     } else {
@@ -128,23 +147,20 @@ fn replay_failure_code(log: &str) -> Option<GuestErrorCode> {
     }
 }
 
-/// Checks the store's segments against their checksums beside replay, off its critical path
-/// (see [`preverify_segments`]); stopped when replay is over, however it ends.
-struct Preverifier(tokio::task::JoinHandle<()>);
-
-impl Preverifier {
-    fn start(replay: &Replay<'_>, data_dir: &Path, plan: &Plan) -> Self {
-        Self(tokio::spawn(preverify_segments(
-            replay.wal_root.to_path_buf(),
-            data_dir.to_path_buf(),
-            plan.start_segno,
-        )))
-    }
-}
-
-impl Drop for Preverifier {
-    fn drop(&mut self) {
-        self.0.abort();
+/// Runs `work` to its end while `background` makes progress beside it; `background` is dropped
+/// (cancelled) when `work` ends, finished or not.
+async fn beside<T>(
+    work: impl std::future::Future<Output = T>,
+    background: impl std::future::Future<Output = ()>,
+) -> T {
+    tokio::pin!(work);
+    tokio::pin!(background);
+    let mut background_done = false;
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            () = &mut background, if !background_done => background_done = true,
+        }
     }
 }
 

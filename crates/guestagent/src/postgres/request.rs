@@ -7,31 +7,42 @@ use std::path::Path;
 use trove_common::{
     recovery::{RecoveryProgress, StopPoint},
     status::RecoveryPhase,
+    store::BlobStore,
 };
 
-/// Restore `archive` (checked against `sha256`), then stop at the end of the backup or, with
+use super::archive::ArchiveSource;
+
+/// Restore `archive` (checked against its sha256), then stop at the end of the backup or, with
 /// `replay`, replay WAL on to a point in time.
 #[derive(Debug, Clone, Copy)]
 pub struct RecoveryRequest<'a> {
-    /// The backup archive (`base.tar.zst`).
-    pub archive: &'a Path,
-    /// Its sha256, hex.
-    pub sha256: &'a str,
+    /// The backup archive (`base.tar.zst`) in the store.
+    pub archive: ArchiveSource<'a>,
     /// None: stop as soon as the backup is consistent.
     pub replay: Option<Replay<'a>>,
+}
+
+/// An instance's WAL in the object store, and how to fetch it.
+#[derive(Debug, Clone, Copy)]
+pub struct WalSource<'a> {
+    pub store: &'a BlobStore,
+    /// `wal/<instance_id>`: the instance whose history is replayed; only read.
+    pub dir: &'a str,
+    /// Segments fetched at once, ahead of replay.
+    pub prefetch: usize,
 }
 
 /// Replay of an instance's archived WAL after the backup.
 #[derive(Debug, Clone, Copy)]
 pub struct Replay<'a> {
-    /// The WAL store (`<root>/tl<N>/…`) of the instance whose history is replayed; only read.
-    pub wal_root: &'a Path,
+    pub wal: WalSource<'a>,
     pub stop: StopPoint,
     /// The timeline whose history replay follows: following it gives the right data both before
     /// and after an earlier recovery.
     pub timeline: u32,
-    /// Where the new timeline's `.history` is stored (`<dest>/tl<N>/`): the recovered instance's
-    /// own store, so its later recoveries can follow its lineage. None keeps it only in `pg_wal`.
+    /// Where the new timeline's `.history` is put (`<dest>/tl<N>/`): the recovered instance's
+    /// spool, from which it is shipped to the store, so its later recoveries can follow its
+    /// lineage. None keeps it only in `pg_wal`.
     pub history_dest: Option<&'a Path>,
 }
 

@@ -6,7 +6,7 @@ use trove_common::{
     recovery::RecoveryOutcome, rpc::conductor::GuestErrorCode, status::RecoveryPhase,
 };
 
-use super::archive::{unpack_archive, verify_archive};
+use super::archive::restore_backup;
 use super::cluster::Cluster;
 use super::error::{FailAs as _, Failure, RecoveryError};
 use super::os_user::remove_dir_if_exists;
@@ -17,8 +17,8 @@ use super::steps::Steps;
 
 const WHAT: &str = "restore of a new instance";
 
-/// Restores `request.archive` into `cluster`'s (absent) data directory and recovers it as
-/// `request` asks. A source WAL store is only read. The server runs privately (no TCP) until it
+/// Restores `request.archive` from the store into `cluster`'s (absent) data directory and
+/// recovers it as `request` asks. The source's WAL in the store is only read. The server runs privately (no TCP) until it
 /// is promoted and healthy, then restarts reachable by tenants. On failure the server is stopped
 /// and the half-restored data directory removed, so a redelivered request can start over.
 pub async fn restore_new(
@@ -41,15 +41,16 @@ async fn run(
     request: &RecoveryRequest<'_>,
     steps: &mut Steps<'_>,
 ) -> Result<RecoveryOutcome, Failure> {
-    steps.enter(RecoveryPhase::Verifying);
-    verify_archive(request.archive, request.sha256, &|done, total| {
-        steps.bytes(done, total)
-    })
-    .await?;
+    steps.enter(RecoveryPhase::Fetching);
     cluster.prepare_aux_dirs().await?;
-    unpack_archive(cluster.runner(), request.archive, &cluster.spec().data_dir)
-        .await
-        .fail_as(GuestErrorCode::RestoreFailed)?;
+    restore_backup(
+        cluster.runner(),
+        request.archive,
+        &cluster.spec().data_dir,
+        &|done, total| steps.bytes(done, total),
+    )
+    .await?;
+    steps.enter(RecoveryPhase::Verifying);
     let outcome = replay_and_promote(cluster, request.replay.as_ref(), steps).await?;
 
     // Restart with the normal configuration, reachable by tenants.

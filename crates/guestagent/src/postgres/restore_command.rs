@@ -1,5 +1,6 @@
 //! The `restore_command` a point-in-time recovery uses: a small shell script that serves WAL files
-//! from the instance's WAL store and tells "absent" apart from "broken" (docs/postgres-recovery.md P7).
+//! from the replay's fetch directory, waits for a segment still on its way from the object store,
+//! and tells "absent" apart from "broken" (docs/postgres-recovery.md P7, docs/object-store.md).
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,10 @@ pub(crate) fn verified_path(data_dir: &Path) -> PathBuf {
 
 /// What the script prints (to the server log) when it refuses a damaged segment.
 pub(crate) const RESTORE_CHECKSUM_MISMATCH: &str = "trove restore_command: checksum mismatch";
+/// What the script prints when a segment could not be fetched from the store.
+pub(crate) const RESTORE_FETCH_FAILED: &str = "trove restore_command: could not fetch";
+/// How long the script waits for a segment on its way (in polls of 20 ms): ten minutes.
+const WAIT_POLLS: u32 = 30_000;
 
 /// `value` as one single-quoted `/bin/sh` word.
 pub(crate) fn shell_quote(value: &str) -> String {
@@ -33,21 +38,24 @@ pub(crate) fn shell_quote(value: &str) -> String {
 /// - 0: the file was copied to `%p`;
 /// - 1: no such file. PostgreSQL asks for files past the end of WAL and for history files of
 ///   timelines that do not exist all the time, and takes this as "end of archive";
-/// - 126: the file exists but cannot be served (checksum mismatch, copy failed). Exit codes above
-///   125 make the startup process FATAL, so recovery aborts instead of ending early at a damaged
-///   segment and promoting a truncated history.
+/// - 126: the file exists but cannot be served (checksum mismatch, copy failed, the fetch from
+///   the store failed or took too long). Exit codes above 125 make the startup process FATAL, so
+///   recovery aborts instead of ending early at a damaged segment and promoting a truncated
+///   history.
 ///
 /// A segment is served from `<name>` in any `tl*/` directory, else from `<name>.partial` (the
-/// receiver's segment in progress). The lookup runs twice because the receiver renames the
-/// `.partial` when the segment completes, which could fall between our two checks.
-fn render(wal_root: &Path, verified: &Path) -> String {
-    let root = shell_quote(&wal_root.to_string_lossy());
+/// store's segment in progress). A name on the expected list that is not there yet is waited
+/// for: the fetcher is bringing it.
+fn render(root: &Path, verified: &Path, expected: &Path) -> String {
+    let root = shell_quote(&root.to_string_lossy());
     let verified = shell_quote(&verified.to_string_lossy());
+    let expected = shell_quote(&expected.to_string_lossy());
     format!(
         r#"#!/bin/sh
 # Written by the Trove guest agent for one recovery; removed when the recovery ends.
 root={root}
 verified={verified}
+expected={expected}
 f="$1"
 p="$2"
 find_file() {{
@@ -62,8 +70,23 @@ find_file() {{
   esac
   return 1
 }}
-find_file || find_file || exit 1
-# Segments the agent already checked (in parallel with replay) are not hashed again here.
+if ! find_file; then
+  grep -qxF -- "$f" "$expected" 2>/dev/null || exit 1
+  n=0
+  until find_file; do
+    if [ -f "$root/.failed-$f" ]; then
+      echo "{RESTORE_FETCH_FAILED} $f from the object store" >&2
+      exit 126
+    fi
+    n=$((n + 1))
+    if [ "$n" -gt {WAIT_POLLS} ]; then
+      echo "{RESTORE_FETCH_FAILED} $f from the object store in time" >&2
+      exit 126
+    fi
+    sleep 0.02
+  done
+fi
+# Segments the fetcher already checked against their seal are not hashed again here.
 if [ -n "$sidecar" ] && [ -f "$sidecar" ] && ! grep -qxF -- "$src" "$verified" 2>/dev/null; then
   want=$(cut -d ' ' -f 1 "$sidecar") || exit 126
   have=$(sha256sum "$src" | cut -d ' ' -f 1) || exit 126
@@ -83,14 +106,19 @@ exit 0
 pub(crate) async fn write_script(
     runner: &Runner,
     data_dir: &Path,
-    wal_root: &Path,
+    fetch_root: &Path,
 ) -> Result<PathBuf> {
     let path = script_path(data_dir);
     let verified = verified_path(data_dir);
     write_owned(&verified, b"", 0o600, runner.owner()).await?;
     write_owned(
         &path,
-        render(wal_root, &verified).as_bytes(),
+        render(
+            fetch_root,
+            &verified,
+            &super::wal_fetch::expected_path(fetch_root),
+        )
+        .as_bytes(),
         0o700,
         runner.owner(),
     )
@@ -101,72 +129,6 @@ pub(crate) async fn write_script(
 pub(crate) async fn remove_script(data_dir: &Path) -> Result<()> {
     remove_file_if_exists(&verified_path(data_dir)).await?;
     remove_file_if_exists(&script_path(data_dir)).await
-}
-
-/// Checks completed segments from `from_segno` on against their sidecars, oldest first (the
-/// order replay asks for them), and appends each good one to the verified list, so the restore
-/// command copies it without hashing it on replay's critical path. A segment that does not match
-/// is left off the list: the restore command then hashes it itself and aborts the recovery.
-/// Meant to run beside unpacking and replay; it stops when its task is aborted.
-pub(crate) async fn preverify_segments(wal_root: PathBuf, data_dir: PathBuf, from_segno: u64) {
-    use tokio::io::AsyncWriteExt as _;
-    let store = match super::wal_index::list_store(&wal_root).await {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::debug!(error = %format!("{err:#}"), "pre-verification skipped");
-            return;
-        }
-    };
-    let mut segments: Vec<(u64, u32, PathBuf)> = store
-        .timelines
-        .iter()
-        .flat_map(|(tli, files)| {
-            files
-                .complete
-                .iter()
-                .filter(|(segno, _)| **segno >= from_segno)
-                .map(|(segno, path)| (*segno, *tli, path.clone()))
-        })
-        .collect();
-    segments.sort();
-    let list = verified_path(&data_dir);
-    for (_, tli, path) in segments {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-            continue;
-        };
-        let sidecar = path.with_file_name(format!("{name}.sha256"));
-        let Ok(want) = tokio::fs::read_to_string(&sidecar).await else {
-            continue;
-        };
-        let want = want
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        match super::wal_index::sha256_file(&path).await {
-            Ok(have) if have == want => {
-                // The script builds `"$root"/tl<N>/` + name; match it byte for byte.
-                let line = format!("{}/tl{tli}/{name}\n", wal_root.to_string_lossy());
-                let appended = async {
-                    let mut f = tokio::fs::OpenOptions::new()
-                        .append(true)
-                        .open(&list)
-                        .await?;
-                    f.write_all(line.as_bytes()).await
-                }
-                .await;
-                if appended.is_err() {
-                    return;
-                }
-            }
-            Ok(_) => {
-                tracing::warn!(segment = %path.display(), "WAL segment does not match its checksum")
-            }
-            Err(err) => {
-                tracing::debug!(error = %format!("{err:#}"), "pre-verification of a segment failed")
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -180,7 +142,11 @@ mod tests {
 
     #[test]
     fn script_embeds_the_store_root_quoted() {
-        let script = render(Path::new("/srv/wal root"), Path::new("/x/data.verified"));
+        let script = render(
+            Path::new("/srv/wal root"),
+            Path::new("/x/data.verified"),
+            Path::new("/srv/wal root/.expected"),
+        );
         assert!(script.starts_with("#!/bin/sh\n"));
         assert!(script.contains("root='/srv/wal root'\n"));
         assert!(script.contains("exit 126"));

@@ -1,10 +1,11 @@
-//! What the WAL store of one instance holds: per-timeline segment ranges, gaps, lineage and the
-//! latest commit, plus the `.sha256` sidecars that let a recovery detect a damaged segment.
+//! What a local WAL directory holds (an instance's spool, or the fetch directory of a replay):
+//! per-timeline segment ranges, gaps, lineage and the latest commit.
 //!
-//! Store layout (written by [`super::wal_stream`]): `<wal_root>/tl<N>/` per timeline N (decimal),
-//! holding completed segments (`<24 hex>`), at most one segment in progress (`<24 hex>.partial`),
-//! the timeline's history file (`<8 hex>.history`) and our sidecars (`<segment>.sha256` in
-//! `sha256sum` format, `<segment>.summary` with the segment's last commit time).
+//! Layout (the receiver's in the spool, [`super::wal_fetch`]'s in a fetch directory):
+//! `<root>/tl<N>/` per timeline N (decimal), holding completed segments (`<24 hex>`), at most one
+//! segment in progress (`<24 hex>.partial`), the timeline's history file (`<8 hex>.history`) and
+//! sidecars (`<segment>.sha256` in `sha256sum` format in a fetch directory, `<segment>.summary`
+//! with the segment's last commit time in the spool, kept after the segment itself is shipped).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt as _;
@@ -12,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use sha2::{Digest as _, Sha256};
 
 use trove_common::recovery::{self, WalTimeline};
 
@@ -23,9 +23,8 @@ use super::os_user::{OsUser, ensure_dir, is_root, remove_dir_if_exists, write_ow
 use super::runner::Runner;
 
 /// `initdb`'s default; the store reads the real size from the files when it has any.
-const DEFAULT_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
 const PARTIAL_SUFFIX: &str = ".partial";
-const CHECKSUM_SUFFIX: &str = ".sha256";
 const SUMMARY_SUFFIX: &str = ".summary";
 
 /// One timeline's entry in a `.history` file: WAL of `timeline` is valid up to `switch_lsn`.
@@ -41,6 +40,8 @@ pub(crate) struct TimelineFiles {
     pub complete: BTreeMap<u64, PathBuf>,
     pub partial: BTreeMap<u64, PathBuf>,
     pub history: Option<PathBuf>,
+    /// `<segment>.summary` files, which outlive a shipped segment in the spool.
+    pub summaries: BTreeMap<u64, PathBuf>,
 }
 
 impl TimelineFiles {
@@ -48,7 +49,7 @@ impl TimelineFiles {
         self.complete.contains_key(&segno) || self.partial.contains_key(&segno)
     }
 
-    fn segnos(&self) -> BTreeSet<u64> {
+    pub fn segnos(&self) -> BTreeSet<u64> {
         self.complete
             .keys()
             .chain(self.partial.keys())
@@ -142,6 +143,7 @@ pub(crate) async fn list_store(wal_root: &Path) -> Result<StoreFiles> {
         Err(err) => return Err(err).with_context(|| format!("listing {}", wal_root.display())),
     };
     let mut segments: Vec<(String, PathBuf, bool)> = Vec::new();
+    let mut summaries: Vec<(String, PathBuf)> = Vec::new();
     while let Some(dir) = dirs
         .next_entry()
         .await
@@ -169,6 +171,12 @@ pub(crate) async fn list_store(wal_root: &Path) -> Result<StoreFiles> {
                 store.timelines.entry(tli).or_default().history = Some(file.path());
                 continue;
             }
+            if let Some(plain) = name.strip_suffix(SUMMARY_SUFFIX) {
+                if plain.len() == 24 && plain.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    summaries.push((plain.to_owned(), file.path()));
+                }
+                continue;
+            }
             let (plain, partial) = match name.strip_suffix(PARTIAL_SUFFIX) {
                 Some(plain) => (plain.to_owned(), true),
                 None => (name.clone(), false),
@@ -186,6 +194,16 @@ pub(crate) async fn list_store(wal_root: &Path) -> Result<StoreFiles> {
             }
         }
     }
+    for (plain, path) in summaries {
+        if let Some((tli, segno)) = parse_segment_name(&plain, store.segment_size) {
+            store
+                .timelines
+                .entry(tli)
+                .or_default()
+                .summaries
+                .insert(segno, path);
+        }
+    }
     for (plain, path, partial) in segments {
         let Some((tli, segno)) = parse_segment_name(&plain, store.segment_size) else {
             continue;
@@ -198,64 +216,6 @@ pub(crate) async fn list_store(wal_root: &Path) -> Result<StoreFiles> {
         }
     }
     Ok(store)
-}
-
-/// Writes `<segment>.sha256` (`<hex>  <name>\n`, the `sha256sum` format) for every completed
-/// segment in the store that lacks one; returns how many it wrote. The restore command checks a
-/// segment against its sidecar, so damage at rest aborts a recovery instead of silently ending it.
-pub async fn checksum_segments(wal_root: &Path) -> Result<usize> {
-    let store = list_store(wal_root).await?;
-    let mut written = 0;
-    for files in store.timelines.values() {
-        for path in files.complete.values() {
-            let sidecar = with_suffix(path, CHECKSUM_SUFFIX);
-            if tokio::fs::try_exists(&sidecar)
-                .await
-                .with_context(|| format!("checking {}", sidecar.display()))?
-            {
-                continue;
-            }
-            let digest = sha256_file(path).await?;
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .context("segment path without a name")?;
-            let owner = dir_owner(path).await?;
-            write_owned(
-                &sidecar,
-                format!("{digest}  {name}\n").as_bytes(),
-                0o600,
-                owner.as_ref(),
-            )
-            .await?;
-            written += 1;
-        }
-    }
-    Ok(written)
-}
-
-pub(crate) async fn sha256_file(path: &Path) -> Result<String> {
-    let path = path.to_path_buf();
-    // Hashing 16 MiB takes tens of milliseconds; keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut file =
-            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1024 * 1024];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        anyhow::Ok(hex::encode(hasher.finalize()))
-    })
-    .await
-    .context("hashing task panicked")?
 }
 
 /// Sidecars belong to whoever owns the segment's directory (the `postgres` user, which runs the
@@ -283,8 +243,8 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Cached result of dumping one completed segment; completed segments never change.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct SegmentSummary {
-    last_commit: Option<DateTime<Utc>>,
+pub(crate) struct SegmentSummary {
+    pub last_commit: Option<DateTime<Utc>>,
 }
 
 /// What `pg_waldump` found in one segment.
@@ -313,6 +273,88 @@ pub async fn scan(bins: &PgBinaries, runner: &Runner, wal_root: &Path) -> Result
     Ok(states)
 }
 
+/// The holes in a timeline's segments, as first and last missing segment: before the first one
+/// back to the branch point (`switch_lsn` of the parent), and between any two.
+fn gaps_of(
+    segnos: &BTreeSet<u64>,
+    switch_lsn: Option<u64>,
+    tli: u32,
+    size: u64,
+) -> Vec<(String, String)> {
+    let name = |segno: u64| segment_name(tli, segno, size);
+    let mut gaps = Vec::new();
+    if let (Some(&first), Some(switch)) = (segnos.first(), switch_lsn) {
+        let branch_segno = switch / size;
+        if branch_segno < first {
+            gaps.push((name(branch_segno), name(first - 1)));
+        }
+    }
+    let mut previous: Option<u64> = None;
+    for &segno in segnos {
+        if let Some(prev) = previous
+            && segno > prev + 1
+        {
+            gaps.push((name(prev + 1), name(segno - 1)));
+        }
+        previous = Some(segno);
+    }
+    gaps
+}
+
+/// A spool's [`scan`] with the segments the store holds (`index`): the spool keeps only the
+/// newest ones, the store all that retention left, so the first segment and the gaps come from
+/// both together.
+pub fn merge_store_index(
+    mut states: Vec<WalTimeline>,
+    index: &super::wal_ship::ShipIndex,
+) -> Vec<WalTimeline> {
+    let size = DEFAULT_SEGMENT_SIZE;
+    for state in &mut states {
+        let Some(shipped) = index.timelines.get(&state.timeline) else {
+            continue;
+        };
+        let mut segnos: BTreeSet<u64> = shipped
+            .segments
+            .iter()
+            .filter(|(_, seg)| seg.end > 0)
+            .filter_map(|(name, _)| parse_segment_name(name, size).map(|(_, segno)| segno))
+            .collect();
+        for name in [&state.first_segment, &state.last_segment].into_iter().flatten() {
+            if let Some((_, segno)) = parse_segment_name(name, size) {
+                segnos.insert(segno);
+            }
+        }
+        let switch = state.switch_lsn.as_deref().and_then(|l| parse_lsn(l).ok());
+        state.first_segment = segnos.first().map(|&s| segment_name(state.timeline, s, size));
+        state.last_segment = segnos.last().map(|&s| segment_name(state.timeline, s, size));
+        state.gaps = gaps_of(&segnos, switch, state.timeline, size);
+    }
+    states
+}
+
+/// Where WAL of timeline `tli` ends in `root` (the end of valid WAL in its newest segment), if it
+/// has any.
+pub(crate) async fn timeline_end(
+    bins: &PgBinaries,
+    runner: &Runner,
+    root: &Path,
+    files: &StoreFiles,
+    tli: u32,
+) -> Result<Option<u64>> {
+    let size = files.segment_size;
+    let Some(timeline) = files.timelines.get(&tli) else {
+        return Ok(None);
+    };
+    let Some(&newest) = timeline.segnos().last() else {
+        return Ok(None);
+    };
+    let Some(path) = timeline.partial.get(&newest) else {
+        return Ok(Some((newest + 1) * size));
+    };
+    let dumped = dump_partial(bins, runner, root, path, &segment_name(tli, newest, size)).await?;
+    Ok(Some(dumped.end_of_wal.unwrap_or((newest + 1) * size)))
+}
+
 async fn timeline_state(
     bins: &PgBinaries,
     runner: &Runner,
@@ -338,26 +380,17 @@ async fn timeline_state(
     let segnos = files.segnos();
     let first = segnos.first().copied();
     let last = segnos.last().copied();
-    let mut gaps = Vec::new();
-    if let (Some(first), Some(switch)) = (first, switch_lsn) {
-        let branch_segno = switch / size;
-        if branch_segno < first {
-            gaps.push((name(branch_segno), name(first - 1)));
-        }
-    }
-    let mut previous: Option<u64> = None;
-    for &segno in &segnos {
-        if let Some(prev) = previous
-            && segno > prev + 1
-        {
-            gaps.push((name(prev + 1), name(segno - 1)));
-        }
-        previous = Some(segno);
-    }
+    let gaps = gaps_of(&segnos, switch_lsn, tli, size);
 
     let mut latest_commit = None;
     let mut latest_lsn = None;
-    for (index, &segno) in segnos.iter().rev().enumerate() {
+    // Segments already shipped and gone from the spool still have their summary.
+    let walk: BTreeSet<u64> = segnos
+        .iter()
+        .chain(files.summaries.keys())
+        .copied()
+        .collect();
+    for (index, &segno) in walk.iter().rev().enumerate() {
         let dumped = if let Some(path) = files.complete.get(&segno) {
             let summary = complete_segment_summary(bins, runner, path).await?;
             Dumped {
@@ -384,6 +417,18 @@ async fn timeline_state(
                     Dumped::default()
                 }
             }
+        } else if let Some(path) = files.summaries.get(&segno) {
+            match tokio::fs::read(path)
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<SegmentSummary>(&b).ok())
+            {
+                Some(summary) => Dumped {
+                    last_commit: summary.last_commit,
+                    end_of_wal: None,
+                },
+                None => continue,
+            }
         } else {
             continue;
         };
@@ -408,7 +453,7 @@ async fn timeline_state(
     })
 }
 
-async fn complete_segment_summary(
+pub(crate) async fn complete_segment_summary(
     bins: &PgBinaries,
     runner: &Runner,
     path: &Path,

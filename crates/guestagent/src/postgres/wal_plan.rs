@@ -10,34 +10,39 @@ use trove_common::rpc::conductor::GuestErrorCode;
 use super::cluster::Cluster;
 use super::error::{FailAs as _, Failure};
 use super::request::Replay;
+use super::wal_fetch::Fetched;
 use super::wal_index::{
-    StoreFiles, history_name, list_store, parse_history, parse_lsn, parse_segment_name, scan,
-    segment_name,
+    StoreFiles, history_name, parse_history, parse_lsn, parse_segment_name, segment_name,
+    timeline_end,
 };
 
 /// What the preflight learned from the store.
 pub(super) struct Plan {
     /// End of the store on the target timeline, before replay started.
     pub(super) store_end: Option<u64>,
-    /// First segment replay needs (the backup's start).
-    pub(super) start_segno: u64,
+    /// The segments replay will ask the store for, in replay order: `(timeline, segment number)`.
+    pub(super) needed: Vec<(u32, u64)>,
 }
 
 /// Checks, before anything runs, that the store (plus the WAL inside the backup) holds every
 /// segment from the backup's start along the lineage of the target timeline: a missing segment
 /// would otherwise just end recovery early (docs/postgres-recovery.md P6), and a missing `.history` file
 /// would silently follow the wrong branch (P5).
-pub(super) async fn preflight(restored: &Cluster, replay: &Replay<'_>) -> Result<Plan, Failure> {
+pub(super) async fn preflight(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    fetched: &Fetched,
+) -> Result<Plan, Failure> {
     let data_dir = &restored.spec().data_dir;
     let (backup_start, backup_tli) = read_backup_label(data_dir).await?;
-    let store = list_store(replay.wal_root).await?;
+    let store = &fetched.files;
     let size = store.segment_size;
     let target_tli = replay.timeline;
 
     // The lineage: (timeline, where it ends) from the oldest ancestor to the target timeline.
     let mut lineage: Vec<(u32, Option<u64>)> = Vec::new();
     if target_tli > 1 {
-        let text = read_history(&store, data_dir, target_tli)
+        let text = read_history(store, data_dir, target_tli)
             .await
             .fail_as(GuestErrorCode::BackupNotFound)?;
         for entry in parse_history(&text)? {
@@ -87,15 +92,22 @@ pub(super) async fn preflight(restored: &Cluster, replay: &Replay<'_>) -> Result
         None => (begin / size).saturating_sub(1),
     };
     let mut missing: Vec<String> = Vec::new();
+    let mut needed: Vec<(u32, u64)> = Vec::new();
     for segno in backup_start / size..=last_needed {
         let newest = ranges
             .iter()
             .rev()
             .find(|(_, from, to)| *from <= segno && to.is_none_or(|to| segno <= to));
-        if let Some(&(tli, _, _)) = newest
-            && !present(tli, segno)
-        {
-            missing.push(segment_name(tli, segno, size));
+        if let Some(&(tli, _, _)) = newest {
+            if !present(tli, segno) {
+                missing.push(segment_name(tli, segno, size));
+            } else if store
+                .timelines
+                .get(&tli)
+                .is_some_and(|files| files.has_segment(segno))
+            {
+                needed.push((tli, segno));
+            }
         }
     }
     if !missing.is_empty() {
@@ -110,17 +122,15 @@ pub(super) async fn preflight(restored: &Cluster, replay: &Replay<'_>) -> Result
         ));
     }
 
-    let store_end = scan(restored.bins(), restored.runner(), replay.wal_root)
-        .await?
-        .into_iter()
-        .find(|state| state.timeline == target_tli)
-        .and_then(|state| state.latest_lsn)
-        .map(|lsn| parse_lsn(&lsn))
-        .transpose()?;
-    Ok(Plan {
-        store_end,
-        start_segno: backup_start / size,
-    })
+    let store_end = timeline_end(
+        restored.bins(),
+        restored.runner(),
+        &fetched.root,
+        store,
+        target_tli,
+    )
+    .await?;
+    Ok(Plan { store_end, needed })
 }
 
 /// `START WAL LOCATION: 0/2000028 (file …)` and `START TIMELINE: 1` from `backup_label`.

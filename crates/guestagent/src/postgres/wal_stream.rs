@@ -1,6 +1,7 @@
 //! Continuous WAL shipping: a supervised `pg_receivewal` streams the live server's WAL into the
-//! instance's WAL store, flushing every record (`--synchronous`), so the store lags the server by
-//! well under a second (docs/postgres-recovery.md §3.1).
+//! instance's local spool, flushing every record (`--synchronous`), and a [`Shipper`] sends what
+//! it wrote to the object store every few hundred milliseconds, so the store lags the server by
+//! well under a second (docs/postgres-recovery.md §3.1, docs/object-store.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -13,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::cluster::Cluster;
 use super::os_user::ensure_dir;
 use super::runner::{join_stderr, spawn_read_to_string};
-use super::wal_index::{checksum_segments, timeline_dir};
+use super::wal_index::timeline_dir;
+use super::wal_ship::Shipper;
 
 /// The physical slot that keeps the server from recycling WAL the store has not received yet.
 /// `max_slot_wal_keep_size` in `trove.conf` bounds what a dead receiver can hold back.
@@ -22,8 +24,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A receiver that ran this long was healthy; the next failure starts the backoff afresh.
 const STABLE_RUN: Duration = Duration::from_secs(30);
-/// How often completed segments get their `.sha256` sidecar while streaming.
-const CHECKSUM_INTERVAL: Duration = Duration::from_secs(2);
+/// A store that keeps failing is logged at this period, not at every pass.
+const SHIP_WARN_EVERY: Duration = Duration::from_secs(30);
 /// How long the receiver may take to exit after its group was killed before we kill it directly.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -70,35 +72,70 @@ pub async fn ensure_wal_slot(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
-/// Streams the WAL of `cluster` into `wal_root/tl<N>/` until `cancel` fires.
+/// Streams the WAL of `cluster` into `spool/tl<N>/` and ships it to the store with `shipper`
+/// every `ship_every`, until `cancel` fires.
 ///
 /// Each (re)start re-reads the server's timeline, so after an in-place recovery the receiver writes
 /// the new timeline into its own directory. When the receiver exits (server restarting, slot busy,
 /// network) it is restarted with a backoff capped at 5 s. On cancel the receiver is stopped and
-/// awaited before the task ends.
+/// awaited, then one last pass ships everything it wrote, before the task ends: whoever stops the
+/// streamer (a recovery, a delete) finds the store complete.
 pub fn spawn_wal_streamer(
     cluster: Cluster,
-    wal_root: PathBuf,
+    spool: PathBuf,
+    shipper: Shipper,
+    ship_every: Duration,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move { supervise(&cluster, &wal_root, &cancel).await })
+    tokio::spawn(async move {
+        let stop_shipping = CancellationToken::new();
+        let shipping = tokio::spawn(ship_loop(shipper, ship_every, stop_shipping.clone()));
+        supervise(&cluster, &spool, &cancel).await;
+        stop_shipping.cancel();
+        if let Err(err) = shipping.await {
+            tracing::warn!(error = %err, "WAL shipper task failed");
+        }
+    })
 }
 
-async fn supervise(cluster: &Cluster, wal_root: &Path, cancel: &CancellationToken) {
+async fn ship_loop(mut shipper: Shipper, every: Duration, stop: CancellationToken) {
+    let mut last_warned: Option<tokio::time::Instant> = None;
+    loop {
+        let stopping = tokio::select! {
+            () = stop.cancelled() => true,
+            () = tokio::time::sleep(every) => false,
+        };
+        match shipper.ship_once().await {
+            Ok(_) => last_warned = None,
+            Err(err) => {
+                let due = last_warned.is_none_or(|at| at.elapsed() >= SHIP_WARN_EVERY);
+                if due {
+                    tracing::warn!(error = %format!("{err:#}"), "cannot ship WAL to the store; retrying");
+                    last_warned = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+async fn supervise(cluster: &Cluster, spool: &Path, cancel: &CancellationToken) {
     let mut backoff = FIRST_BACKOFF;
     while !cancel.is_cancelled() {
         let started = tokio::time::Instant::now();
-        match stream_once(cluster, wal_root, cancel).await {
+        match stream_once(cluster, spool, cancel).await {
             Ok(Ended::Cancelled) => break,
             Ok(Ended::Exited { status, stderr }) => tracing::warn!(
                 %status,
                 stderr = %stderr.trim(),
-                wal_root = %wal_root.display(),
+                spool = %spool.display(),
                 "pg_receivewal exited; restarting"
             ),
             Err(err) => tracing::warn!(
                 error = %format!("{err:#}"),
-                wal_root = %wal_root.display(),
+                spool = %spool.display(),
                 "cannot stream WAL; retrying"
             ),
         }
@@ -111,10 +148,6 @@ async fn supervise(cluster: &Cluster, wal_root: &Path, cancel: &CancellationToke
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-    // A last pass so that segments completed just before the stop are covered too.
-    if let Err(err) = checksum_segments(wal_root).await {
-        tracing::warn!(error = %format!("{err:#}"), "could not checksum WAL segments");
-    }
 }
 
 enum Ended {
@@ -124,14 +157,14 @@ enum Ended {
 
 async fn stream_once(
     cluster: &Cluster,
-    wal_root: &Path,
+    spool: &Path,
     cancel: &CancellationToken,
 ) -> Result<Ended> {
     let timeline = current_timeline(cluster).await?;
     ensure_wal_slot(cluster).await?;
     let owner = cluster.runner().owner();
-    ensure_dir(wal_root, 0o700, owner).await?;
-    let dir = timeline_dir(wal_root, timeline);
+    ensure_dir(spool, 0o700, owner).await?;
+    let dir = timeline_dir(spool, timeline);
     ensure_dir(&dir, 0o700, owner).await?;
 
     let spec = cluster.spec();
@@ -160,23 +193,14 @@ async fn stream_once(
     let stderr = spawn_read_to_string(child.stderr.take());
     tracing::info!(timeline, dir = %dir.display(), "streaming WAL");
 
-    let mut ticker = tokio::time::interval(CHECKSUM_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            status = child.wait() => {
-                let status = status.context("waiting for pg_receivewal")?;
-                return Ok(Ended::Exited { status, stderr: join_stderr(stderr).await });
-            }
-            () = cancel.cancelled() => {
-                stop_child(&mut child).await;
-                return Ok(Ended::Cancelled);
-            }
-            _ = ticker.tick() => {
-                if let Err(err) = checksum_segments(wal_root).await {
-                    tracing::warn!(error = %format!("{err:#}"), "could not checksum WAL segments");
-                }
-            }
+    tokio::select! {
+        status = child.wait() => {
+            let status = status.context("waiting for pg_receivewal")?;
+            Ok(Ended::Exited { status, stderr: join_stderr(stderr).await })
+        }
+        () = cancel.cancelled() => {
+            stop_child(&mut child).await;
+            Ok(Ended::Cancelled)
         }
     }
 }

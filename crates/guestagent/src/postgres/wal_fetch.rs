@@ -1,0 +1,281 @@
+//! WAL for one replay, from the object store into a private directory beside the data directory
+//! (`<data>.walfetch/tl<N>/…`, the spool's layout), where the restore command finds it
+//! (docs/object-store.md, "Replay from the store").
+//!
+//! The store is listed once, before replay: the plan is checked against that listing. History
+//! files and each timeline's newest segment are fetched at once (the plan reads them); every other
+//! segment replay needs is fetched in replay order, `prefetch` at a time, while replay runs. A
+//! segment is put together from its chunks and checked against its seal on the way in; the
+//! restore command waits for a segment that is still on its way.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use futures_util::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt as _;
+use trove_common::store::{
+    BlobStore,
+    wal_keys::{StoredSegment, StoredWal},
+};
+
+use super::cluster::Cluster;
+use super::os_user::{OsUser, chown_to, ensure_dir, remove_dir_if_exists, set_mode, write_owned};
+use super::request::WalSource;
+use super::sibling;
+use super::wal_index::{
+    DEFAULT_SEGMENT_SIZE, StoreFiles, history_name, parse_segment_name, segment_name,
+};
+
+/// The fetch directory of a replay into `data_dir`.
+pub(super) fn fetch_root(data_dir: &Path) -> PathBuf {
+    sibling(data_dir, "walfetch")
+}
+
+/// Names the restore command must wait for (one per line) rather than report absent.
+pub(super) fn expected_path(root: &Path) -> PathBuf {
+    root.join(".expected")
+}
+
+/// The marker a failed fetch leaves, so the restore command stops waiting and fails replay.
+pub(super) fn failed_marker(root: &Path, name: &str) -> PathBuf {
+    root.join(format!(".failed-{name}"))
+}
+
+/// An instance's WAL as listed in the store, mirrored on demand into `root`.
+pub(super) struct Fetched {
+    pub root: PathBuf,
+    /// What the store holds, with the local path each file has (or will have) under `root`.
+    pub files: StoreFiles,
+    stored: StoredWal,
+    store: BlobStore,
+    owner: Option<OsUser>,
+}
+
+impl Fetched {
+    /// Lists `source` and fetches its history files and each timeline's newest segment into a
+    /// fresh fetch directory beside `restored`'s data directory.
+    pub(super) async fn open(restored: &Cluster, source: &WalSource<'_>) -> Result<Fetched> {
+        let root = fetch_root(&restored.spec().data_dir);
+        let owner = restored.runner().owner().cloned();
+        remove_dir_if_exists(&root).await?;
+        ensure_dir(&root, 0o700, owner.as_ref()).await?;
+        let entries = source.store.list(source.dir).await?;
+        let stored = StoredWal::from_listing(source.dir, &entries);
+        let size = segment_size(&stored);
+        let mut files = StoreFiles {
+            segment_size: size,
+            ..StoreFiles::default()
+        };
+        for (&tli, timeline) in &stored.timelines {
+            let dir = root.join(format!("tl{tli}"));
+            ensure_dir(&dir, 0o700, owner.as_ref()).await?;
+            let local = files.timelines.entry(tli).or_default();
+            if let Some(key) = &timeline.history {
+                let bytes = source
+                    .store
+                    .get(key)
+                    .await?
+                    .with_context(|| format!("{key} vanished from the store"))?;
+                let path = dir.join(history_name(tli));
+                write_owned(&path, &bytes, 0o600, owner.as_ref()).await?;
+                local.history = Some(path);
+            }
+            for (name, seg) in &timeline.segments {
+                let Some((_, segno)) = parse_segment_name(name, size) else {
+                    continue;
+                };
+                if seg.sealed.is_some() {
+                    local.complete.insert(segno, dir.join(name));
+                } else {
+                    local.partial.insert(segno, dir.join(format!("{name}.partial")));
+                }
+            }
+        }
+        let fetched = Fetched {
+            root,
+            files,
+            stored,
+            store: source.store.clone(),
+            owner,
+        };
+        for (&tli, timeline) in &fetched.files.timelines {
+            let newest = timeline
+                .complete
+                .keys()
+                .chain(timeline.partial.keys())
+                .max()
+                .copied();
+            if let Some(segno) = newest {
+                fetched.fetch(tli, segno, None).await?;
+            }
+        }
+        Ok(fetched)
+    }
+
+    fn local_path(&self, tli: u32, segno: u64) -> Option<&PathBuf> {
+        let timeline = self.files.timelines.get(&tli)?;
+        timeline
+            .complete
+            .get(&segno)
+            .or_else(|| timeline.partial.get(&segno))
+    }
+
+    /// Fetches one segment unless it is here already. A sealed segment gets its `.sha256`
+    /// sidecar first; when it matches, its path goes on `verified` so the restore command does
+    /// not hash it again. A mismatch is left for the restore command to refuse.
+    async fn fetch(&self, tli: u32, segno: u64, verified: Option<&Path>) -> Result<()> {
+        let size = self.files.segment_size;
+        let name = segment_name(tli, segno, size);
+        let dest = self
+            .local_path(tli, segno)
+            .with_context(|| format!("segment {name} is not in the store's listing"))?
+            .clone();
+        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let seg = self
+            .stored
+            .timelines
+            .get(&tli)
+            .and_then(|t| t.segments.get(&name))
+            .with_context(|| format!("segment {name} is not in the store's listing"))?;
+        let bytes = self.assemble(&name, seg, size).await?;
+        if let Some(sha) = &seg.sealed {
+            let sidecar = dest.with_file_name(format!("{name}.sha256"));
+            write_owned(
+                &sidecar,
+                format!("{sha}  {name}\n").as_bytes(),
+                0o600,
+                self.owner.as_ref(),
+            )
+            .await?;
+            let actual = hex::encode(Sha256::digest(&bytes));
+            write_plain(&dest, &bytes, self.owner.as_ref()).await?;
+            if actual == *sha {
+                if let Some(list) = verified {
+                    let line = format!("{}/tl{tli}/{name}\n", self.root.to_string_lossy());
+                    let mut f = tokio::fs::OpenOptions::new()
+                        .append(true)
+                        .open(list)
+                        .await
+                        .with_context(|| format!("opening {}", list.display()))?;
+                    f.write_all(line.as_bytes()).await?;
+                }
+            } else {
+                tracing::warn!(segment = %name, "WAL segment in the store does not match its seal");
+            }
+        } else {
+            write_plain(&dest, &bytes, self.owner.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    /// The segment's bytes: its chunks applied in upload order over zeros (an unwritten WAL page
+    /// is zeros, which is also how the receiver pads a segment in progress).
+    async fn assemble(&self, name: &str, seg: &StoredSegment, size: u64) -> Result<Vec<u8>> {
+        let len = usize::try_from(size).context("segment size")?;
+        let mut bytes = vec![0u8; len];
+        for chunk in seg.read_plan() {
+            let data = self
+                .store
+                .get(&chunk.key)
+                .await?
+                .with_context(|| format!("{} vanished from the store", chunk.key))?;
+            let (start, end) = (chunk.id.start, chunk.id.end);
+            if end > size || data.len() as u64 != end - start {
+                bail!(
+                    "chunk {} of segment {name} does not fit it ({} bytes)",
+                    chunk.key,
+                    data.len()
+                );
+            }
+            bytes[start as usize..end as usize].copy_from_slice(&data);
+        }
+        Ok(bytes)
+    }
+
+    /// Fetches `needed` in order, `depth` at a time, then ends. The restore command waits for
+    /// the names in [`expected_path`]; a segment that cannot be fetched gets a
+    /// [`failed_marker`] so that replay fails instead of waiting.
+    pub(super) async fn write_expected(&self, needed: &[(u32, u64)]) -> Result<()> {
+        let size = self.files.segment_size;
+        let mut text = String::new();
+        for &(tli, segno) in needed {
+            text.push_str(&segment_name(tli, segno, size));
+            text.push('\n');
+        }
+        write_owned(
+            &expected_path(&self.root),
+            text.as_bytes(),
+            0o600,
+            self.owner.as_ref(),
+        )
+        .await
+    }
+
+    pub(super) async fn prefetch(&self, needed: Vec<(u32, u64)>, depth: usize, verified: PathBuf) {
+        let size = self.files.segment_size;
+        let verified = &verified;
+        futures_util::stream::iter(needed)
+            .map(|(tli, segno)| async move {
+                let result = self.fetch(tli, segno, Some(verified)).await;
+                (segment_name(tli, segno, size), result)
+            })
+            .buffered(depth.max(1))
+            .for_each(|(name, result)| async move {
+                if let Err(err) = result {
+                    tracing::warn!(segment = %name, error = %format!("{err:#}"), "could not fetch a WAL segment from the store");
+                    let marker = failed_marker(&self.root, &name);
+                    if let Err(e) = write_owned(&marker, b"", 0o600, self.owner.as_ref()).await {
+                        tracing::warn!(error = %format!("{e:#}"), "could not mark a failed fetch");
+                    }
+                }
+            })
+            .await;
+    }
+
+    /// Removes the fetch directory.
+    pub(super) async fn remove(&self) {
+        if let Err(err) = remove_dir_if_exists(&self.root).await {
+            tracing::warn!(error = %format!("{err:#}"), "could not remove a WAL fetch directory");
+        }
+    }
+}
+
+/// The segment size the store's sealed segments show (their last chunk ends at it).
+fn segment_size(stored: &StoredWal) -> u64 {
+    stored
+        .timelines
+        .values()
+        .flat_map(|t| t.segments.values())
+        .filter(|s| s.sealed.is_some())
+        .map(StoredSegment::end)
+        .find(|end| end.is_power_of_two() && *end >= 1024 * 1024)
+        .unwrap_or(DEFAULT_SEGMENT_SIZE)
+}
+
+/// Writes `bytes` to `path` through a temporary name, owned by `owner`. Not synced: the fetch
+/// directory does not outlive the replay that reads it.
+async fn write_plain(path: &Path, bytes: &[u8], owner: Option<&OsUser>) -> Result<()> {
+    let tmp = sibling(path, "part");
+    let written = async {
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(bytes)
+            .await
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        drop(file);
+        set_mode(&tmp, 0o600).await?;
+        chown_to(&tmp, owner)?;
+        tokio::fs::rename(&tmp, path)
+            .await
+            .with_context(|| format!("renaming {}", tmp.display()))
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    written.map_err(|e| anyhow!("{e:#}"))
+}

@@ -32,7 +32,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /etc/trove /var/lib/trove/backups
+ && mkdir -p /etc/trove /var/lib/trove/store
 COPY --from=build /out/trove-api /out/trove-taskmanager /out/trove-manage /usr/local/bin/
 COPY etc/ /etc/trove/examples/
 EXPOSE 8779
@@ -50,7 +50,7 @@ RUN mkdir -p /etc/postgresql-common/createcluster.d \
  && apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15 zstd tar ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /etc/trove /var/lib/trove/instances /var/lib/trove/backups
+ && mkdir -p /etc/trove /var/lib/trove/instances
 COPY --from=build /out/trove-guestagent /usr/local/bin/
 COPY etc/ /etc/trove/examples/
 USER root

@@ -38,7 +38,7 @@ stop_managed() {
   done
 }
 stop_managed
-rm -rf "$VAR"; mkdir -p "$VAR/logs" "$VAR/instances" "$VAR/backups"; chmod 0755 "$ROOT/var" "$VAR"
+rm -rf "$VAR"; mkdir -p "$VAR/logs" "$VAR/instances"; chmod 0755 "$ROOT/var" "$VAR"
 psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 rabbitmqctl -q delete_vhost "$VHOST" >/dev/null 2>&1 || true
 rabbitmqctl -q add_vhost "$VHOST" >/dev/null
@@ -77,10 +77,10 @@ trap cleanup EXIT
 TROVE_API__LISTEN=127.0.0.1:$PORT TROVE_API__TOKEN_FILE=$VAR/tokens.json TROVE_API__TASKMANAGER_PUBLIC_KEY=$TM_PUBLIC_KEY \
   TROVE_API__DATABASE__URL=$TROVE_DATABASE_URL TROVE_API__AMQP__URL=$AMQP_URL \
   "$BIN/trove-api" >"$VAR/logs/api.log" 2>&1 & PIDS+=($!)
-TROVE_TASKMANAGER__BACKUP_STORE=$VAR/backups TROVE_TASKMANAGER__DATABASE__URL=$TROVE_DATABASE_URL \
+TROVE_TASKMANAGER__STORE__PATH=$VAR/store TROVE_TASKMANAGER__DATABASE__URL=$TROVE_DATABASE_URL \
   TROVE_TASKMANAGER__AMQP__URL=$AMQP_URL TROVE_TASKMANAGER__SECRET_KEY_FILE=$VAR/keys/taskmanager.key \
   "$BIN/trove-taskmanager" >"$VAR/logs/taskmanager.log" 2>&1 & PIDS+=($!)
-TROVE_GUEST__HOST=demo-host TROVE_GUEST__DATA_ROOT=$VAR/instances TROVE_GUEST__BACKUP_STORE=$VAR/backups \
+TROVE_GUEST__HOST=demo-host TROVE_GUEST__DATA_ROOT=$VAR/instances TROVE_GUEST__STORE__PATH=$VAR/store \
   TROVE_GUEST__HEARTBEAT_INTERVAL_MS=1000 TROVE_GUEST__AMQP__URL=amqp://trove-host-demo-host@127.0.0.1:5672/$VHOST \
   TROVE_GUEST__AMQP__PASSWORD_FILE=$VAR/guest-amqp.secret TROVE_GUEST__SECRET_KEY_FILE=$VAR/keys/guest.key \
   "$BIN/trove-guestagent" >"$VAR/logs/guestagent.log" 2>&1 & PIDS+=($!)

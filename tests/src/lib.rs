@@ -78,12 +78,25 @@ pub struct Stack {
 /// Synchronous teardown that also runs when a test panics.
 struct Cleanup {
     root: PathBuf,
+    /// The stack's object store, emptied at the end (an S3 prefix outlives the directory).
+    store: trove_common::store::StoreConfig,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        // Managed servers outlive the agent by design, so stop them here.
-        if let Ok(entries) = std::fs::read_dir(self.root.join("instances")) {
+        // Managed servers outlive the agent by design, so stop them here, on every host's tree.
+        let roots = std::fs::read_dir(&self.root)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("instances"))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for entries in roots.iter().filter_map(|r| std::fs::read_dir(r).ok()) {
             for e in entries.flatten() {
                 for data in ["data", "data.staging", "data.old"] {
                     let dir = e.path().join(data);
@@ -98,6 +111,9 @@ impl Drop for Cleanup {
                     }
                 }
             }
+        }
+        if trove_common::testkit::s3_endpoint_configured() {
+            trove_common::testkit::clear_store_blocking(self.store.clone());
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
@@ -121,9 +137,11 @@ impl Stack {
         let sandbox = Sandbox::create("trove_e2e").await?;
         let id = sandbox.id.clone();
         let root = std::env::temp_dir().join(format!("trove-e2e-{id}"));
-        let cleanup = Cleanup { root: root.clone() };
+        let cleanup = Cleanup {
+            root: root.clone(),
+            store: trove_common::testkit::store_config(&root, &id),
+        };
         std::fs::create_dir_all(root.join("instances"))?;
-        std::fs::create_dir_all(root.join("backups"))?;
         if capture_logs {
             logs::capture(&root.join(DAEMON_LOG))?;
         } else {
@@ -138,7 +156,7 @@ impl Stack {
         let (db, amqp) = (sandbox.database.clone(), sandbox.amqp.clone());
         let host = format!("host-{id}");
         let guest_amqp = if daemons.guest {
-            register_host(&sandbox, &root, &host).await?
+            register_host(&sandbox, &root, &host, "guest-amqp.secret").await?
         } else {
             amqp.clone()
         };
@@ -240,13 +258,68 @@ impl Stack {
             host: self.host.clone(),
             address: "127.0.0.1".into(),
             data_root: self.root.join("instances"),
-            backup_store: self.root.join("backups"),
+            store: self.store_config(),
             heartbeat_interval_ms: 300,
             secret_key_file: self.root.join("guest.key"),
             amqp: self.guest_amqp.clone(),
             ..Default::default()
         };
         self.spawn("guest", |c| trove_guestagent::run(cfg, c));
+    }
+
+    /// Registers a second guest host `host` (capacity 10, its own broker user) and starts its
+    /// agent as daemon `guest-b`: its own data root `<root>/instances-b` and key; nothing is
+    /// shared with the first host but the bus, the control plane and the object store. Returns
+    /// once the host has sent its first heartbeat.
+    pub async fn add_guest_host(&mut self, host: &str) -> Result<()> {
+        let amqp = register_host(
+            &self._sandbox,
+            &self.root,
+            host,
+            &format!("guest-amqp-{host}.secret"),
+        )
+        .await?;
+        let cfg = trove_guestagent::config::GuestConfig {
+            host: host.to_owned(),
+            address: "127.0.0.1".into(),
+            // Short: a server's socket path must stay under 108 bytes.
+            data_root: self.root.join("instances-b"),
+            store: self.store_config(),
+            heartbeat_interval_ms: 300,
+            secret_key_file: self.root.join(format!("guest-{host}.key")),
+            amqp,
+            ..Default::default()
+        };
+        self.spawn("guest-b", |c| trove_guestagent::run(cfg, c));
+        let pool = self.pool.clone();
+        wait_until(
+            "the second guest host's first heartbeat",
+            Duration::from_secs(30),
+            || async {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM guest_hosts WHERE id = $1 AND last_heartbeat IS NOT NULL",
+                )
+                .bind(host)
+                .fetch_one(&pool)
+                .await?;
+                Ok((n == 1).then_some(()))
+            },
+        )
+        .await
+    }
+
+    /// Sets a host's capacity as `trove-manage host-capacity` does.
+    pub async fn set_host_capacity(&self, host: &str, capacity: i32) -> Result<()> {
+        trove_taskmanager::manage::hosts::set_capacity(&self.pool, host, capacity).await
+    }
+
+    /// The guest host an instance is placed on.
+    pub async fn host_of(&self, id: Uuid) -> Result<String> {
+        sqlx::query_scalar("SELECT host FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .context("reading the instance's host")
     }
 
     /// Runs one daemon in this process until `stop` or `shutdown` cancels it. Its error is only
@@ -281,10 +354,6 @@ impl Stack {
     /// The taskmanager's private key file (mode 0600), as `trove-manage keygen` writes one.
     pub fn taskmanager_key_file(&self) -> PathBuf {
         self.root.join(TASKMANAGER_KEY)
-    }
-
-    pub fn backup_store(&self) -> PathBuf {
-        self.root.join("backups")
     }
 
     /// The object store every daemon of this stack uses (see `testkit::store_config`).
@@ -638,8 +707,14 @@ impl Stack {
 }
 
 /// Registers `host` with capacity 10 as `trove-manage host-add` does (its own broker user, with
-/// its password written to a 0600 file); returns the guest's broker connection settings.
-async fn register_host(sandbox: &Sandbox, root: &Path, host: &str) -> Result<AmqpConfig> {
+/// its password written to the 0600 file `<root>/<secret>`); returns the guest's broker
+/// connection settings.
+async fn register_host(
+    sandbox: &Sandbox,
+    root: &Path,
+    host: &str,
+    secret: &str,
+) -> Result<AmqpConfig> {
     use trove_taskmanager::manage::{broker_admin::BrokerAdmin, hosts};
     let broker = BrokerAdmin {
         rabbitmqctl: "rabbitmqctl".into(),
@@ -648,7 +723,7 @@ async fn register_host(sandbox: &Sandbox, root: &Path, host: &str) -> Result<Amq
     };
     let creds = hosts::add_host(&sandbox.pool, &broker, host, 10).await?;
     sandbox.delete_user_at_end(&creds.user);
-    let password_file = root.join("guest-amqp.secret");
+    let password_file = root.join(secret);
     hosts::write_password_file(&password_file, &creds)?;
     sandbox.amqp.for_user(&creds.user, password_file)
 }
@@ -741,6 +816,14 @@ impl Writer {
 
 /// A target strictly between two consecutive commits, the first one after `after`: after row
 /// k's commit returned, before row k+1 was inserted. Returns the target and k.
+/// The ids of `rows` up to and including `last_kept`.
+pub fn tick_ids_upto(rows: &[Tick], last_kept: i32) -> Vec<i32> {
+    rows.iter()
+        .map(|r| r.id)
+        .filter(|id| *id <= last_kept)
+        .collect()
+}
+
 pub fn target_between(
     rows: &[Tick],
     after: chrono::DateTime<chrono::Utc>,

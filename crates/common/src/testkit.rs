@@ -194,3 +194,24 @@ pub fn store_config(dir: &std::path::Path, id: &str) -> crate::store::StoreConfi
 pub fn s3_endpoint_configured() -> bool {
     std::env::var("TROVE_TEST_S3_ENDPOINT").is_ok_and(|v| !v.is_empty())
 }
+
+/// Empties a test's store prefix (see [`store_config`]) from synchronous code such as a `Drop`,
+/// on a runtime of its own, so an S3 bucket shared by many test runs does not grow forever.
+/// Errors are printed, not raised: cleanup must not fail a test.
+pub fn clear_store_blocking(config: crate::store::StoreConfig) {
+    let cleared = std::thread::spawn(move || -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            crate::store::BlobStore::open(&config)?.clear().await?;
+            anyhow::Ok(())
+        })
+    })
+    .join();
+    match cleared {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("could not empty the test's store prefix: {e:#}"),
+        Err(_) => eprintln!("emptying the test's store prefix panicked"),
+    }
+}

@@ -15,13 +15,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
 use sqlx::{Connection as _, Postgres};
 use tokio_util::sync::CancellationToken;
-use trove_common::{recovery::WalTimeline, status::RecoveryPhase, store::BlobStore};
+use trove_common::{
+    recovery::WalTimeline,
+    status::RecoveryPhase,
+    store::{
+        BlobStore,
+        wal_keys::{StoredSegment, StoredWal},
+    },
+};
 
 use crate::postgres::{
-    Cluster, ClusterSpec, PgBinaries, RecoveryError, Runner, SharedShipIndex, Shipper, WalSource,
-    allocate_port, merge_store_index, scan, spawn_wal_streamer,
+    Cluster, ClusterSpec, OsUser, PgBinaries, RecoveryError, Runner, SharedShipIndex, Shipper,
+    WalSource, allocate_port, ensure_dir, merge_store_index, scan, spawn_wal_streamer, write_owned,
 };
 
 /// How often test streamers ship to the store (the agent's default).
@@ -31,6 +39,11 @@ const SHIP_EVERY: Duration = Duration::from_millis(200);
 const STORE_WAIT: Duration = Duration::from_secs(60);
 /// How long the drop waits for a stopping WAL receiver to let go of the tree.
 const REMOVE_WAIT: Duration = Duration::from_secs(5);
+/// `initdb`'s WAL segment size, which every test and bench cluster uses.
+const SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
+/// How many of a timeline's newest segments [`TestRoot::stored_latest_commit`] looks into before
+/// it gives up finding a commit.
+const NEWEST_SEGMENTS: usize = 4;
 
 /// A private directory tree and the servers started in it.
 pub struct TestRoot {
@@ -52,9 +65,25 @@ impl TestRoot {
 
     /// The tree at `path`, created if missing; on drop it is removed unless `keep` is set.
     pub fn at(path: PathBuf, keep: bool) -> Result<TestRoot> {
+        TestRoot::build(path, keep, None)
+    }
+
+    /// A fresh tree like [`TestRoot::new`] that uses `store` instead of a store of its own: two
+    /// such roots share nothing but the store, as two hosts of one deployment do.
+    pub fn sharing_store(prefix: &str, store: BlobStore) -> Result<TestRoot> {
+        let path = PathBuf::from(format!("/tmp/{prefix}-{}", uuid::Uuid::new_v4()));
+        TestRoot::build(path, false, Some(store))
+    }
+
+    fn build(path: PathBuf, keep: bool, store: Option<BlobStore>) -> Result<TestRoot> {
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let store = BlobStore::open(&trove_common::testkit::store_config(&path, &id))?;
+        let store = match store {
+            Some(store) => store,
+            None => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                BlobStore::open(&trove_common::testkit::store_config(&path, &id))?
+            }
+        };
         // The postgres OS user must traverse it when we run as root.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("chmod {}", path.display()))?;
@@ -188,6 +217,61 @@ impl TestRoot {
         wait_for(&what, STORE_WAIT, Duration::from_millis(100), async || {
             let state = self.store_timeline(wal, tli).await.ok()?;
             state.latest_commit.filter(|c| *c > after).map(drop)
+        })
+        .await
+    }
+
+    /// The time of the last commit on timeline `tli` of a streamed instance's WAL as the store
+    /// itself holds it: the timeline's newest segments are put together from their objects in a
+    /// scratch directory and read like a spool. [`TestRoot::store_timeline`] reads the latest
+    /// commit from the spool instead, which runs up to one shipping pass ahead of the store.
+    pub async fn stored_latest_commit(
+        &self,
+        wal: &WalStream,
+        tli: u32,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let stored = stored_wal(&self.store, wal).await?;
+        let Some(timeline) = stored.timelines.get(&tli) else {
+            return Ok(None);
+        };
+        let scratch = self.owned_dir(&format!("stored-{}", uuid::Uuid::new_v4().simple()))?;
+        let found = async {
+            let owner = self.runner.owner();
+            let dir = scratch.join(format!("tl{tli}"));
+            ensure_dir(&dir, 0o700, owner).await?;
+            // Newest first, until one holds a commit, as a report walks the spool.
+            for (name, seg) in timeline.segments.iter().rev().take(NEWEST_SEGMENTS) {
+                fetch_segment(&self.store, name, seg, &dir, owner).await?;
+                let states = scan(&self.bins, &self.runner, &scratch).await?;
+                let latest = states
+                    .into_iter()
+                    .find(|s| s.timeline == tli)
+                    .and_then(|s| s.latest_commit);
+                if latest.is_some() {
+                    return Ok(latest);
+                }
+            }
+            anyhow::Ok(None)
+        }
+        .await;
+        if let Err(err) = std::fs::remove_dir_all(&scratch) {
+            eprintln!("could not remove {}: {err}", scratch.display());
+        }
+        found
+    }
+
+    /// Waits until the store itself (not the spool) holds a commit after `after` on timeline
+    /// `tli`: what a recovery from the store can reach.
+    pub async fn wait_for_stored(
+        &self,
+        wal: &WalStream,
+        tli: u32,
+        after: DateTime<Utc>,
+    ) -> Result<()> {
+        let what = format!("a commit after {after} on timeline {tli} in the store's objects");
+        wait_for(&what, STORE_WAIT, Duration::from_millis(200), async || {
+            let latest = self.stored_latest_commit(wal, tli).await.ok()??;
+            (latest > after).then_some(())
         })
         .await
     }
@@ -373,4 +457,49 @@ pub async fn segment_names(store: &BlobStore, wal: &WalStream, tli: u32) -> Resu
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// What the store holds of `wal`, read from a listing.
+pub async fn stored_wal(store: &BlobStore, wal: &WalStream) -> Result<StoredWal> {
+    let entries = store.list(&wal.dir).await?;
+    Ok(StoredWal::from_listing(&wal.dir, &entries))
+}
+
+/// Puts segment `name` together from its objects in `store` (chunks applied in upload order over
+/// zeros, as a replay does) and writes it into `dir`, owned by `owner`: as `<name>` when it is
+/// sealed, after checking it against its seal, else as `<name>.partial`. Returns the path.
+pub async fn fetch_segment(
+    store: &BlobStore,
+    name: &str,
+    seg: &StoredSegment,
+    dir: &Path,
+    owner: Option<&OsUser>,
+) -> Result<PathBuf> {
+    let len = usize::try_from(SEGMENT_SIZE).context("segment size")?;
+    let mut bytes = vec![0u8; len];
+    for chunk in seg.read_plan() {
+        let data = store
+            .get(&chunk.key)
+            .await?
+            .with_context(|| format!("{} vanished from the store", chunk.key))?;
+        let range = usize::try_from(chunk.id.start).context("chunk start")?
+            ..usize::try_from(chunk.id.end).context("chunk end")?;
+        let slot = bytes
+            .get_mut(range)
+            .filter(|slot| slot.len() == data.len())
+            .with_context(|| format!("chunk {} does not fit segment {name}", chunk.key))?;
+        slot.copy_from_slice(&data);
+    }
+    let path = match &seg.sealed {
+        Some(sha) => {
+            let actual = hex::encode(Sha256::digest(&bytes));
+            if actual != *sha {
+                bail!("segment {name} in the store does not match its seal");
+            }
+            dir.join(name)
+        }
+        None => dir.join(format!("{name}.partial")),
+    };
+    write_owned(&path, &bytes, 0o600, owner).await?;
+    Ok(path)
 }

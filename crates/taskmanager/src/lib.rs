@@ -27,7 +27,8 @@ use crate::{config::TaskManagerConfig, manager::TaskManager};
 pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Result<()> {
     let secret_key = SecretKey::load(&config.secret_key_file)
         .context("loading the taskmanager's key (secret_key_file; see `trove-manage keygen`)")?;
-    let store = trove_common::store::BlobStore::open(&config.store).context("opening the object store ([store])")?;
+    let store = trove_common::store::BlobStore::open(&config.store)
+        .context("opening the object store ([store])")?;
     let pool = control_db::connect(&config.database).await?;
     schema::ensure_current(&pool).await?;
     let bus = Bus::connect(&config.amqp).await?;

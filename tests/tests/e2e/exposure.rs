@@ -81,16 +81,18 @@ async fn backups_wal_and_instance_files_are_readable_by_their_owner_only() -> Re
             "INSERT INTO t VALUES (2)",
         )
         .await?;
-    // The backup ends with a WAL switch, so a completed segment gets its checksum sidecar.
-    let wal = stack.backup_store().join("wal").join(id.to_string());
+    // The backup ends with a WAL switch, so a sealed segment reaches the store.
+    let store = stack.store()?;
+    let wal = format!("wal/{id}");
     wait_until(
-        "a checksummed WAL segment",
+        "a sealed WAL segment in the store",
         Duration::from_secs(60),
         || async {
-            Ok(walk(&wal)?
-                .names
+            Ok(store
+                .list(&wal)
+                .await?
                 .iter()
-                .any(|n| n.ends_with(".sha256"))
+                .any(|e| e.key.contains("/sealed-"))
                 .then_some(()))
         },
     )
@@ -100,24 +102,45 @@ async fn backups_wal_and_instance_files_are_readable_by_their_owner_only() -> Re
         .recover_accepted(id, json!({"backup": backup["id"]}))
         .await?;
     stack.wait_active(id).await?;
+    let history = format!("{wal}/tl2/00000002.history");
     wait_until(
         "the new timeline's history in the store",
         Duration::from_secs(60),
-        || async { Ok(walk(&wal)?.names.contains("00000002.history").then_some(())) },
+        || async {
+            Ok(store
+                .list(&wal)
+                .await?
+                .iter()
+                .any(|e| e.key == history)
+                .then_some(()))
+        },
     )
     .await?;
-
-    let store = walk(&stack.backup_store())?;
-    let instances = walk(&stack.root().join("instances"))?;
-    assert_eq!(store.exposed, Vec::<String>::new(), "in the backup store");
-    assert_eq!(instances.exposed, Vec::<String>::new(), "in the instances");
-    // The walks saw the real thing: archive, manifest, WAL and sidecars, the instance's record,
-    // rules, data, log and a remembered recovery.
-    for name in ["base.tar.zst", "manifest.json", "00000002.history"] {
-        assert!(store.names.contains(name), "no {name} in {:?}", store.names);
+    // The store holds the backup and the WAL (its access is the store's: an S3 bucket's
+    // credentials, or a local root only its owner may enter).
+    let keys: Vec<String> = store
+        .list("backups")
+        .await?
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    let backup_id = backup["id"].as_str().context("backup id")?;
+    for name in ["base.tar.zst", "manifest.json"] {
+        let key = format!("backups/{backup_id}/{name}");
+        assert!(keys.contains(&key), "no {key} in {keys:?}");
     }
-    assert!(store.names.iter().any(|n| n.ends_with(".sha256")));
-    assert!(store.names.iter().any(|n| n.len() == 24));
+    let local_store = stack.store_config().path;
+    if !trove_common::testkit::s3_endpoint_configured() {
+        let mode = std::fs::metadata(&local_store)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", local_store.display());
+    }
+
+    let instances = walk(&stack.root().join("instances"))?;
+    assert_eq!(instances.exposed, Vec::<String>::new(), "in the instances");
+    // The walk saw the real thing: the instance's record, rules, data, log, WAL spool (with its
+    // newest segment and the new timeline's history) and a remembered recovery.
+    assert!(instances.names.contains("00000002.history"));
+    assert!(instances.names.iter().any(|n| n.len() == 24));
     for name in [
         "instance.json",
         "pg_hba.conf",
@@ -135,13 +158,11 @@ async fn backups_wal_and_instance_files_are_readable_by_their_owner_only() -> Re
         assert_eq!(keys.names.len(), 1, "no {}", key.display());
         assert_eq!(keys.exposed, Vec::<String>::new());
     }
-    // Whose they are: the servers' OS user owns the trees it must reach; backups and the agent's
-    // records are the agent's (root's) own.
+    // Whose they are: the servers' OS user owns the trees it must reach (the WAL spool among
+    // them); the agent's records are the agent's (root's) own.
     let pg = postgres_uid()?;
     let owner = |walk: &Walk, name: &str| walk.owners.iter().find(|(n, _)| n == name).map(|o| o.1);
-    assert_eq!(owner(&store, "backups"), Some(pg));
-    assert_eq!(owner(&store, "wal"), Some(pg));
-    assert_eq!(owner(&store, "base.tar.zst"), Some(0));
+    assert_eq!(owner(&instances, "wal"), Some(pg));
     assert_eq!(owner(&instances, "instances"), Some(pg));
     assert_eq!(owner(&instances, "instance.json"), Some(0));
     assert_eq!(owner(&instances, "PG_VERSION"), Some(pg));

@@ -13,3 +13,4 @@ mod recover;
 mod refusals;
 mod restore;
 mod sealed_secrets;
+mod two_hosts;

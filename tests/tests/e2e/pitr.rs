@@ -7,16 +7,10 @@ use anyhow::{Context, Result};
 use chrono::Duration as Span;
 use reqwest::StatusCode;
 use serde_json::json;
-use trove_e2e::{ALL, Stack, Tick, Writer, ids, rfc3339, target_between, tick_ids, time_of};
+use trove_e2e::{
+    ALL, Stack, Writer, ids, rfc3339, target_between, tick_ids, tick_ids_upto, time_of,
+};
 use uuid::Uuid;
-
-/// Rows expected after a recovery to a target that falls after row `last_kept`.
-fn upto(rows: &[Tick], last_kept: i32) -> Vec<i32> {
-    rows.iter()
-        .map(|r| r.id)
-        .filter(|id| *id <= last_kept)
-        .collect()
-}
 
 /// Recovers in place to `t` and waits, with a replay's longer deadline, for the instance to be
 /// ACTIVE again without a fault.
@@ -91,7 +85,7 @@ async fn recover_to_a_time_twice_across_timelines_keeps_exactly_the_rows_up_to_i
     // First recovery, to T1.
     recover_to(&stack, id, t1).await?;
     let mut conn = stack.connect_instance(id).await?;
-    assert_eq!(ids(&mut conn, "ticks").await?, upto(&rows, kept1));
+    assert_eq!(ids(&mut conn, "ticks").await?, tick_ids_upto(&rows, kept1));
     let tl2 = new_timeline(&stack, id, tl1).await?;
 
     // New writes on the new timeline, then a recovery to a time among them (after the first
@@ -103,8 +97,8 @@ async fn recover_to_a_time_twice_across_timelines_keeps_exactly_the_rows_up_to_i
     stack.wait_window_past(id, t2).await?;
     recover_to(&stack, id, t2).await?;
     let mut conn = stack.connect_instance(id).await?;
-    let mut want = upto(&rows, kept1);
-    want.extend(upto(&new_rows, kept2));
+    let mut want = tick_ids_upto(&rows, kept1);
+    want.extend(tick_ids_upto(&new_rows, kept2));
     assert_eq!(ids(&mut conn, "ticks").await?, want);
     let tl3 = new_timeline(&stack, id, tl2).await?;
 
@@ -114,7 +108,7 @@ async fn recover_to_a_time_twice_across_timelines_keeps_exactly_the_rows_up_to_i
     assert!(t0 < t1);
     recover_to(&stack, id, t0).await?;
     let mut conn = stack.connect_instance(id).await?;
-    assert_eq!(ids(&mut conn, "ticks").await?, upto(&rows, kept0));
+    assert_eq!(ids(&mut conn, "ticks").await?, tick_ids_upto(&rows, kept0));
     // Timeline ids are never reused: the fourth timeline is newer than the third even though it
     // branched from the first.
     let tl4 = new_timeline(&stack, id, tl3).await?;
@@ -132,11 +126,16 @@ async fn recover_to_a_time_twice_across_timelines_keeps_exactly_the_rows_up_to_i
         "{w}"
     );
     // Every timeline's history is in the store.
+    let keys: Vec<String> = stack
+        .store()?
+        .list(&format!("wal/{id}"))
+        .await?
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
     for tl in [tl2, tl3, tl4] {
-        let history = stack
-            .backup_store()
-            .join(format!("wal/{id}/tl{tl}/{tl:08X}.history"));
-        assert!(history.exists(), "{} is missing", history.display());
+        let history = format!("wal/{id}/tl{tl}/{tl:08X}.history");
+        assert!(keys.contains(&history), "{history} is missing");
     }
     stack.finish().await
 }
@@ -161,7 +160,7 @@ async fn restore_a_time_into_a_new_instance_leaves_the_source_running() -> Resul
     let copy = Uuid::parse_str(body["instance"]["id"].as_str().context("id")?)?;
     stack.wait_active(copy).await?;
     let mut conn = stack.connect_instance(copy).await?;
-    assert_eq!(ids(&mut conn, "ticks").await?, upto(&rows, kept));
+    assert_eq!(ids(&mut conn, "ticks").await?, tick_ids_upto(&rows, kept));
     let mut conn = stack.connect_instance(src).await?;
     assert_eq!(ids(&mut conn, "ticks").await?, tick_ids(&rows));
     stack.finish().await

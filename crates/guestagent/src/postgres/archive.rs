@@ -50,7 +50,11 @@ pub async fn restore_backup(
     let Some((total, stream)) = source.store.get_stream(source.key).await? else {
         return Err(Failure::new(
             GuestErrorCode::BackupNotFound,
-            anyhow!("backup archive {} is not in {}", source.key, source.store.describe()),
+            anyhow!(
+                "backup archive {} is not in {}",
+                source.key,
+                source.store.describe()
+            ),
         ));
     };
     if tokio::fs::try_exists(target)
@@ -243,7 +247,10 @@ mod tests {
     async fn a_damaged_archive_is_a_checksum_mismatch_and_leaves_no_directory() {
         let (dir, store) = scratch();
         store
-            .put("backups/b/base.tar.zst", b"the archive as it is now".to_vec().into())
+            .put(
+                "backups/b/base.tar.zst",
+                b"the archive as it is now".to_vec().into(),
+            )
             .await
             .expect("put");
         let recorded = sha256_hex(b"the archive as it was");

@@ -193,9 +193,15 @@ async fn stream_backup(cluster: &Cluster, dest: BackupDest<'_>) -> Result<Stream
     let bb_log = join_stderr(bb_stderr).await;
     let zstd_log = join_stderr(zstd_stderr).await;
     let failed = if !bb_status.success() {
-        Some(anyhow::anyhow!("pg_basebackup failed ({bb_status}): {}", bb_log.trim()))
+        Some(anyhow::anyhow!(
+            "pg_basebackup failed ({bb_status}): {}",
+            bb_log.trim()
+        ))
     } else if !zstd_status.success() {
-        Some(anyhow::anyhow!("zstd failed ({zstd_status}): {}", zstd_log.trim()))
+        Some(anyhow::anyhow!(
+            "zstd failed ({zstd_status}): {}",
+            zstd_log.trim()
+        ))
     } else {
         copied.as_ref().err().map(|e| anyhow::anyhow!("{e:#}"))
     };

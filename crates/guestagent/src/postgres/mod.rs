@@ -44,9 +44,9 @@ mod spec;
 mod sql;
 mod staging;
 mod steps;
+mod wal_fetch;
 mod wal_index;
 mod wal_plan;
-mod wal_fetch;
 mod wal_ship;
 mod wal_stream;
 

@@ -24,8 +24,8 @@ use super::request::Replay;
 use super::restore_command::{
     RESTORE_CHECKSUM_MISMATCH, RESTORE_FETCH_FAILED, remove_script, verified_path,
 };
-use super::wal_fetch::Fetched;
 use super::steps::Steps;
+use super::wal_fetch::Fetched;
 use super::wal_index::{format_lsn, history_name, parse_lsn, timeline_dir};
 use super::wal_plan::{Plan, preflight};
 use super::wal_stream::{current_timeline, ensure_wal_slot};

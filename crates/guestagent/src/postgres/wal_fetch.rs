@@ -49,6 +49,7 @@ pub(super) struct Fetched {
     pub files: StoreFiles,
     stored: StoredWal,
     store: BlobStore,
+    wal_dir: String,
     owner: Option<OsUser>,
 }
 
@@ -88,7 +89,9 @@ impl Fetched {
                 if seg.sealed.is_some() {
                     local.complete.insert(segno, dir.join(name));
                 } else {
-                    local.partial.insert(segno, dir.join(format!("{name}.partial")));
+                    local
+                        .partial
+                        .insert(segno, dir.join(format!("{name}.partial")));
                 }
             }
         }
@@ -97,6 +100,7 @@ impl Fetched {
             files,
             stored,
             store: source.store.clone(),
+            wal_dir: source.dir.to_owned(),
             owner,
         };
         for (&tli, timeline) in &fetched.files.timelines {
@@ -134,13 +138,23 @@ impl Fetched {
         if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
             return Ok(());
         }
-        let seg = self
+        let listed = self
             .stored
             .timelines
             .get(&tli)
             .and_then(|t| t.segments.get(&name))
             .with_context(|| format!("segment {name} is not in the store's listing"))?;
-        let bytes = self.assemble(&name, seg, size).await?;
+        let mut seg = listed.clone();
+        let bytes = match self.assemble(&name, &seg, size).await {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                // The source may have sent the segment again whole and removed the chunks we
+                // listed (a quiet instance's segment, or one sealed since): list it afresh.
+                tracing::debug!(segment = %name, error = %format!("{err:#}"), "listing the segment again");
+                seg = self.relist(tli, &name).await?;
+                self.assemble(&name, &seg, size).await?
+            }
+        };
         if let Some(sha) = &seg.sealed {
             let sidecar = dest.with_file_name(format!("{name}.sha256"));
             write_owned(
@@ -169,6 +183,18 @@ impl Fetched {
             write_plain(&dest, &bytes, self.owner.as_ref()).await?;
         }
         Ok(())
+    }
+
+    /// One segment as the store holds it now.
+    async fn relist(&self, tli: u32, name: &str) -> Result<StoredSegment> {
+        let dir = self.wal_dir.as_str();
+        let prefix = format!("{dir}/tl{tli}/{name}");
+        let entries = self.store.list(&prefix).await?;
+        StoredWal::from_listing(dir, &entries)
+            .timelines
+            .remove(&tli)
+            .and_then(|mut t| t.segments.remove(name))
+            .with_context(|| format!("segment {name} is no longer in the store"))
     }
 
     /// The segment's bytes: its chunks applied in upload order over zeros (an unwritten WAL page

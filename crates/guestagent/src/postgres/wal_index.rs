@@ -319,14 +319,21 @@ pub fn merge_store_index(
             .filter(|(_, seg)| seg.end > 0)
             .filter_map(|(name, _)| parse_segment_name(name, size).map(|(_, segno)| segno))
             .collect();
-        for name in [&state.first_segment, &state.last_segment].into_iter().flatten() {
+        for name in [&state.first_segment, &state.last_segment]
+            .into_iter()
+            .flatten()
+        {
             if let Some((_, segno)) = parse_segment_name(name, size) {
                 segnos.insert(segno);
             }
         }
         let switch = state.switch_lsn.as_deref().and_then(|l| parse_lsn(l).ok());
-        state.first_segment = segnos.first().map(|&s| segment_name(state.timeline, s, size));
-        state.last_segment = segnos.last().map(|&s| segment_name(state.timeline, s, size));
+        state.first_segment = segnos
+            .first()
+            .map(|&s| segment_name(state.timeline, s, size));
+        state.last_segment = segnos
+            .last()
+            .map(|&s| segment_name(state.timeline, s, size));
         state.gaps = gaps_of(&segnos, switch, state.timeline, size);
     }
     states

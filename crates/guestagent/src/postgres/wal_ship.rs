@@ -183,11 +183,7 @@ impl Shipper {
         let size = files.segment_size;
         let mut sent = Shipped::default();
         for (&tli, timeline) in &files.timelines {
-            let has_history = self
-                .lock()
-                .timelines
-                .get(&tli)
-                .is_some_and(|t| t.history);
+            let has_history = self.lock().timelines.get(&tli).is_some_and(|t| t.history);
             if let Some(path) = &timeline.history
                 && !has_history
             {
@@ -322,9 +318,18 @@ impl Shipper {
         } else {
             (start, Vec::new())
         };
-        let from_usize = usize::try_from(from).unwrap_or(whole.len()).min(whole.len());
-        self.put_chunk(tli, name, &mut seg, from, whole[from_usize..].to_vec(), sent)
-            .await?;
+        let from_usize = usize::try_from(from)
+            .unwrap_or(whole.len())
+            .min(whole.len());
+        self.put_chunk(
+            tli,
+            name,
+            &mut seg,
+            from,
+            whole[from_usize..].to_vec(),
+            sent,
+        )
+        .await?;
         let sha = hex::encode(Sha256::digest(&whole));
         self.store
             .put(&seal_key(&self.wal_dir, tli, name, &sha), Bytes::new())
@@ -381,7 +386,11 @@ fn is_not_found(err: &anyhow::Error) -> bool {
 /// Where the written part of a zero-padded `.partial` ends, rounded up to a whole page: the first
 /// page whose header is still zero, found by bisection (the receiver writes pages in order).
 async fn written_end(file: &mut tokio::fs::File) -> Result<u64> {
-    let len = file.metadata().await.context("stat of a WAL segment")?.len();
+    let len = file
+        .metadata()
+        .await
+        .context("stat of a WAL segment")?
+        .len();
     let pages = len / PAGE;
     let (mut lo, mut hi) = (0u64, pages);
     while lo < hi {

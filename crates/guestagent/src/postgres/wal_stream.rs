@@ -155,11 +155,7 @@ enum Ended {
     Exited { status: ExitStatus, stderr: String },
 }
 
-async fn stream_once(
-    cluster: &Cluster,
-    spool: &Path,
-    cancel: &CancellationToken,
-) -> Result<Ended> {
+async fn stream_once(cluster: &Cluster, spool: &Path, cancel: &CancellationToken) -> Result<Ended> {
     let timeline = current_timeline(cluster).await?;
     ensure_wal_slot(cluster).await?;
     let owner = cluster.runner().owner();

@@ -131,11 +131,11 @@ impl BlobStore {
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let path = self.path(key)?;
         match self.inner.get(&path).await {
-            Ok(got) => Ok(Some(
-                got.bytes()
-                    .await
-                    .with_context(|| format!("reading {key} from the store"))?,
-            )),
+            Ok(got) => {
+                Ok(Some(got.bytes().await.with_context(|| {
+                    format!("reading {key} from the store")
+                })?))
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(err) => Err(err).with_context(|| format!("reading {key} from the store")),
         }
@@ -317,7 +317,9 @@ mod tests {
     fn keys_cannot_climb_out_of_the_prefix() {
         assert!(check_key("backups/8a1/base.tar.zst").is_ok());
         assert!(check_key("wal/x/tl1/000000010000000000000003/00000000-00002000").is_ok());
-        for bad in ["", "../x", "a/../b", "a//b", "/a", "a/", "a b", "a/./b", "ä"] {
+        for bad in [
+            "", "../x", "a/../b", "a//b", "/a", "a/", "a b", "a/./b", "ä",
+        ] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
     }
@@ -350,7 +352,13 @@ mod tests {
         assert_eq!(store.get("backups/none").await.expect("get"), None);
         // A directory prefix never matches a longer name (`b1` is not `b10`).
         let usage = store.usage("backups/b1").await.expect("usage");
-        assert_eq!(usage, Usage { objects: 2, bytes: 5 });
+        assert_eq!(
+            usage,
+            Usage {
+                objects: 2,
+                bytes: 5
+            }
+        );
         assert_eq!(
             store.delete_prefix("backups/b1").await.expect("delete"),
             usage

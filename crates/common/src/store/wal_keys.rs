@@ -39,9 +39,20 @@ pub fn seal_key(wal_dir: &str, tli: u32, segment: &str, sha256: &str) -> String 
 /// One WAL object, from its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WalKey {
-    History { tli: u32 },
-    Chunk { tli: u32, segment: String, start: u64, end: u64 },
-    Seal { tli: u32, segment: String, sha256: String },
+    History {
+        tli: u32,
+    },
+    Chunk {
+        tli: u32,
+        segment: String,
+        start: u64,
+        end: u64,
+    },
+    Seal {
+        tli: u32,
+        segment: String,
+        sha256: String,
+    },
 }
 
 fn is_hex(s: &str, len: usize) -> bool {

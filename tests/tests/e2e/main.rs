@@ -12,4 +12,5 @@ mod pitr_refusals;
 mod recover;
 mod refusals;
 mod restore;
+mod retention;
 mod sealed_secrets;

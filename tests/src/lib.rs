@@ -249,6 +249,7 @@ impl Stack {
             secret_key_file: self.taskmanager_key_file(),
             database: self.db.clone(),
             amqp: self.amqp.clone(),
+            retention: Default::default(),
         };
         self.spawn("taskmanager", |c| trove_taskmanager::run(cfg, c));
     }
@@ -359,6 +360,30 @@ impl Stack {
     /// The object store every daemon of this stack uses (see `testkit::store_config`).
     pub fn store_config(&self) -> trove_common::store::StoreConfig {
         trove_common::testkit::store_config(&self.root, &self.id)
+    }
+
+    /// A taskmanager handle on this stack's database, broker and store, with the `retention`
+    /// section given, for tests that run one of its passes in process (the API-only stack runs
+    /// no taskmanager).
+    pub async fn taskmanager_handle(
+        &self,
+        retention: trove_taskmanager::config::RetentionConfig,
+    ) -> Result<trove_taskmanager::manager::TaskManager> {
+        let config = trove_taskmanager::config::TaskManagerConfig {
+            store: self.store_config(),
+            secret_key_file: self.taskmanager_key_file(),
+            database: self.db.clone(),
+            amqp: self.amqp.clone(),
+            retention,
+            ..Default::default()
+        };
+        Ok(trove_taskmanager::manager::TaskManager {
+            pool: self.pool.clone(),
+            bus: trove_common::amqp::Bus::connect(&self.amqp).await?,
+            secret_key: std::sync::Arc::new(SecretKey::load(&config.secret_key_file)?),
+            store: trove_common::store::BlobStore::open(&config.store)?,
+            config: std::sync::Arc::new(config),
+        })
     }
 
     /// A handle on this stack's object store, to look at what the daemons wrote.

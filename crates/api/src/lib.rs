@@ -12,6 +12,7 @@ pub mod path_params;
 pub mod recovery_request;
 pub mod recovery_window;
 pub mod request_id;
+pub mod retention;
 pub mod routes;
 pub mod state;
 pub mod validate;

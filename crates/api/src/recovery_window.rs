@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+pub use trove_common::recovery::lineage;
 use trove_common::recovery::{
-    RecoveryTarget, StopPoint, WalTimeline, lsn_segment, parse_lsn, segment_number,
+    RecoveryTarget, StopPoint, WalTimeline, lsn_segment, segment_number, serves_lineage,
 };
 use uuid::Uuid;
 
@@ -48,47 +49,6 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// `timeline` and its ancestors, newest first.
-pub fn lineage(timeline: u32, timelines: &[WalTimeline]) -> Vec<u32> {
-    let mut out = vec![timeline];
-    let mut cur = timeline;
-    while let Some(parent) = timelines
-        .iter()
-        .find(|t| t.timeline == cur)
-        .and_then(|t| t.parent)
-    {
-        // A corrupt history must not loop forever.
-        if out.contains(&parent) {
-            break;
-        }
-        out.push(parent);
-        cur = parent;
-    }
-    out
-}
-
-/// The timeline whose WAL holds position `lsn` in the history of `lineage[0]`, as PostgreSQL's
-/// `tliOfPointInHistory` decides: each timeline covers [its switch point, its child's switch
-/// point), newest first. A timeline forked from below an earlier fork covers nothing there.
-fn timeline_of_point(lsn: u64, lineage: &[u32], timelines: &[WalTimeline]) -> Option<u32> {
-    let mut end: Option<u64> = None;
-    for &tl in lineage {
-        let info = timelines.iter().find(|t| t.timeline == tl);
-        let begin = info
-            .and_then(|t| t.switch_lsn.as_deref())
-            .and_then(parse_lsn);
-        // A branch whose switch point is unknown cannot vouch for any position.
-        if begin.is_none() && info.is_some_and(|t| t.parent.is_some()) {
-            continue;
-        }
-        if begin.is_none_or(|b| b <= lsn) && end.is_none_or(|e| lsn < e) {
-            return Some(tl);
-        }
-        end = begin;
-    }
-    None
-}
-
 pub fn window(
     instance_id: Uuid,
     timeline: u32,
@@ -96,20 +56,9 @@ pub fn window(
     backups: &[BackupPoint],
 ) -> Window {
     let lineage = lineage(timeline, timelines);
-    // A backup serves this lineage only if the WAL it ends with lies on the lineage's history,
-    // not on a branch that a later recovery abandoned. Its last byte (stop - 1) decides: a
-    // backup ending exactly at a fork point is the forked state itself.
     let mut usable: Vec<BackupPoint> = backups
         .iter()
-        .filter(
-            |b| match (b.timeline, b.stop_lsn.as_deref().and_then(parse_lsn)) {
-                (Some(t), Some(stop)) => {
-                    timeline_of_point(stop.saturating_sub(1), &lineage, timelines) == Some(t)
-                }
-                (Some(t), None) => t == timeline,
-                (None, _) => false,
-            },
-        )
+        .filter(|b| serves_lineage(b.timeline, b.stop_lsn.as_deref(), &lineage, timelines))
         .cloned()
         .collect();
     usable.sort_by_key(|b| b.stop_time);

@@ -190,7 +190,7 @@ pub fn volume_size(v: Option<&Value>) -> Result<Option<i32>, ApiError> {
 
 /// A client string as it may appear in an error message: at most 64 characters, control
 /// characters escaped, so an answer never echoes a huge or terminal-hostile value.
-fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     let mut out: String = s.chars().take(64).flat_map(char::escape_default).collect();
     if s.chars().nth(64).is_some() {
         out.push('…');

@@ -7,6 +7,7 @@ pub mod db;
 pub mod fault;
 pub mod outbox;
 pub mod recovery;
+pub mod retention;
 pub mod rpc;
 pub mod schema;
 pub mod secrets;

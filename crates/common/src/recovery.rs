@@ -152,6 +152,67 @@ pub struct WalTimeline {
     pub latest_lsn: Option<String>,
 }
 
+/// `timeline` and its ancestors, newest first, from the `parent` of each of `timelines`.
+pub fn lineage(timeline: u32, timelines: &[WalTimeline]) -> Vec<u32> {
+    let mut out = vec![timeline];
+    let mut cur = timeline;
+    while let Some(parent) = timelines
+        .iter()
+        .find(|t| t.timeline == cur)
+        .and_then(|t| t.parent)
+    {
+        // A corrupt history must not loop forever.
+        if out.contains(&parent) {
+            break;
+        }
+        out.push(parent);
+        cur = parent;
+    }
+    out
+}
+
+/// The timeline whose WAL holds position `lsn` in the history of `lineage[0]`, as PostgreSQL's
+/// `tliOfPointInHistory` decides: each timeline covers [its switch point, its child's switch
+/// point), newest first. A timeline forked from below an earlier fork covers nothing there.
+fn timeline_of_point(lsn: u64, lineage: &[u32], timelines: &[WalTimeline]) -> Option<u32> {
+    let mut end: Option<u64> = None;
+    for &tl in lineage {
+        let info = timelines.iter().find(|t| t.timeline == tl);
+        let begin = info
+            .and_then(|t| t.switch_lsn.as_deref())
+            .and_then(parse_lsn);
+        // A branch whose switch point is unknown cannot vouch for any position.
+        if begin.is_none() && info.is_some_and(|t| t.parent.is_some()) {
+            continue;
+        }
+        if begin.is_none_or(|b| b <= lsn) && end.is_none_or(|e| lsn < e) {
+            return Some(tl);
+        }
+        end = begin;
+    }
+    None
+}
+
+/// Whether a backup taken on `backup_timeline` that stopped at `stop_lsn` is a base for replay
+/// along `lineage` (from [`lineage`]): the WAL it ends with must lie on the lineage's history,
+/// not on a branch that a later recovery abandoned. Its last byte (stop - 1) decides: a backup
+/// ending exactly at a fork point is the forked state itself. Without a stop LSN, only a backup
+/// on the lineage's own timeline counts.
+pub fn serves_lineage(
+    backup_timeline: Option<u32>,
+    stop_lsn: Option<&str>,
+    lineage: &[u32],
+    timelines: &[WalTimeline],
+) -> bool {
+    match (backup_timeline, stop_lsn.and_then(parse_lsn)) {
+        (Some(t), Some(stop)) => {
+            timeline_of_point(stop.saturating_sub(1), lineage, timelines) == Some(t)
+        }
+        (Some(t), None) => lineage.first() == Some(&t),
+        (None, _) => false,
+    }
+}
+
 /// How far a running recovery has come; every field is optional because each phase knows only
 /// some of them. `update_recovery` carries it while the recovery runs.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -5,7 +5,8 @@
 //! test script starts, under a prefix of its own, else a local directory in the tree); it hands
 //! out clusters on allocated ports and WAL streamers that ship to that store, and on drop kills
 //! every server started under it and removes the tree, so a failed assertion, an error or Ctrl-C
-//! leaves nothing running. Objects it put in an S3 store stay until the bucket is emptied.
+//! leaves nothing running; it also empties its prefix of an S3 store (a local store goes with the
+//! tree).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use trove_common::{
     recovery::WalTimeline,
     status::RecoveryPhase,
     store::{
-        BlobStore,
+        BlobStore, StoreBackend, StoreConfig,
         wal_keys::{StoredSegment, StoredWal},
     },
 };
@@ -54,6 +55,9 @@ pub struct TestRoot {
     cancel: CancellationToken,
     data_dirs: Mutex<Vec<PathBuf>>,
     store: BlobStore,
+    /// The S3 store this root opened for itself, emptied on drop; None for a local store (removed
+    /// with the tree) and for a store another root owns.
+    own_s3_store: Option<StoreConfig>,
 }
 
 impl TestRoot {
@@ -77,11 +81,16 @@ impl TestRoot {
 
     fn build(path: PathBuf, keep: bool, store: Option<BlobStore>) -> Result<TestRoot> {
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        let store = match store {
-            Some(store) => store,
+        let (store, own_s3_store) = match store {
+            Some(store) => (store, None),
             None => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                BlobStore::open(&trove_common::testkit::store_config(&path, &id))?
+                let config = trove_common::testkit::store_config(&path, &id);
+                let store = BlobStore::open(&config)?;
+                (
+                    store,
+                    (config.backend == StoreBackend::S3).then_some(config),
+                )
             }
         };
         // The postgres OS user must traverse it when we run as root.
@@ -95,6 +104,7 @@ impl TestRoot {
             cancel: CancellationToken::new(),
             data_dirs: Mutex::new(Vec::new()),
             store,
+            own_s3_store,
         })
     }
 
@@ -302,7 +312,14 @@ impl Drop for TestRoot {
         }
         if self.keep {
             eprintln!("kept {}", self.path.display());
-        } else if let Err(err) = self.remove_tree() {
+            return;
+        }
+        // Before the tree goes: the store's secret key file is in it. The servers are stopped and
+        // the streamers told to stop; a streamer still finishing its last pass may leave a chunk.
+        if let Some(config) = self.own_s3_store.take() {
+            trove_common::testkit::clear_store_blocking(config);
+        }
+        if let Err(err) = self.remove_tree() {
             eprintln!("could not remove {}: {err}", self.path.display());
         }
     }

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use trove_common::{
     config::{AmqpConfig, DatabaseConfig},
+    retention::{self, Policy},
     store::StoreConfig,
 };
 
@@ -25,6 +27,53 @@ pub struct TaskManagerConfig {
     pub amqp: AmqpConfig,
     /// The object store the guest agents write backups and WAL to (the same bucket and prefix).
     pub store: StoreConfig,
+    /// The operator's default retention of backups and WAL, and how often it is enforced.
+    pub retention: RetentionConfig,
+}
+
+/// The `[retention]` section (docs/object-store.md, "Retention").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Seconds of point-in-time window kept for an instance without its own policy.
+    pub window_secs: i64,
+    /// Completed backups kept, however old, for an instance without its own policy.
+    pub min_backups: i32,
+    /// Seconds between two retention passes.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            window_secs: retention::DEFAULT_WINDOW_SECS,
+            min_backups: retention::DEFAULT_MIN_BACKUPS,
+            interval_secs: 60,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The default policy this section sets.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            window_secs: self.window_secs,
+            min_backups: self.min_backups,
+        }
+    }
+}
+
+impl TaskManagerConfig {
+    /// Refuses at start-up what would only fail later, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(problem) = self.retention.policy().problem() {
+            bail!("retention.{problem}");
+        }
+        if self.retention.interval_secs == 0 {
+            bail!("retention.interval_secs must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 impl Default for TaskManagerConfig {
@@ -37,6 +86,7 @@ impl Default for TaskManagerConfig {
             database: DatabaseConfig::default(),
             amqp: AmqpConfig::default(),
             store: StoreConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -56,5 +106,26 @@ mod tests {
         assert_eq!(cfg.amqp.max_attempts, defaults.amqp.max_attempts);
         assert_eq!(cfg.amqp.url, defaults.amqp.url);
         assert_eq!(cfg.sweep_interval_ms, defaults.sweep_interval_ms);
+        assert_eq!(cfg.retention.policy(), defaults.retention.policy());
+        assert_eq!(
+            cfg.retention.interval_secs,
+            defaults.retention.interval_secs
+        );
+        cfg.validate().expect("the example is valid");
+    }
+
+    #[test]
+    fn a_retention_out_of_bounds_is_refused_naming_the_key() {
+        let mut cfg = TaskManagerConfig::default();
+        cfg.retention.window_secs = 0;
+        let e = cfg.validate().expect_err("refused").to_string();
+        assert!(e.starts_with("retention.window_secs"), "{e}");
+        let mut cfg = TaskManagerConfig::default();
+        cfg.retention.min_backups = 101;
+        let e = cfg.validate().expect_err("refused").to_string();
+        assert!(e.starts_with("retention.min_backups"), "{e}");
+        let mut cfg = TaskManagerConfig::default();
+        cfg.retention.interval_secs = 0;
+        assert!(cfg.validate().is_err());
     }
 }

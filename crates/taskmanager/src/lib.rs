@@ -6,6 +6,7 @@ pub mod db;
 mod handlers;
 pub mod manage;
 pub mod manager;
+pub mod retention;
 mod sweeper;
 mod topology;
 
@@ -25,6 +26,7 @@ use crate::{config::TaskManagerConfig, manager::TaskManager};
 
 /// Runs the taskmanager until `shutdown` is cancelled.
 pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Result<()> {
+    config.validate()?;
     let secret_key = SecretKey::load(&config.secret_key_file)
         .context("loading the taskmanager's key (secret_key_file; see `trove-manage keygen`)")?;
     let store = trove_common::store::BlobStore::open(&config.store)
@@ -39,6 +41,8 @@ pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Resu
         secret_key: Arc::new(secret_key),
         store,
     };
+    // The API shows the default in force; only the taskmanager knows it.
+    tm.publish_retention_default().await?;
     if let Err(e) = tm.declare_guest_queues().await {
         tracing::warn!(error = %format!("{e:#}"), "could not declare the guest queues; casts declare them again");
     }
@@ -61,6 +65,11 @@ pub async fn run(config: TaskManagerConfig, shutdown: CancellationToken) -> Resu
         let tm = tm.clone();
         let cancel = shutdown.child_token();
         tracker.spawn(async move { tm.run_sweeper(cancel).await });
+    }
+    {
+        let tm = tm.clone();
+        let cancel = shutdown.child_token();
+        tracker.spawn(async move { tm.run_retention(cancel).await });
     }
     tracing::info!("trove-taskmanager running");
     tracker.close();

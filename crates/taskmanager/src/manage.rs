@@ -3,6 +3,7 @@
 
 pub mod broker_admin;
 pub mod hosts;
+pub mod store_usage;
 
 use anyhow::{Context, Result, bail};
 use sqlx::PgPool;

@@ -12,5 +12,7 @@ mod pitr_refusals;
 mod recover;
 mod refusals;
 mod restore;
+mod retention;
+mod retention_live;
 mod sealed_secrets;
 mod two_hosts;

@@ -37,6 +37,9 @@ pub struct InstanceRow {
     pub recovery_progress: Option<Json<serde_json::Value>>,
     pub recovery_backup_id: Option<Uuid>,
     pub backup_running: bool,
+    /// The instance's retention override (null = the operator's default for that key).
+    pub retention_window_secs: Option<i64>,
+    pub retention_min_backups: Option<i32>,
 }
 
 const SELECT: &str = r#"
@@ -50,7 +53,8 @@ SELECT i.id, i.name, i.tenant_id, i.flavor_id, i.volume_size, i.task_id, i.addre
        r.id AS recovery_id, r.phase AS recovery_phase, r.progress AS recovery_progress,
        r.backup_id AS recovery_backup_id,
        EXISTS (SELECT 1 FROM backups b WHERE b.instance_id = i.id AND NOT b.deleted
-               AND b.state = ANY($1)) AS backup_running
+               AND b.state = ANY($1)) AS backup_running,
+       i.retention_window_secs, i.retention_min_backups
 FROM instances i
 JOIN service_statuses s ON s.instance_id = i.id
 JOIN datastore_versions dv ON dv.id = i.datastore_version_id

@@ -4,4 +4,5 @@ pub mod backups;
 pub mod catalog;
 pub mod instances;
 pub mod recoveries;
+pub mod retention;
 pub mod wal;

@@ -15,9 +15,10 @@ use uuid::Uuid;
 use super::{dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
     auth::Caller,
-    db::{instances, wal},
+    db::{instances, retention as retention_db, wal},
     error::{ApiError, ApiResult},
     extract::{JsonBody, Paging},
+    retention,
     state::AppState,
     validate::{self, bad},
     views::{self, Audience, Links},
@@ -105,6 +106,12 @@ async fn detail_json(
     let mut v = views::instance_detail(&row, links, expiry, audience);
     let window = wal::window_of(&mut conn, id, None).await?;
     v["recovery_window"] = window.map(|(w, _)| w.summary()).unwrap_or(Value::Null);
+    let default = retention_db::default_policy(&mut conn).await?;
+    v["retention"] = retention::view(
+        row.retention_window_secs,
+        row.retention_min_backups,
+        default,
+    );
     Ok(v)
 }
 
@@ -119,7 +126,8 @@ async fn show_instance(
     Ok(Json(json!({ "instance": detail })))
 }
 
-/// `PUT`/`PATCH`: a new `name` (at once) and/or new network `access` (Trove's UPDATING task: the
+/// `PUT`/`PATCH`: a new `name` (at once), the instance's own `retention` policy (at once; `null`
+/// returns to the operator's default) and/or new network `access` (Trove's UPDATING task: the
 /// guest rewrites the server's rules and reloads them, no restart).
 async fn update_instance(
     State(state): State<AppState>,
@@ -131,10 +139,11 @@ async fn update_instance(
     let inst = validate::root(&body, "instance")?;
     if let Some(k) = inst
         .keys()
-        .find(|k| !matches!(k.as_str(), "name" | "access"))
+        .find(|k| !matches!(k.as_str(), "name" | "access" | "retention"))
     {
         return Err(ApiError::NotImplemented(format!(
-            "Updating '{k}' is not supported; only 'name' and 'access' can be changed."
+            "Updating '{}' is not supported; only 'name', 'access' and 'retention' can be changed.",
+            validate::printable(k)
         )));
     }
     let name = inst
@@ -149,9 +158,14 @@ async fn update_instance(
                 .ok_or_else(|| bad("Validation error: instance['access'] must be an object"))?,
         ),
     };
-    if name.is_none() && access.is_none() {
+    // Present means a change: null clears the override.
+    let retention = inst
+        .get("retention")
+        .map(retention::parse_update)
+        .transpose()?;
+    if name.is_none() && access.is_none() && retention.is_none() {
         return Err(bad(
-            "Validation error: instance needs 'name' or 'access' to update",
+            "Validation error: instance needs 'name', 'access' or 'retention' to update",
         ));
     }
     let mut tx = state.pool.begin().await?;
@@ -169,6 +183,11 @@ async fn update_instance(
     }
     if let Some(name) = &name {
         instances::rename(&mut tx, id, name).await?;
+    }
+    if let Some(update) = retention {
+        let (window_secs, min_backups) = update.columns();
+        retention_db::set_override(&mut tx, id, window_secs, min_backups).await?;
+        tracing::info!(instance.id = %id, ?window_secs, ?min_backups, "retention override set");
     }
     let Some(access) = access else {
         tx.commit().await?;

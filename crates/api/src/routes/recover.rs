@@ -118,8 +118,11 @@ async fn recover_instance(
     let backup = backups::find(&mut tx, backup_id, Some(&tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(backup_id))?;
-    // Holds off a concurrent delete of the backup until this recovery is recorded.
-    backups::lock(&mut tx, backup.id).await?;
+    // Holds off a concurrent delete of the backup, by a user or by retention, until this
+    // recovery is recorded; one deleted meanwhile is gone.
+    backups::lock(&mut tx, backup.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(backup.id))?;
     recovery_request::ensure_completed(&backup, BackupUse::Recovery)?;
     same_datastore(&backup, &inst_row.ds_name, id)?;
     ensure_available(&mut tx, &inst).await?;

@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 
 use super::{path_uuid, table::Routes};
 use crate::{
-    db::{instances, wal},
+    db::{instances, retention as retention_db, wal},
     error::{ApiError, ApiResult},
     extract::Paging,
     recovery_window::{rfc3339, timeline_number},
+    retention,
     state::AppState,
     validate::{self, bad},
 };
@@ -41,12 +42,20 @@ async fn show_recovery_window(
         None => None,
     };
     let mut conn = state.pool.acquire().await?;
-    instances::find(&mut conn, id, Some(&tenant))
+    let row = instances::find(&mut conn, id, Some(&tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
+    let default = retention_db::default_policy(&mut conn).await?;
+    // What decides how far back `earliest` may lie.
+    let policy = retention::view(
+        row.retention_window_secs,
+        row.retention_min_backups,
+        default,
+    );
     let Some((w, timelines)) = wal::window_of(&mut conn, id, timeline).await? else {
         return Ok(Json(json!({"recovery_window": {
             "earliest": null, "latest": null, "timeline": null, "gaps": [], "backups": [], "timelines": [],
+            "retention": policy,
         }})));
     };
     if let Some(t) = timeline
@@ -82,5 +91,6 @@ async fn show_recovery_window(
             }))
             .collect::<Vec<_>>()
     );
+    body["retention"] = policy;
     Ok(Json(json!({"recovery_window": body})))
 }

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use trove_common::{config::DatabaseConfig, db, schema, secrets::SecretKey};
-use trove_taskmanager::manage::{self, broker_admin::BrokerAdmin, hosts};
+use trove_taskmanager::{
+    config::TaskManagerConfig,
+    manage::{self, broker_admin::BrokerAdmin, hosts, store_usage},
+};
 
 const USAGE: &str = "usage: trove-manage [OPTIONS] COMMAND
 commands:
@@ -20,7 +23,11 @@ commands:
   host-list                                      show registered hosts
   keygen --out PATH                              new key pair: PATH (private, 0600) and PATH.pub;
                                                  prints the public key (no database needed)
+  store-usage [--instance ID]                    objects and bytes of each instance's backups and
+                                                 WAL in the object store (`[store]` of --config)
 options (before the command):
+  --config FILE        trove-taskmanager.toml, for its [store] section (store-usage); the
+                       variables TROVE_TASKMANAGER__STORE__* apply as for the daemon
   --database-url URL   default $TROVE_DATABASE_URL, then postgres://postgres@127.0.0.1:5432/trove
   --rabbitmqctl PATH   default $TROVE_RABBITMQCTL, then rabbitmqctl (must reach the broker node)
   --vhost VHOST        the daemons' vhost; default $TROVE_AMQP_VHOST, then /
@@ -41,6 +48,7 @@ async fn main() -> Result<()> {
         vhost: std::env::var("TROVE_AMQP_VHOST").unwrap_or_else(|_| "/".into()),
         exchange: "trove".into(),
     };
+    let mut config_file: Option<PathBuf> = None;
     while let Some(flag) = args.first().filter(|a| a.starts_with("--")).cloned() {
         let Some(value) = args.get(1).cloned() else {
             bail!("{flag} needs a value\n{USAGE}");
@@ -50,6 +58,7 @@ async fn main() -> Result<()> {
             "--rabbitmqctl" => broker.rabbitmqctl = value.into(),
             "--vhost" => broker.vhost = value,
             "--exchange" => broker.exchange = value,
+            "--config" => config_file = Some(value.into()),
             _ => bail!("unknown option {flag}\n{USAGE}"),
         }
         args.drain(..2);
@@ -135,9 +144,48 @@ async fn main() -> Result<()> {
                 );
             }
         }
+        ("store-usage", rest) => {
+            let only = match rest {
+                [] => None,
+                [flag, id] if flag == "--instance" => {
+                    Some(uuid::Uuid::parse_str(id).context("--instance needs an instance id")?)
+                }
+                _ => bail!("store-usage takes optionally --instance ID\n{USAGE}"),
+            };
+            let config: TaskManagerConfig =
+                trove_common::config::load(config_file.as_deref(), "TROVE_TASKMANAGER")?;
+            let store = trove_common::store::BlobStore::open(&config.store)
+                .context("opening the object store ([store] of --config)")?;
+            print_store_usage(&store_usage::store_usage(&pool, &store, only).await?);
+        }
         _ => bail!("unknown command or wrong arguments\n{USAGE}"),
     }
     Ok(())
+}
+
+fn print_store_usage(usage: &store_usage::StoreUsage) {
+    println!(
+        "{:<36} {:<20} {:<7} {:>14} {:>16} {:>11} {:>16}",
+        "instance", "tenant", "state", "backup objects", "backup bytes", "wal objects", "wal bytes"
+    );
+    for i in &usage.instances {
+        println!(
+            "{:<36} {:<20} {:<7} {:>14} {:>16} {:>11} {:>16}",
+            i.instance_id,
+            i.tenant_id,
+            i.state,
+            i.backups.objects,
+            i.backups.bytes,
+            i.wal.objects,
+            i.wal.bytes
+        );
+    }
+    if usage.unowned.objects > 0 {
+        println!(
+            "objects no instance or backup row names: {} ({} bytes)",
+            usage.unowned.objects, usage.unowned.bytes
+        );
+    }
 }
 
 /// `host-add HOST --capacity N [--credentials-out FILE]`.

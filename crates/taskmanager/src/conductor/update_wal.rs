@@ -10,7 +10,7 @@ use super::lock_reported;
 use crate::{db::instances, manager::TaskManager};
 
 impl TaskManager {
-    pub(crate) async fn update_wal(
+    pub async fn update_wal(
         &self,
         sender: &str,
         instance_id: Uuid,
@@ -26,13 +26,24 @@ impl TaskManager {
             return Ok(());
         }
         for t in &timelines {
+            // `first_segment` never moves back: retention raises it when it removes WAL, and a
+            // report the guest made before that removal still names the old first segment. Gaps
+            // wholly below it are gone with it. Segment names of one timeline are fixed-width
+            // hex, so they compare as bytes (`COLLATE "C"`).
             sqlx::query(
-                "INSERT INTO wal_timelines (instance_id, timeline, parent_timeline, switch_lsn, \
-                 first_segment, last_segment, gaps, latest_commit, latest_lsn, updated) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) \
-                 ON CONFLICT (instance_id, timeline) DO UPDATE SET parent_timeline = $3, \
-                 switch_lsn = $4, first_segment = $5, last_segment = $6, gaps = $7, \
-                 latest_commit = $8, latest_lsn = $9, updated = now()",
+                r#"INSERT INTO wal_timelines (instance_id, timeline, parent_timeline, switch_lsn,
+                 first_segment, last_segment, gaps, latest_commit, latest_lsn, updated)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+                 ON CONFLICT (instance_id, timeline) DO UPDATE SET parent_timeline = $3,
+                 switch_lsn = $4,
+                 first_segment = GREATEST(wal_timelines.first_segment COLLATE "C", $5),
+                 last_segment = $6,
+                 gaps = (SELECT coalesce(jsonb_agg(g.gap ORDER BY g.n), '[]'::jsonb)
+                         FROM jsonb_array_elements($7) WITH ORDINALITY AS g(gap, n)
+                         WHERE wal_timelines.first_segment IS NULL
+                            OR upper(g.gap->>1) COLLATE "C" >= upper(wal_timelines.first_segment)),
+                 latest_commit = coalesce($8, wal_timelines.latest_commit), latest_lsn = $9,
+                 updated = now()"#,
             )
             .bind(instance_id)
             .bind(t.timeline as i32)

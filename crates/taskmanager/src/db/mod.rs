@@ -5,3 +5,4 @@ pub mod faults;
 pub mod hosts;
 pub mod instances;
 pub mod recoveries;
+pub mod retention;

@@ -59,6 +59,12 @@ impl TaskManager {
 
     /// The API already hid the backup; remove its files from the store.
     pub(crate) async fn delete_backup(&self, backup_id: Uuid) -> Result<()> {
+        self.remove_backup_objects(backup_id).await.map(drop)
+    }
+
+    /// Removes `backups/<id>/` of a hidden backup from the store: true when done. When the store
+    /// refuses, the row's state becomes `DELETE_FAILED` (with the reason) and this is false.
+    pub(crate) async fn remove_backup_objects(&self, backup_id: Uuid) -> Result<bool> {
         let dir = layout::backup_dir(backup_id);
         let result = self
             .store
@@ -71,9 +77,9 @@ impl TaskManager {
             backups::set_state(&mut tx, backup_id, BackupState::DeleteFailed, Some(&why)).await?;
             tx.commit().await?;
             tracing::error!(backup.id = %backup_id, error = %why, "backup files could not be removed");
-            return Ok(());
+            return Ok(false);
         }
         tracing::info!(backup.id = %backup_id, "backup objects removed");
-        Ok(())
+        Ok(true)
     }
 }

@@ -122,6 +122,7 @@ impl Stack {
             host_heartbeat_expiry_secs: 30,
             database: self.sandbox.database.clone(),
             amqp,
+            retention: Default::default(),
         };
         let cancel = CancellationToken::new();
         let run = trove_taskmanager::run(cfg, cancel.clone());

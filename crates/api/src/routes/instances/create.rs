@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::detail_json;
 use crate::{
     auth::Caller,
-    db::{backups, catalog, instances},
+    db::{backups, catalog, instances, retention},
     error::{ApiError, ApiResult},
     extract::JsonBody,
     limits,
@@ -316,6 +316,7 @@ async fn resolve_restore_point(
     };
     let Some(stop) = rp.point.stop else {
         let b = requested.expect("parse demands backupRef without point_in_time");
+        lock_backup(conn, &b).await?;
         return Ok((b, None));
     };
     let source = match (rp.instance, requested.as_ref().and_then(|b| b.instance_id)) {
@@ -333,14 +334,25 @@ async fn resolve_restore_point(
             ));
         }
     };
-    instances::find(conn, source, Some(tenant))
-        .await?
-        .ok_or_else(|| ApiError::not_found(source))?;
+    // A deleted source still serves while its retention keeps its backups and WAL.
+    if !retention::restore_source_exists(conn, source, tenant).await? {
+        return Err(ApiError::not_found(source));
+    }
     let plan = recovery_request::plan(conn, source, stop, rp.point.timeline, rp.backup).await?;
     let b = backups::find(conn, plan.backup, Some(tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(plan.backup))?;
+    lock_backup(conn, &b).await?;
     Ok((b, Some(plan.target)))
+}
+
+/// Holds off a concurrent delete of the backup, by a user or by retention, until the new
+/// instance that restores it is recorded; one that was deleted meanwhile is gone (404).
+async fn lock_backup(conn: &mut sqlx::PgConnection, b: &backups::BackupRow) -> ApiResult<()> {
+    backups::lock(conn, b.id)
+        .await?
+        .map(drop)
+        .ok_or_else(|| ApiError::not_found(b.id))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Guest agents on two hosts that share nothing but the object store, the bus and the control
 //! plane: a backup taken on one restores on the other, a point in time of an instance on one
-//! restores into a new instance on the other from the first one's WAL, and deleting a backup
-//! removes its objects from the store.
+//! restores into a new instance on the other from the first one's WAL (also once that instance
+//! is deleted, within its retention), and deleting a backup removes its objects from the store.
 
 use std::time::Duration;
 
@@ -75,6 +75,37 @@ async fn a_backup_and_a_point_in_time_from_host_a_restore_on_host_b() -> Result<
     // The source kept running with everything it wrote.
     let mut conn = stack.connect_instance(src).await?;
     assert_eq!(ids(&mut conn, "ticks").await?, tick_ids(&rows));
+    drop(conn);
+
+    // Host A's instance is deleted; its WAL and backups stay for its retention window, and a
+    // point in time of it still restores (on B).
+    let (status, body) = stack
+        .call_a(Method::DELETE, &format!("/instances/{src}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_until(
+        "the source instance to be deleted",
+        Duration::from_secs(60),
+        || async {
+            let deleted: bool = sqlx::query_scalar("SELECT deleted FROM instances WHERE id = $1")
+                .bind(src)
+                .fetch_one(&stack.pool)
+                .await?;
+            Ok(deleted.then_some(()))
+        },
+    )
+    .await?;
+    let (status, body) = stack
+        .post_a("/instances", json!({"instance": {
+            "name": "pg-b-from-deleted", "flavorRef": "1",
+            "restorePoint": {"instanceRef": src.to_string(), "point_in_time": rfc3339(t)},
+        }}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let from_deleted = Uuid::parse_str(body["instance"]["id"].as_str().context("id")?)?;
+    stack.wait_active(from_deleted).await?;
+    let mut conn = stack.connect_instance(from_deleted).await?;
+    assert_eq!(ids(&mut conn, "ticks").await?, tick_ids_upto(&rows, kept));
 
     // Deleting the backup removes its objects from the store.
     let store = stack.store()?;

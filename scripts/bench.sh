@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# On-demand benchmark of the PostgreSQL driver: RPO under pgbench load, and point-in-time recovery
-# wall time against PostgreSQL alone. Flags pass through to trove-bench
-# (crates/bench):
+# On-demand benchmark of the PostgreSQL driver against the object store: backup and restore
+# throughput, RPO under pgbench load, WAL upload bytes per WAL byte, and point-in-time recovery wall
+# time from the store against a local directory and against PostgreSQL alone. The store is the
+# local Swift s3api that scripts/swift-s3.sh runs (started here if it is stopped). Flags pass
+# through to trove-bench (crates/bench):
 #   --scale N (10)  --load-secs N (30)  --runs N (3)  --clients N (4)  --keep
 # Runs as root (the driver switches to the postgres OS user itself). Every server started under the
 # work directory is stopped and the directory removed at the end, also on error or Ctrl-C, unless
@@ -24,6 +26,15 @@ done
 if [ -x scripts/ensure-services.sh ]; then
   scripts/ensure-services.sh
 fi
+# The S3 store (OpenStack Swift with s3api on loopback); its settings arrive as TROVE_TEST_S3_*
+# variables in the env file whose path the script prints last. Objects go under a prefix of their
+# own per run.
+swift_env=$(scripts/swift-s3.sh | tail -n 1)
+set -a
+# shellcheck source=/dev/null
+. "$swift_env"
+set +a
+
 command -v pgbench >/dev/null || [ -x /usr/lib/postgresql/15/bin/pgbench ] || {
   echo "error: pgbench is missing (apt-get install postgresql-contrib-15 or postgresql-15)" >&2; exit 1; }
 

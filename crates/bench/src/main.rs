@@ -1,13 +1,19 @@
-//! trove-bench: on-demand benchmark of the PostgreSQL driver's RPO under pgbench load and of its point-in-time recovery wall time against PostgreSQL alone (the floor).
+//! trove-bench: on-demand benchmark of the PostgreSQL driver against the object store: backup and
+//! restore throughput, RPO under pgbench load, WAL upload volume, and point-in-time recovery wall
+//! time from the store against the same recovery from a local directory and against PostgreSQL
+//! alone (the floor).
 //!
-//! One managed cluster streams its WAL into a temporary store while pgbench runs; the store's
-//! exposure (`now − last commit in the store`, as `scan()` computes it) is sampled every 200 ms.
-//! Then the instance is recovered in place to a time near the end of the load with
-//! `recover_in_place`, and, alternating with it, PostgreSQL alone replays the same backup and WAL
-//! to the same time in a fresh directory. Prints a table and one JSON line. Run as root (the driver
-//! switches to the `postgres` user itself) or as the `postgres` user; see `scripts/bench.sh`.
+//! One managed cluster ships its WAL to the root's object store (S3 when `TROVE_TEST_S3_*` is set,
+//! as `scripts/bench.sh` arranges, else a local directory) while pgbench runs; every 100 ms the
+//! primary's flush LSN is sampled against what the shipper has uploaded (`shipped_lsn()`), and
+//! the spool's latest commit and the receiver's lag are sampled as before. Then the instance is
+//! recovered in place to a time near the end of the load, in turn from the store, from a local
+//! store holding the same objects, and (PostgreSQL alone) from local files. Prints a table and one
+//! JSON line. Run as root (the driver switches to the `postgres` user itself) or as the `postgres`
+//! user; see `scripts/bench.sh`.
 
 mod args;
+mod local;
 mod pgbench;
 mod recovery;
 mod report;
@@ -26,10 +32,11 @@ async fn main() -> Result<()> {
     let Some(args) = args::parse(std::env::args().skip(1))? else {
         return Ok(());
     };
-    // Dropping the root stops every server started in it and removes it (unless --keep), also
-    // after an error or Ctrl-C.
+    // Dropping the root stops every server started in it and removes it and its objects in the
+    // store (unless --keep), also after an error or Ctrl-C.
     let root = TestRoot::at(args.workdir.clone(), args.keep)?;
     eprintln!("trove-bench: working in {}", root.path().display());
+    eprintln!("trove-bench: object store {}", root.store().describe());
     let result = tokio::select! {
         r = run::bench(&root, &args) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),

@@ -1,19 +1,23 @@
-//! Timed recoveries each way, alternating: the product's `recover_in_place` on the live instance,
-//! and the floor, PostgreSQL alone replaying the same backup and WAL to the same target in a fresh
-//! directory.
+//! Timed recoveries, alternating their order run by run: the product's `recover_in_place` on the
+//! live instance from the object store, the same from a local store holding the same objects, and
+//! the floor, PostgreSQL alone replaying the same backup and WAL (as local files) to the same
+//! target in a fresh directory.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, TimeDelta, Utc};
 use trove_common::recovery::{RecoveryOutcome, StopPoint};
+use trove_common::store::BlobStore;
 use trove_guestagent::postgres::{
-    BackupManifest, Cluster, ClusterSpec, RecoveryRequest, Replay, Reporters, allocate_port,
-    current_timeline, quote_literal, recover_in_place, run_checked, timeline_dir,
+    ArchiveSource, BackupManifest, Cluster, ClusterSpec, RecoveryRequest, Replay, Reporters,
+    allocate_port, current_timeline, quote_literal, recover_in_place, run_checked,
 };
-use trove_guestagent::testkit::{PhaseLog, TestRoot, execute, in_recovery, query_value, wait_for};
+use trove_guestagent::testkit::{
+    PhaseLog, TestRoot, WalStream, execute, in_recovery, query_value, wait_for,
+};
 
+use crate::local::{FloorInputs, Mirrored, mirror};
 use crate::server_log::log_detail;
 
 /// How often the floor polls `pg_is_in_recovery()`; the product polls every 50 ms.
@@ -26,66 +30,121 @@ const FLOOR_LIMIT: Duration = Duration::from_secs(1800);
 pub struct Timed {
     pub total_s: f64,
     pub parts: Vec<(String, f64)>,
-    /// Where replay stopped (`pg_last_wal_replay_lsn()`), to show both runs replayed the same WAL.
+    /// Where replay stopped (`pg_last_wal_replay_lsn()`), to show every run replayed the same WAL.
     pub stop_lsn: String,
     /// Finer split of the product's phases, from its phase marks and the server logs' timestamps
     /// (millisecond resolution); empty where the logs do not show the expected lines.
     pub detail: Vec<(String, f64)>,
 }
 
-/// What one recovery each way, `runs` times, measured.
-pub struct Compared {
-    pub ours: Vec<Timed>,
-    pub floor: Vec<Timed>,
-    /// Which went first in each run.
-    pub orders: Vec<&'static str>,
+impl Timed {
+    /// Seconds of the part called `name`.
+    pub fn part(&self, name: &str) -> Option<f64> {
+        self.parts.iter().find(|(n, _)| n == name).map(|(_, s)| *s)
+    }
 }
 
-/// `runs` recoveries each way to `target`, alternating which goes first.
+/// Where a recovery reads the backup and the WAL from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The product, from the object store.
+    Store,
+    /// The product, from a local store with the same objects.
+    Local,
+    /// PostgreSQL alone, from local files.
+    Floor,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Store => "store",
+            Kind::Local => "local",
+            Kind::Floor => "floor",
+        }
+    }
+}
+
+/// Every way, in the order of the first run.
+const KINDS: [Kind; 3] = [Kind::Store, Kind::Local, Kind::Floor];
+
+/// What the recoveries read.
+pub struct Sources<'a> {
+    /// The object store the instance ships to and the backup is in.
+    pub store: &'a BlobStore,
+    /// A local store that [`mirror`] keeps equal to `store` before each of its runs.
+    pub local: &'a BlobStore,
+    pub archive: &'a str,
+    pub manifest: &'a BackupManifest,
+    pub wal: &'a WalStream,
+    pub floor: &'a FloorInputs,
+}
+
+/// What the recoveries each way, `runs` times, measured.
+pub struct Compared {
+    pub store: Vec<Timed>,
+    pub local: Vec<Timed>,
+    pub floor: Vec<Timed>,
+    /// Which went first in each run.
+    pub orders: Vec<String>,
+    /// What each refresh of the local store copied (outside the timing).
+    pub mirrors: Vec<Mirrored>,
+}
+
+/// `runs` recoveries each way to `target`, rotating the order from run to run.
 pub async fn compare(
     root: &TestRoot,
     cluster: &Cluster,
-    manifest: &BackupManifest,
-    archive: &Path,
-    wal_root: &Path,
+    sources: &Sources<'_>,
     target: DateTime<Utc>,
     runs: usize,
 ) -> Result<Compared> {
     let mut done = Compared {
-        ours: Vec::new(),
+        store: Vec::new(),
+        local: Vec::new(),
         floor: Vec::new(),
         orders: Vec::new(),
+        mirrors: Vec::new(),
     };
     for run in 0..runs {
-        let ours_first = run % 2 == 0;
-        done.orders.push(if ours_first {
-            "ours,floor"
-        } else {
-            "floor,ours"
-        });
-        for step in 0..2 {
-            if (step == 0) == ours_first {
-                prepare_next_ours(root, cluster, wal_root, target).await?;
-                eprintln!("run {}: ours ...", run + 1);
-                let (timed, outcome) = ours(cluster, manifest, archive, wal_root, target).await?;
-                eprintln!(
-                    "run {}: ours {:.2} s -> timeline {:?}, stop {}",
-                    run + 1,
-                    timed.total_s,
-                    outcome.new_timeline,
-                    timed.stop_lsn
-                );
-                done.ours.push(timed);
-            } else {
-                eprintln!("run {}: floor ...", run + 1);
-                let timed = floor(root, archive, wal_root, target, run).await?;
-                eprintln!(
-                    "run {}: floor {:.2} s, stop {}",
-                    run + 1,
-                    timed.total_s,
-                    timed.stop_lsn
-                );
-                done.floor.push(timed);
+        let mut order = KINDS;
+        order.rotate_left(run % KINDS.len());
+        done.orders.push(
+            order
+                .iter()
+                .map(|k| k.label())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        for kind in order {
+            eprintln!("run {}: {} ...", run + 1, kind.label());
+            let timed = match kind {
+                Kind::Floor => floor(root, sources.floor, target, run).await?,
+                Kind::Store | Kind::Local => {
+                    prepare_next_ours(root, cluster, sources.wal, target).await?;
+                    let store = if kind == Kind::Local {
+                        let copied = mirror(sources.store, sources.local).await?;
+                        done.mirrors.push(copied);
+                        sources.local
+                    } else {
+                        sources.store
+                    };
+                    let (timed, outcome) = ours(cluster, sources, store, target).await?;
+                    eprintln!("  -> timeline {:?}", outcome.new_timeline);
+                    timed
+                }
+            };
+            eprintln!(
+                "run {}: {} {:.2} s, stop {}",
+                run + 1,
+                kind.label(),
+                timed.total_s,
+                timed.stop_lsn
+            );
+            match kind {
+                Kind::Store => done.store.push(timed),
+                Kind::Local => done.local.push(timed),
+                Kind::Floor => done.floor.push(timed),
             }
         }
     }
@@ -94,11 +153,11 @@ pub async fn compare(
 
 /// Each in-place recovery promotes to a new timeline that holds no commit after the target; the
 /// next recovery along it needs one to stop at, as a real instance that kept working would have.
-/// One tiny transaction is written and awaited in the store (outside the timing).
+/// One tiny transaction is written and awaited in the store's objects (outside the timing).
 async fn prepare_next_ours(
     root: &TestRoot,
     cluster: &Cluster,
-    wal_root: &Path,
+    wal: &WalStream,
     target: DateTime<Utc>,
 ) -> Result<()> {
     let tli = current_timeline(cluster).await?;
@@ -113,29 +172,31 @@ async fn prepare_next_ours(
     .await
     .context("writing the marker transaction")?;
     let after = target.max(Utc::now() - TimeDelta::seconds(1));
-    root.wait_for_store(wal_root, tli, after).await
+    root.wait_for_stored(wal, tli, after).await
 }
 
-/// `recover_in_place` to `target` on the running `cluster`, along its current timeline,
-/// timed as a whole and per reported phase.
+/// `recover_in_place` to `target` on the running `cluster`, along its current timeline, with the
+/// backup and WAL read from `store`, timed as a whole and per reported phase.
 async fn ours(
     cluster: &Cluster,
-    manifest: &BackupManifest,
-    archive: &Path,
-    wal_root: &Path,
+    sources: &Sources<'_>,
+    store: &BlobStore,
     target: DateTime<Utc>,
 ) -> Result<(Timed, RecoveryOutcome)> {
     let tli = current_timeline(cluster).await?;
     let phases = PhaseLog::default();
     let started = Instant::now();
     let request = RecoveryRequest {
-        archive,
-        sha256: &manifest.checksum,
+        archive: ArchiveSource {
+            store,
+            key: sources.archive,
+            sha256: &sources.manifest.checksum,
+        },
         replay: Some(Replay {
-            wal_root,
+            wal: sources.wal.source(store),
             stop: StopPoint::Time(target),
             timeline: tli,
-            history_dest: Some(wal_root),
+            history_dest: Some(&sources.wal.spool),
         }),
     };
     let reporters = Reporters {
@@ -144,7 +205,12 @@ async fn ours(
     };
     let outcome = recover_in_place(cluster, &request, reporters)
         .await
-        .with_context(|| format!("recover_in_place along timeline {tli}"))?;
+        .with_context(|| {
+            format!(
+                "recover_in_place along timeline {tli} from {}",
+                store.describe()
+            )
+        })?;
     let ended = Instant::now();
     let marks = phases.marks();
     let mut parts = Vec::new();
@@ -169,14 +235,14 @@ async fn ours(
     Ok((timed, outcome))
 }
 
-/// PostgreSQL alone: `zstd -dc | tar -x` as postgres into a new directory, `recovery.signal`,
-/// `restore_command = cp` from the store's timeline 1, `recovery_target_action = 'promote'`,
-/// `pg_ctl -w start`, then wait until `pg_is_in_recovery()` is false. The server is stopped
-/// (immediate) and the directory removed afterwards, outside the timing.
+/// PostgreSQL alone: `zstd -dc | tar -x` of the archive file as postgres into a new directory,
+/// `recovery.signal`, `restore_command = cp` from the local copy of timeline 1,
+/// `recovery_target_action = 'promote'`, `pg_ctl -w start`, then wait until
+/// `pg_is_in_recovery()` is false. The server is stopped (immediate) and the directory removed
+/// afterwards, outside the timing.
 async fn floor(
     root: &TestRoot,
-    archive: &Path,
-    wal_root: &Path,
+    inputs: &FloorInputs,
     target: DateTime<Utc>,
     run: usize,
 ) -> Result<Timed> {
@@ -187,7 +253,7 @@ async fn floor(
     let run_dir = base.join("run");
     let log = base.join("postgresql.log");
     let port = allocate_port()?;
-    let tl1 = timeline_dir(wal_root, 1);
+    let tl1 = &inputs.wal_dir;
     let restore = format!(
         "cp {dir}/%f %p 2>/dev/null || cp {dir}/%f.partial %p 2>/dev/null",
         dir = shell_word(&tl1.to_string_lossy())
@@ -214,7 +280,7 @@ async fn floor(
          cat {settings} >> {data}/postgresql.auto.conf; : > {data}/recovery.signal",
         run_dir = shell_word(&run_dir.to_string_lossy()),
         data = shell_word(&data.to_string_lossy()),
-        archive = shell_word(&archive.to_string_lossy()),
+        archive = shell_word(&inputs.archive.to_string_lossy()),
         settings = shell_word(&settings_file.to_string_lossy()),
     );
     root.track(&data);

@@ -216,7 +216,9 @@ impl TestRoot {
             .with_context(|| format!("no timeline {tli} in the store"))
     }
 
-    /// Waits until the store holds a commit after `after` on timeline `tli`.
+    /// Waits until [`TestRoot::store_timeline`] (the agent's view: the spool's latest commit)
+    /// shows a commit after `after` on timeline `tli`. The store itself may still be one shipping
+    /// pass behind; [`TestRoot::wait_for_stored`] waits for the store's own objects.
     pub async fn wait_for_store(
         &self,
         wal: &WalStream,

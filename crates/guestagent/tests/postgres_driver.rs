@@ -1,19 +1,25 @@
-//! Integration tests of the PostgreSQL driver against real PostgreSQL 15 servers: init, users, backup,
-//! restore to a new instance, and in-place recovery with its rollback paths.
+//! Integration tests of the PostgreSQL driver against real PostgreSQL 15 servers: init, users,
+//! backup into the object store, restore from it to a new instance, and in-place recovery with its
+//! rollback paths.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, ensure};
+use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{Connection as _, PgConnection};
 use trove_common::{
-    recovery::RecoveryProgress, rpc::conductor::GuestErrorCode, status::RecoveryPhase,
+    recovery::RecoveryProgress,
+    rpc::conductor::GuestErrorCode,
+    status::RecoveryPhase,
+    store::{BlobStore, layout},
 };
 use trove_guestagent::postgres::{
-    BackupManifest, Cluster, RecoveryRequest, Reporters, recover_in_place, restore_new, take_backup,
+    ArchiveSource, BackupDest, BackupManifest, Cluster, RecoveryRequest, Reporters,
+    recover_in_place, restore_new, take_backup,
 };
 use trove_guestagent::testkit::{
     PhaseLog, TestRoot, assert_rolled_back_while_replaying, in_recovery, parse_lsn,
@@ -22,8 +28,16 @@ use trove_guestagent::testkit::{
 /// Quotes of both kinds prove that the password literal is escaped, not just passed through.
 const APP_PASSWORD: &str = "s3cret 'with\" quotes";
 
-fn sha256_hex(path: &Path) -> Result<String> {
-    Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The object `key`, which must be in the store.
+async fn object(store: &BlobStore, key: &str) -> Result<Bytes> {
+    store
+        .get(key)
+        .await?
+        .with_context(|| format!("{key} is not in the store"))
 }
 
 async fn app_conn(cluster: &Cluster) -> Result<PgConnection> {
@@ -70,10 +84,8 @@ async fn current_timeline(cluster: &Cluster) -> Result<i32> {
 }
 
 /// A running instance with user `app`, database `appdb`, rows 1..3 in `t`, a table `other`, and a
-/// backup of that state.
-async fn seeded_instance_with_backup(
-    root: &TestRoot,
-) -> Result<(Cluster, BackupManifest, PathBuf)> {
+/// backup of that state in the root's store (the manifest and the archive's key).
+async fn seeded_instance_with_backup(root: &TestRoot) -> Result<(Cluster, BackupManifest, String)> {
     let started = Instant::now();
     let cluster = root.cluster("live")?;
     cluster.init().await?;
@@ -91,29 +103,41 @@ async fn seeded_instance_with_backup(
     eprintln!("init+start+seed: {:?}", started.elapsed());
 
     let started = Instant::now();
-    let backup_id = uuid::Uuid::new_v4().to_string();
-    let dest = root.path().join("store").join(&backup_id);
-    let manifest = take_backup(&cluster, &backup_id, &dest).await?;
+    let backup_id = uuid::Uuid::new_v4();
+    let archive = layout::backup_archive(backup_id);
+    let manifest = take_backup(
+        &cluster,
+        &backup_id.to_string(),
+        BackupDest {
+            store: root.store(),
+            archive: &archive,
+            manifest: &layout::backup_manifest(backup_id),
+        },
+    )
+    .await?;
     eprintln!(
         "take_backup: {:?} ({} bytes)",
         started.elapsed(),
         manifest.size_bytes
     );
-    Ok((cluster, manifest, dest.join("base.tar.zst")))
+    Ok((cluster, manifest, archive))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_in_place_rewinds_a_running_instance_to_its_backup_and_refuses_a_corrupt_archive()
 -> Result<()> {
     let root = TestRoot::new("trove-pgdriver")?;
+    let store = root.store();
     let (cluster, manifest, archive) = seeded_instance_with_backup(&root).await?;
 
-    // The manifest describes the archive next to it.
+    // The manifest describes the archive next to it, and the two are all the backup left in the
+    // store.
     ensure!(
         manifest.checksum.len() == 64 && manifest.checksum.chars().all(|c| c.is_ascii_hexdigit())
     );
-    assert_eq!(manifest.checksum, sha256_hex(&archive)?);
-    assert_eq!(manifest.size_bytes, std::fs::metadata(&archive)?.len());
+    let archive_bytes = object(store, &archive).await?;
+    assert_eq!(manifest.checksum, sha256_hex(&archive_bytes));
+    assert_eq!(manifest.size_bytes, archive_bytes.len() as u64);
     assert_eq!(manifest.file, "base.tar.zst");
     assert_eq!(manifest.timeline, 1);
     assert!(parse_lsn(&manifest.stop_lsn)? >= parse_lsn(&manifest.start_lsn)?);
@@ -123,9 +147,21 @@ async fn recover_in_place_rewinds_a_running_instance_to_its_backup_and_refuses_a
         "pg_version {}",
         manifest.pg_version
     );
-    let on_disk: BackupManifest =
-        serde_json::from_slice(&std::fs::read(archive.with_file_name("manifest.json"))?)?;
-    assert_eq!(on_disk, manifest);
+    let manifest_key = layout::manifest_beside(&archive);
+    let stored: BackupManifest = serde_json::from_slice(&object(store, &manifest_key).await?)?;
+    assert_eq!(stored, manifest);
+    let backup_dir = archive
+        .rsplit_once('/')
+        .map(|(dir, _)| dir)
+        .context("archive key without a directory")?;
+    let mut keys: Vec<String> = store
+        .list(backup_dir)
+        .await?
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, [archive.clone(), manifest_key]);
 
     // Changes after the backup, which the recovery must undo.
     exec_as_app(&cluster, "INSERT INTO t VALUES (4), (5); DROP TABLE other").await?;
@@ -141,7 +177,7 @@ async fn recover_in_place_rewinds_a_running_instance_to_its_backup_and_refuses_a
     };
     recover_in_place(
         &cluster,
-        &to_backup_end(&archive, &manifest.checksum),
+        &to_backup_end(store, &archive, &manifest.checksum),
         Reporters {
             phase: &|p| phases.record(p),
             progress: &record_bytes,
@@ -186,17 +222,21 @@ async fn recover_in_place_rewinds_a_running_instance_to_its_backup_and_refuses_a
     assert!(!root.path().join("live/data.staging").exists());
     assert!(!data_dir.join("trove-recovery.conf").exists());
 
-    // A corrupt archive is refused before anything is touched.
+    // An archive whose object was overwritten (same length, other bytes) is refused as it
+    // streams in, and the live instance is not touched.
     exec_as_app(&cluster, "INSERT INTO t VALUES (10)").await?;
-    let corrupt = root.path().join("corrupt.tar.zst");
-    let mut bytes = std::fs::read(&archive)?;
+    let mut bytes = archive_bytes.to_vec();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    std::fs::write(&corrupt, bytes)?;
+    store.put(&archive, Bytes::from(bytes)).await?;
+    let phases = PhaseLog::default();
     let err = recover_in_place(
         &cluster,
-        &to_backup_end(&corrupt, &manifest.checksum),
-        Reporters::SILENT,
+        &to_backup_end(store, &archive, &manifest.checksum),
+        Reporters {
+            phase: &|p| phases.record(p),
+            ..Reporters::SILENT
+        },
     )
     .await
     .expect_err("a corrupt archive must be refused");
@@ -204,15 +244,34 @@ async fn recover_in_place_rewinds_a_running_instance_to_its_backup_and_refuses_a
     assert!(message.contains("checksum mismatch"), "{message}");
     assert_eq!(
         (err.phase, err.code),
-        (RecoveryPhase::Verifying, GuestErrorCode::ChecksumMismatch)
+        (RecoveryPhase::Fetching, GuestErrorCode::ChecksumMismatch)
     );
+    assert_eq!(phases.names(), ["fetching"]);
+    assert_eq!(ids(&cluster).await?, vec![1, 2, 3, 10]);
+    assert!(!root.path().join("live/data.staging").exists());
+    store.put(&archive, archive_bytes).await?;
+
+    // An archive that is not in the store is refused before anything is written.
+    let missing = layout::backup_archive(uuid::Uuid::new_v4());
+    let err = recover_in_place(
+        &cluster,
+        &to_backup_end(store, &missing, &manifest.checksum),
+        Reporters::SILENT,
+    )
+    .await
+    .expect_err("a missing archive must be refused");
+    assert_eq!(
+        (err.phase, err.code),
+        (RecoveryPhase::Fetching, GuestErrorCode::BackupNotFound)
+    );
+    assert!(format!("{err:#}").contains(&missing), "{err:#}");
     assert_eq!(ids(&cluster).await?, vec![1, 2, 3, 10]);
     assert!(!root.path().join("live/data.staging").exists());
 
     // A second recovery from the same backup must not reuse the first recovery's timeline ID.
     recover_in_place(
         &cluster,
-        &to_backup_end(&archive, &manifest.checksum),
+        &to_backup_end(store, &archive, &manifest.checksum),
         Reporters::SILENT,
     )
     .await?;
@@ -234,7 +293,7 @@ async fn restore_new_brings_up_a_second_instance_with_the_backups_rows_and_login
     let started = Instant::now();
     restore_new(
         &copy,
-        &to_backup_end(&archive, &manifest.checksum),
+        &to_backup_end(root.store(), &archive, &manifest.checksum),
         Reporters::SILENT,
     )
     .await?;
@@ -260,17 +319,17 @@ async fn restore_new_brings_up_a_second_instance_with_the_backups_rows_and_login
     Ok(())
 }
 
-/// A recovery to the end of the backup in `archive`.
-fn to_backup_end<'a>(archive: &'a Path, sha256: &'a str) -> RecoveryRequest<'a> {
+/// A recovery to the end of the backup whose archive is `key` in `store`.
+fn to_backup_end<'a>(store: &'a BlobStore, key: &'a str, sha256: &'a str) -> RecoveryRequest<'a> {
     RecoveryRequest {
-        archive,
-        sha256,
+        archive: ArchiveSource { store, key, sha256 },
         replay: None,
     }
 }
 
-/// An archive with the right checksum whose contents are not a usable data directory.
-fn junk_archive(root: &Path) -> Result<PathBuf> {
+/// An archive whose contents are not a usable data directory, put into `store` as `key`; returns
+/// its (right) checksum.
+async fn junk_archive(root: &Path, store: &BlobStore, key: &str) -> Result<String> {
     let dir = root.join("junk");
     std::fs::create_dir(&dir)?;
     // Enough to look like a data directory to our config writer, so the failure happens when the
@@ -295,7 +354,10 @@ fn junk_archive(root: &Path) -> Result<PathBuf> {
         .arg(&archive)
         .status()?;
     ensure!(status.success(), "zstd failed");
-    Ok(archive)
+    let bytes = std::fs::read(&archive)?;
+    let checksum = sha256_hex(&bytes);
+    store.put(key, Bytes::from(bytes)).await?;
+    Ok(checksum)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,14 +365,14 @@ async fn recover_in_place_rolls_back_when_the_staged_copy_cannot_start() -> Resu
     let root = TestRoot::new("trove-pgdriver")?;
     let (cluster, _manifest, _archive) = seeded_instance_with_backup(&root).await?;
     exec_as_app(&cluster, "INSERT INTO t VALUES (4)").await?;
-    let junk = junk_archive(root.path())?;
-    let checksum = sha256_hex(&junk)?;
+    let junk = layout::backup_archive(uuid::Uuid::new_v4());
+    let checksum = junk_archive(root.path(), root.store(), &junk).await?;
 
     let phases = PhaseLog::default();
     let started = Instant::now();
     let err = recover_in_place(
         &cluster,
-        &to_backup_end(&junk, &checksum),
+        &to_backup_end(root.store(), &junk, &checksum),
         Reporters {
             phase: &|p| phases.record(p),
             ..Reporters::SILENT

@@ -30,7 +30,8 @@ use trove_common::{
 
 use crate::postgres::{
     Cluster, ClusterSpec, OsUser, PgBinaries, RecoveryError, Runner, SharedShipIndex, Shipper,
-    WalSource, allocate_port, ensure_dir, merge_store_index, scan, spawn_wal_streamer, write_owned,
+    WalSource, allocate_port, ensure_dir, merge_store_index, scan, scan_until, spawn_wal_streamer,
+    write_owned,
 };
 
 /// How often test streamers ship to the store (the agent's default).
@@ -202,7 +203,12 @@ impl TestRoot {
 
     /// Timeline `tli` of a streamed instance's WAL in the store, as the agent reports it.
     pub async fn store_timeline(&self, wal: &WalStream, tli: u32) -> Result<WalTimeline> {
-        let states = scan(&self.bins, &self.runner, &wal.spool).await?;
+        let stored = wal
+            .index
+            .lock()
+            .map_err(|_| anyhow::anyhow!("ship index poisoned"))?
+            .stored_ends();
+        let states = scan_until(&self.bins, &self.runner, &wal.spool, Some(&stored)).await?;
         let states = {
             let index = wal
                 .index
@@ -216,9 +222,9 @@ impl TestRoot {
             .with_context(|| format!("no timeline {tli} in the store"))
     }
 
-    /// Waits until [`TestRoot::store_timeline`] (the agent's view: the spool's latest commit)
-    /// shows a commit after `after` on timeline `tli`. The store itself may still be one shipping
-    /// pass behind; [`TestRoot::wait_for_stored`] waits for the store's own objects.
+    /// Waits until [`TestRoot::store_timeline`] (the agent's view: the spool's WAL, up to what
+    /// the shipper has sent) shows a commit after `after` on timeline `tli`;
+    /// [`TestRoot::wait_for_stored`] reads the store's own objects instead.
     pub async fn wait_for_store(
         &self,
         wal: &WalStream,

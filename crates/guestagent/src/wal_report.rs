@@ -10,7 +10,7 @@ use trove_common::{rpc::conductor::ConductorMethod, timefmt::epoch_seconds};
 use crate::{
     agent::Agent,
     hosted::Hosted,
-    postgres::{current_timeline, merge_store_index, scan},
+    postgres::{current_timeline, merge_store_index, scan_until},
 };
 
 impl Agent {
@@ -39,7 +39,14 @@ impl Agent {
         if !spool.exists() {
             return Ok(());
         }
-        let states = scan(&self.bins, &self.runner, &spool).await?;
+        // Only what the store holds counts: if the host died now, that is what a recovery
+        // elsewhere would have.
+        let stored = h
+            .shipped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .stored_ends();
+        let states = scan_until(&self.bins, &self.runner, &spool, Some(&stored)).await?;
         let states = {
             let index = h
                 .shipped

@@ -96,10 +96,13 @@ async fn a_backup_and_a_point_in_time_from_host_a_restore_on_host_b() -> Result<
     )
     .await?;
     let (status, body) = stack
-        .post_a("/instances", json!({"instance": {
-            "name": "pg-b-from-deleted", "flavorRef": "1",
-            "restorePoint": {"instanceRef": src.to_string(), "point_in_time": rfc3339(t)},
-        }}))
+        .post_a(
+            "/instances",
+            json!({"instance": {
+                "name": "pg-b-from-deleted", "flavorRef": "1",
+                "restorePoint": {"instanceRef": src.to_string(), "point_in_time": rfc3339(t)},
+            }}),
+        )
         .await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     let from_deleted = Uuid::parse_str(body["instance"]["id"].as_str().context("id")?)?;

@@ -141,6 +141,50 @@ impl BlobStore {
         }
     }
 
+    /// The object's size, or None when there is none.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.path(key)?;
+        match self.inner.head(&path).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("looking up {key} in the store")),
+        }
+    }
+
+    /// The object as a stream of `part`-sized ranges fetched `parallel` at a time, in order,
+    /// with its size; None when there is none. Several requests in flight beat one stream on
+    /// stores whose single-connection throughput is the limit.
+    pub async fn get_parallel(
+        &self,
+        key: &str,
+        part: u64,
+        parallel: usize,
+    ) -> Result<Option<(u64, BoxStream<'static, Result<Bytes>>)>> {
+        let Some(size) = self.size(key).await? else {
+            return Ok(None);
+        };
+        let path = self.path(key)?;
+        let part = part.max(1);
+        let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(part))
+            .map(|i| i * part..((i + 1) * part).min(size))
+            .collect();
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        let stream = futures_util::stream::iter(ranges)
+            .map(move |range| {
+                let (inner, path, key) = (inner.clone(), path.clone(), key.clone());
+                async move {
+                    inner
+                        .get_range(&path, range)
+                        .await
+                        .with_context(|| format!("reading {key} from the store"))
+                }
+            })
+            .buffered(parallel.max(1))
+            .boxed();
+        Ok(Some((size, stream)))
+    }
+
     /// The object as a stream of chunks with its size, or None when there is none.
     pub async fn get_stream(
         &self,

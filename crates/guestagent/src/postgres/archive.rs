@@ -24,6 +24,11 @@ use super::runner::{join_stderr, spawn_read_to_string};
 /// finishes recovery.
 const SOURCE_ONLY_FILES: [&str; 3] = ["postmaster.pid", "postmaster.opts", "standby.signal"];
 
+/// Ranges of the archive fetched at once while it unpacks: several requests in flight keep the
+/// unpack fed where one connection's throughput is the limit.
+const FETCH_PART: u64 = 8 * 1024 * 1024;
+const FETCH_PARALLEL: usize = 4;
+
 /// A backup archive in the store and the checksum it must have.
 #[derive(Debug, Clone, Copy)]
 pub struct ArchiveSource<'a> {
@@ -47,7 +52,11 @@ pub async fn restore_backup(
     target: &Path,
     progress: Progress<'_>,
 ) -> Result<(), Failure> {
-    let Some((total, stream)) = source.store.get_stream(source.key).await? else {
+    let Some((total, stream)) = source
+        .store
+        .get_parallel(source.key, FETCH_PART, FETCH_PARALLEL)
+        .await?
+    else {
         return Err(Failure::new(
             GuestErrorCode::BackupNotFound,
             anyhow!(

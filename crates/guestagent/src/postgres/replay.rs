@@ -65,7 +65,7 @@ pub(super) async fn replay_and_promote(
             }
         }
         Some(replay) => {
-            let fetched = Fetched::open(restored, &replay.wal).await?;
+            let fetched = Fetched::open(restored, &replay.wal, replay.timeline).await?;
             let result = async {
                 let plan = preflight(restored, replay, &fetched).await?;
                 replay_to_target(restored, replay, &plan, &fetched, steps).await

@@ -54,33 +54,36 @@ pub(super) struct Fetched {
 }
 
 impl Fetched {
-    /// Lists `source` and fetches its history files and each timeline's newest segment into a
-    /// fresh fetch directory beside `restored`'s data directory.
-    pub(super) async fn open(restored: &Cluster, source: &WalSource<'_>) -> Result<Fetched> {
+    /// Lists `source` and fetches its history files (in parallel) and the newest segment of
+    /// `target_tli` (where the plan needs the end of the store) into a fresh fetch directory
+    /// beside `restored`'s data directory.
+    pub(super) async fn open(
+        restored: &Cluster,
+        source: &WalSource<'_>,
+        target_tli: u32,
+    ) -> Result<Fetched> {
         let root = fetch_root(&restored.spec().data_dir);
         let owner = restored.runner().owner().cloned();
         remove_dir_if_exists(&root).await?;
         ensure_dir(&root, 0o700, owner.as_ref()).await?;
         let entries = source.store.list(source.dir).await?;
         let stored = StoredWal::from_listing(source.dir, &entries);
-        let size = segment_size(&stored);
+        // The managed servers' segment size (initdb's default). Sealed segments do not show it:
+        // a segment ended by a WAL switch is stored without its zero tail.
+        let size = DEFAULT_SEGMENT_SIZE;
         let mut files = StoreFiles {
             segment_size: size,
             ..StoreFiles::default()
         };
+        let mut histories = Vec::new();
         for (&tli, timeline) in &stored.timelines {
             let dir = root.join(format!("tl{tli}"));
             ensure_dir(&dir, 0o700, owner.as_ref()).await?;
             let local = files.timelines.entry(tli).or_default();
             if let Some(key) = &timeline.history {
-                let bytes = source
-                    .store
-                    .get(key)
-                    .await?
-                    .with_context(|| format!("{key} vanished from the store"))?;
                 let path = dir.join(history_name(tli));
-                write_owned(&path, &bytes, 0o600, owner.as_ref()).await?;
-                local.history = Some(path);
+                local.history = Some(path.clone());
+                histories.push((key.clone(), path));
             }
             for (name, seg) in &timeline.segments {
                 let Some((_, segno)) = parse_segment_name(name, size) else {
@@ -89,12 +92,26 @@ impl Fetched {
                 if seg.sealed.is_some() {
                     local.complete.insert(segno, dir.join(name));
                 } else {
-                    local
-                        .partial
-                        .insert(segno, dir.join(format!("{name}.partial")));
+                    local.partial.insert(segno, dir.join(format!("{name}.partial")));
                 }
             }
         }
+        futures_util::stream::iter(histories)
+            .map(|(key, path)| {
+                let (store, owner) = (source.store, owner.as_ref());
+                async move {
+                    let bytes = store
+                        .get(&key)
+                        .await?
+                        .with_context(|| format!("{key} vanished from the store"))?;
+                    write_owned(&path, &bytes, 0o600, owner).await
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<Result<()>>>()
+            .await
+            .into_iter()
+            .collect::<Result<()>>()?;
         let fetched = Fetched {
             root,
             files,
@@ -103,16 +120,13 @@ impl Fetched {
             wal_dir: source.dir.to_owned(),
             owner,
         };
-        for (&tli, timeline) in &fetched.files.timelines {
-            let newest = timeline
-                .complete
-                .keys()
-                .chain(timeline.partial.keys())
-                .max()
-                .copied();
-            if let Some(segno) = newest {
-                fetched.fetch(tli, segno, None).await?;
-            }
+        let newest = fetched
+            .files
+            .timelines
+            .get(&target_tli)
+            .and_then(|t| t.segnos().last().copied());
+        if let Some(segno) = newest {
+            fetched.fetch(target_tli, segno, None).await?;
         }
         Ok(fetched)
     }
@@ -267,18 +281,6 @@ impl Fetched {
             tracing::warn!(error = %format!("{err:#}"), "could not remove a WAL fetch directory");
         }
     }
-}
-
-/// The segment size the store's sealed segments show (their last chunk ends at it).
-fn segment_size(stored: &StoredWal) -> u64 {
-    stored
-        .timelines
-        .values()
-        .flat_map(|t| t.segments.values())
-        .filter(|s| s.sealed.is_some())
-        .map(StoredSegment::end)
-        .find(|end| end.is_power_of_two() && *end >= 1024 * 1024)
-        .unwrap_or(DEFAULT_SEGMENT_SIZE)
 }
 
 /// Writes `bytes` to `path` through a temporary name, owned by `owner`. Not synced: the fetch

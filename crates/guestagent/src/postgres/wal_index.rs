@@ -261,11 +261,24 @@ struct Dumped {
 /// each timeline with `pg_waldump` (the `.partial` changes all the time), and remembers the last
 /// commit of every completed segment in a `<segment>.summary` sidecar.
 pub async fn scan(bins: &PgBinaries, runner: &Runner, wal_root: &Path) -> Result<Vec<WalTimeline>> {
+    scan_until(bins, runner, wal_root, None).await
+}
+
+/// [`scan`] of a spool, counting only the WAL the object store holds: `stored` gives, per
+/// timeline, the LSN up to which the store has it (a timeline without an entry has nothing
+/// there). The spool runs up to one shipping pass ahead of the store; the window must not.
+pub async fn scan_until(
+    bins: &PgBinaries,
+    runner: &Runner,
+    wal_root: &Path,
+    stored: Option<&BTreeMap<u32, u64>>,
+) -> Result<Vec<WalTimeline>> {
     let store = list_store(wal_root).await?;
     let mut states = Vec::new();
     for (&tli, files) in &store.timelines {
+        let limit = stored.map(|ends| ends.get(&tli).copied().unwrap_or(0));
         states.push(
-            timeline_state(bins, runner, wal_root, &store, tli, files)
+            timeline_state(bins, runner, wal_root, &store, tli, files, limit)
                 .await
                 .with_context(|| format!("scanning timeline {tli} in {}", wal_root.display()))?,
         );
@@ -358,7 +371,15 @@ pub(crate) async fn timeline_end(
     let Some(path) = timeline.partial.get(&newest) else {
         return Ok(Some((newest + 1) * size));
     };
-    let dumped = dump_partial(bins, runner, root, path, &segment_name(tli, newest, size)).await?;
+    let dumped = dump_partial(
+        bins,
+        runner,
+        root,
+        path,
+        &segment_name(tli, newest, size),
+        None,
+    )
+    .await?;
     Ok(Some(dumped.end_of_wal.unwrap_or((newest + 1) * size)))
 }
 
@@ -369,6 +390,7 @@ async fn timeline_state(
     store: &StoreFiles,
     tli: u32,
     files: &TimelineFiles,
+    limit: Option<u64>,
 ) -> Result<WalTimeline> {
     let size = store.segment_size;
     let name = |segno: u64| segment_name(tli, segno, size);
@@ -397,24 +419,35 @@ async fn timeline_state(
         .chain(files.summaries.keys())
         .copied()
         .collect();
-    for (index, &segno) in walk.iter().rev().enumerate() {
-        let dumped = if let Some(path) = files.complete.get(&segno) {
+    let mut newest = true;
+    for &segno in walk.iter().rev() {
+        if limit.is_some_and(|limit| segno * size >= limit) {
+            // Not in the store yet: the host's death would lose it.
+            continue;
+        }
+        // Where the store's WAL ends inside this segment, if it does.
+        let cut = limit.filter(|limit| *limit < (segno + 1) * size);
+        let dumped = if let Some(path) = files.complete.get(&segno).filter(|_| cut.is_none()) {
             let summary = complete_segment_summary(bins, runner, path).await?;
             Dumped {
                 last_commit: summary.last_commit,
                 end_of_wal: None,
             }
-        } else if let Some(path) = files.partial.get(&segno) {
+        } else if let Some(path) = files
+            .partial
+            .get(&segno)
+            .or_else(|| files.complete.get(&segno))
+        {
             // The receiver may have just created the `.partial` (header not written yet) or
             // renamed it away since the listing: read on from the segment before.
             // One quick retry: a fresh segment's header is written within milliseconds, and
             // falling back to the previous segment would report an older `latest`.
-            let first = dump_partial(bins, runner, wal_root, path, &name(segno)).await;
+            let first = dump_partial(bins, runner, wal_root, path, &name(segno), cut).await;
             let dumped = match first {
                 Ok(d) => Ok(d),
                 Err(_) => {
                     tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-                    dump_partial(bins, runner, wal_root, path, &name(segno)).await
+                    dump_partial(bins, runner, wal_root, path, &name(segno), cut).await
                 }
             };
             match dumped {
@@ -439,8 +472,10 @@ async fn timeline_state(
         } else {
             continue;
         };
-        if index == 0 {
-            latest_lsn = Some(dumped.end_of_wal.unwrap_or((segno + 1) * size));
+        if newest {
+            let end = dumped.end_of_wal.unwrap_or((segno + 1) * size);
+            latest_lsn = Some(cut.map_or(end, |cut| end.min(cut)));
+            newest = false;
         }
         if dumped.last_commit.is_some() {
             latest_commit = dumped.last_commit;
@@ -471,7 +506,7 @@ pub(crate) async fn complete_segment_summary(
     {
         return Ok(summary);
     }
-    let dumped = waldump_commits(bins, runner, path).await?;
+    let dumped = waldump_commits(bins, runner, path, None).await?;
     let summary = SegmentSummary {
         last_commit: dumped.last_commit,
     };
@@ -495,6 +530,7 @@ async fn dump_partial(
     wal_root: &Path,
     partial: &Path,
     plain_name: &str,
+    end: Option<u64>,
 ) -> Result<Dumped> {
     let tmp = wal_root.join(format!(".scan-{}", uuid::Uuid::new_v4()));
     let result = async {
@@ -503,7 +539,7 @@ async fn dump_partial(
         tokio::fs::symlink(partial, &link)
             .await
             .with_context(|| format!("linking {}", link.display()))?;
-        waldump_commits(bins, runner, &link).await
+        waldump_commits(bins, runner, &link, end).await
     }
     .await;
     if let Err(err) = remove_dir_if_exists(&tmp).await {
@@ -515,12 +551,21 @@ async fn dump_partial(
 /// Runs `pg_waldump -r Transaction <segment>` and reads the last COMMIT time and, if the dump ends
 /// at invalid WAL, where valid WAL ends. A non-zero exit is expected at the end of a `.partial`
 /// (and for a record running into the next segment), so whatever it printed is used.
-async fn waldump_commits(bins: &PgBinaries, runner: &Runner, segment: &Path) -> Result<Dumped> {
+/// With `end`, the dump stops there (`-e`): commits after it are not counted, and the end of
+/// valid WAL is at most `end`.
+async fn waldump_commits(
+    bins: &PgBinaries,
+    runner: &Runner,
+    segment: &Path,
+    end: Option<u64>,
+) -> Result<Dumped> {
     let mut cmd = runner.command(bins.path("pg_waldump"));
     // pg_waldump prints commit times in its local zone, with only an abbreviation.
-    cmd.env("TZ", "UTC")
-        .args(["-r", "Transaction"])
-        .arg(segment)
+    cmd.env("TZ", "UTC").args(["-r", "Transaction"]);
+    if let Some(end) = end {
+        cmd.arg(format!("--end={}", format_lsn(end)));
+    }
+    cmd.arg(segment)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let output = cmd
@@ -529,7 +574,10 @@ async fn waldump_commits(bins: &PgBinaries, runner: &Runner, segment: &Path) -> 
         .with_context(|| format!("running pg_waldump on {}", segment.display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let dumped = parse_waldump(&stdout, &stderr)?;
+    let mut dumped = parse_waldump(&stdout, &stderr)?;
+    if let Some(end) = end {
+        dumped.end_of_wal = Some(dumped.end_of_wal.map_or(end, |e| e.min(end)));
+    }
     if !output.status.success() && dumped.last_commit.is_none() && dumped.end_of_wal.is_none() {
         // Nothing usable: not the benign "end of valid WAL" case.
         if !stderr.contains("error in WAL record") {

@@ -58,17 +58,25 @@ pub struct ShipIndex {
 }
 
 impl ShipIndex {
-    /// How far the store holds WAL on its newest timeline, as an LSN (for 16 MiB segments):
-    /// everything before it is in the store.
+    /// How far the store holds WAL on its newest timeline, as an LSN (for 16 MiB segments).
+    /// The last page sent may have been read half-written, so up to one page before it may
+    /// still be missing until the next pass.
     pub fn shipped_lsn(&self) -> Option<(u32, u64)> {
-        let (&tli, timeline) = self.timelines.last_key_value()?;
-        let (name, seg) = timeline.segments.iter().rev().find(|(_, s)| s.end > 0)?;
-        let (_, segno) =
-            super::wal_index::parse_segment_name(name, super::wal_index::DEFAULT_SEGMENT_SIZE)?;
-        Some((
-            tli,
-            segno * super::wal_index::DEFAULT_SEGMENT_SIZE + seg.end,
-        ))
+        let (&tli, _) = self.timelines.last_key_value()?;
+        Some((tli, *self.stored_ends().get(&tli)?))
+    }
+
+    /// Per timeline, the LSN up to which the store holds its WAL (see [`Self::shipped_lsn`]).
+    pub fn stored_ends(&self) -> BTreeMap<u32, u64> {
+        let size = super::wal_index::DEFAULT_SEGMENT_SIZE;
+        self.timelines
+            .iter()
+            .filter_map(|(&tli, timeline)| {
+                let (name, seg) = timeline.segments.iter().rev().find(|(_, s)| s.end > 0)?;
+                let (_, segno) = super::wal_index::parse_segment_name(name, size)?;
+                Some((tli, segno * size + seg.end))
+            })
+            .collect()
     }
 }
 
@@ -311,6 +319,9 @@ impl Shipper {
             // Still being renamed or truncated; the next pass sees it settled.
             return Ok(());
         }
+        // A segment ended early by a WAL switch (every backup makes one) is zeros after the
+        // switch: those pages are not sent, readers fill them in.
+        let written = written_end_of(&whole);
         let start = seg.end.saturating_sub(PAGE);
         let compact = seg.chunk_keys.len() >= COMPACT_AFTER;
         let (from, old_keys) = if compact {
@@ -318,18 +329,14 @@ impl Shipper {
         } else {
             (start, Vec::new())
         };
-        let from_usize = usize::try_from(from)
-            .unwrap_or(whole.len())
-            .min(whole.len());
-        self.put_chunk(
-            tli,
-            name,
-            &mut seg,
-            from,
-            whole[from_usize..].to_vec(),
-            sent,
-        )
-        .await?;
+        if from < written {
+            let (a, b) = (
+                usize::try_from(from).unwrap_or(whole.len()),
+                usize::try_from(written).unwrap_or(whole.len()),
+            );
+            self.put_chunk(tli, name, &mut seg, from, whole[a..b].to_vec(), sent)
+                .await?;
+        }
         let sha = hex::encode(Sha256::digest(&whole));
         self.store
             .put(&seal_key(&self.wal_dir, tli, name, &sha), Bytes::new())
@@ -404,6 +411,26 @@ async fn written_end(file: &mut tokio::fs::File) -> Result<u64> {
     Ok(lo * PAGE)
 }
 
+/// [`written_end`] of a segment in memory.
+fn written_end_of(bytes: &[u8]) -> u64 {
+    let page = PAGE as usize;
+    let written = |i: usize| {
+        bytes
+            .get(i * page..i * page + 16)
+            .is_some_and(|header| header.iter().any(|&b| b != 0))
+    };
+    let (mut lo, mut hi) = (0usize, bytes.len() / page);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if written(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo * page) as u64
+}
+
 async fn page_written(file: &mut tokio::fs::File, page: u64) -> Result<bool> {
     let mut header = [0u8; 16];
     file.seek(std::io::SeekFrom::Start(page * PAGE)).await?;
@@ -435,6 +462,7 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write");
         let mut file = tokio::fs::File::open(&path).await.expect("open");
         assert_eq!(written_end(&mut file).await.expect("end"), 6 * PAGE);
+        assert_eq!(written_end_of(&bytes), 6 * PAGE);
         std::fs::write(&path, vec![0u8; (PAGE * 16) as usize]).expect("write");
         let mut file = tokio::fs::File::open(&path).await.expect("open");
         assert_eq!(written_end(&mut file).await.expect("end"), 0);

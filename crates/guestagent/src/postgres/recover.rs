@@ -8,7 +8,7 @@ use trove_common::{
 use super::archive::restore_backup;
 use super::cluster::Cluster;
 use super::error::{FailAs as _, Failure, RecoveryError};
-use super::replay::{HEALTH_DEADLINE, replay_and_promote};
+use super::replay::{Fetching, HEALTH_DEADLINE, replay_and_promote};
 use super::request::{RecoveryRequest, Reporters};
 use super::staging::{
     Swap, carry_timeline_history, cut_over, discard_staging, fail_with_rollback, staging_cluster,
@@ -61,6 +61,11 @@ async fn run(
     steps.enter(RecoveryPhase::Fetching);
     // A staging directory left by a crash mid-recovery is worthless: its state is unknown.
     discard_staging(staging).await?;
+    // The WAL replay will need starts coming while the archive streams in.
+    let fetching = match &request.replay {
+        Some(replay) => Some(Fetching::start(staging, replay, Some(&request.archive)).await?),
+        None => None,
+    };
     restore_backup(
         cluster.runner(),
         request.archive,
@@ -71,7 +76,7 @@ async fn run(
 
     steps.enter(RecoveryPhase::Verifying);
     carry_timeline_history(cluster, &staging_dir).await?;
-    let outcome = replay_and_promote(staging, request.replay.as_ref(), steps).await?;
+    let outcome = replay_and_promote(staging, request.replay.as_ref(), fetching, steps).await?;
     // A clean shutdown leaves a checkpointed copy that starts without crash recovery.
     staging.stop().await?;
 

@@ -4,6 +4,7 @@
 //! (no TCP) throughout.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -15,19 +16,18 @@ use trove_common::{
     status::RecoveryPhase,
 };
 
+use super::archive::ArchiveSource;
 use super::cluster::Cluster;
 use super::config::RECOVERY_CONF;
 use super::error::{FailAs as _, Failure};
 use super::os_user::{ensure_dir, remove_file_if_exists, write_owned};
 use super::recovery_conf::{write_backup_end_settings, write_target_settings};
 use super::request::Replay;
-use super::restore_command::{
-    RESTORE_CHECKSUM_MISMATCH, RESTORE_FETCH_FAILED, remove_script, verified_path,
-};
+use super::restore_command::{RESTORE_CHECKSUM_MISMATCH, RESTORE_FETCH_FAILED, remove_script};
 use super::steps::Steps;
-use super::wal_fetch::Fetched;
+use super::wal_fetch::{Fetched, Prefetch};
 use super::wal_index::{format_lsn, history_name, parse_lsn, timeline_dir};
-use super::wal_plan::{Plan, preflight};
+use super::wal_plan::{Plan, early_needed, preflight};
 use super::wal_stream::{current_timeline, ensure_wal_slot};
 
 /// Upper bound for replay. A dead server is detected much sooner (see [`finish_recovery`]).
@@ -37,13 +37,56 @@ pub(super) const HEALTH_DEADLINE: Duration = Duration::from_secs(60);
 /// How often replay is polled for progress and for its end.
 const REPLAY_POLL: Duration = Duration::from_millis(50);
 
+/// The source's WAL for one replay, opened as the recovery starts: the store listed, the
+/// histories fetched, and the segments the backup's manifest says replay will need already on
+/// their way while the archive streams in.
+pub(super) struct Fetching {
+    fetched: Arc<Fetched>,
+    _early: Option<Prefetch>,
+}
+
+impl Fetching {
+    /// Opens `replay`'s WAL beside `restored`'s data directory; with `archive`, also starts
+    /// fetching what replay will read, from the backup's start in its manifest. A manifest that
+    /// cannot be read only means nothing is fetched early.
+    pub(super) async fn start(
+        restored: &Cluster,
+        replay: &Replay<'_>,
+        archive: Option<&ArchiveSource<'_>>,
+    ) -> Result<Fetching> {
+        let fetched = Arc::new(Fetched::open(restored, &replay.wal, replay.timeline).await?);
+        let mut early = None;
+        if let Some(start) = match archive {
+            Some(archive) => manifest_start(archive).await,
+            None => None,
+        } && let Some(needed) = early_needed(&fetched, replay.timeline, start).await
+        {
+            early = Some(fetched.spawn_prefetch(needed, replay.wal.prefetch));
+        }
+        Ok(Fetching {
+            fetched,
+            _early: early,
+        })
+    }
+}
+
+/// The backup's start LSN from the manifest beside its archive.
+async fn manifest_start(archive: &ArchiveSource<'_>) -> Option<u64> {
+    let key = trove_common::store::layout::manifest_beside(archive.key);
+    let bytes = archive.store.get(&key).await.ok()??;
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    parse_lsn(manifest.get("start_lsn")?.as_str()?).ok()
+}
+
 /// Replays the backup unpacked in `restored` as `replay` asks (to the end of the backup when
-/// None), promotes it to a new timeline and leaves it running privately and healthy. Reports the
-/// phases `replaying` and, with a target, `verifying_target`; the checks of the WAL store before
-/// replay belong to the caller's `verifying` phase.
+/// None), promotes it to a new timeline and leaves it running privately and healthy. `fetching`
+/// is `replay`'s WAL if the caller opened it already. Reports the phases `replaying` and, with a
+/// target, `verifying_target`; the checks of the WAL store before replay belong to the caller's
+/// `verifying` phase.
 pub(super) async fn replay_and_promote(
     restored: &Cluster,
     replay: Option<&Replay<'_>>,
+    fetching: Option<Fetching>,
     steps: &mut Steps<'_>,
 ) -> Result<RecoveryOutcome, Failure> {
     let outcome = match replay {
@@ -65,16 +108,20 @@ pub(super) async fn replay_and_promote(
             }
         }
         Some(replay) => {
-            let fetched = Fetched::open(restored, &replay.wal, replay.timeline).await?;
+            let fetching = match fetching {
+                Some(fetching) => fetching,
+                None => Fetching::start(restored, replay, None).await?,
+            };
             let result = async {
-                let plan = preflight(restored, replay, &fetched).await?;
-                replay_to_target(restored, replay, &plan, &fetched, steps).await
+                let plan = preflight(restored, replay, &fetching.fetched).await?;
+                replay_to_target(restored, replay, &plan, &fetching.fetched, steps).await
             }
             .await;
             if let Err(err) = remove_script(&restored.spec().data_dir).await {
                 tracing::warn!(error = %format!("{err:#}"), "could not remove the restore command script");
             }
-            fetched.remove().await;
+            // Stops what is still fetching and removes the fetch directory.
+            drop(fetching);
             result?
         }
     };
@@ -89,7 +136,7 @@ async fn replay_to_target(
     restored: &Cluster,
     replay: &Replay<'_>,
     plan: &Plan,
-    fetched: &Fetched,
+    fetched: &Arc<Fetched>,
     steps: &mut Steps<'_>,
 ) -> Result<RecoveryOutcome, Failure> {
     steps.enter(RecoveryPhase::Replaying);
@@ -97,11 +144,8 @@ async fn replay_to_target(
     let log_start = log_len(restored).await;
     write_target_settings(restored, replay, &fetched.root).await?;
     fetched.write_expected(&plan.needed).await?;
-    let prefetch = fetched.prefetch(
-        plan.needed.clone(),
-        replay.wal.prefetch,
-        verified_path(&restored.spec().data_dir),
-    );
+    // Whatever the early fetch did not cover (it skips what it already took on).
+    let _prefetch = fetched.spawn_prefetch(plan.needed.clone(), replay.wal.prefetch);
     // The server may already stop during `pg_ctl start` (replay runs before it accepts
     // connections), so both steps are classified by what it logged.
     let work = async {
@@ -112,9 +156,7 @@ async fn replay_to_target(
             Err(e) => Err((GuestErrorCode::StartFailed, e)),
         }
     };
-    // Segments arrive while replay runs; whatever is still on its way when replay ends is
-    // dropped.
-    let waited = beside(work, prefetch).await;
+    let waited = work.await;
     let reached = match waited {
         Ok(reached) => reached,
         Err((step_code, err)) => {
@@ -144,23 +186,6 @@ fn replay_failure_code(log: &str) -> Option<GuestErrorCode> {
         Some(GuestErrorCode::TargetNotReached)
     } else {
         None
-    }
-}
-
-/// Runs `work` to its end while `background` makes progress beside it; `background` is dropped
-/// (cancelled) when `work` ends, finished or not.
-async fn beside<T>(
-    work: impl std::future::Future<Output = T>,
-    background: impl std::future::Future<Output = ()>,
-) -> T {
-    tokio::pin!(work);
-    tokio::pin!(background);
-    let mut background_done = false;
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            () = &mut background, if !background_done => background_done = true,
-        }
     }
 }
 

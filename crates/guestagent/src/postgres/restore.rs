@@ -10,7 +10,7 @@ use super::archive::restore_backup;
 use super::cluster::Cluster;
 use super::error::{FailAs as _, Failure, RecoveryError};
 use super::os_user::remove_dir_if_exists;
-use super::replay::{HEALTH_DEADLINE, replay_and_promote};
+use super::replay::{Fetching, HEALTH_DEADLINE, replay_and_promote};
 use super::request::{RecoveryRequest, Reporters};
 use super::sibling;
 use super::steps::Steps;
@@ -43,6 +43,11 @@ async fn run(
 ) -> Result<RecoveryOutcome, Failure> {
     steps.enter(RecoveryPhase::Fetching);
     cluster.prepare_aux_dirs().await?;
+    // The WAL replay will need starts coming while the archive streams in.
+    let fetching = match &request.replay {
+        Some(replay) => Some(Fetching::start(cluster, replay, Some(&request.archive)).await?),
+        None => None,
+    };
     restore_backup(
         cluster.runner(),
         request.archive,
@@ -51,7 +56,7 @@ async fn run(
     )
     .await?;
     steps.enter(RecoveryPhase::Verifying);
-    let outcome = replay_and_promote(cluster, request.replay.as_ref(), steps).await?;
+    let outcome = replay_and_promote(cluster, request.replay.as_ref(), fetching, steps).await?;
 
     // Restart with the normal configuration, reachable by tenants.
     steps.enter(RecoveryPhase::HealthCheck);

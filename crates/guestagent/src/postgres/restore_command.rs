@@ -16,12 +16,6 @@ pub(crate) fn script_path(data_dir: &Path) -> PathBuf {
     sibling(data_dir, "restore.sh")
 }
 
-/// Segments already checked against their sidecar during this recovery, one path per line,
-/// exactly as the script names them (`<root>/tl<N>/<segment>`).
-pub(crate) fn verified_path(data_dir: &Path) -> PathBuf {
-    sibling(data_dir, "verified")
-}
-
 /// What the script prints (to the server log) when it refuses a damaged segment.
 pub(crate) const RESTORE_CHECKSUM_MISMATCH: &str = "trove restore_command: checksum mismatch";
 /// What the script prints when a segment could not be fetched from the store.
@@ -109,13 +103,11 @@ pub(crate) async fn write_script(
     fetch_root: &Path,
 ) -> Result<PathBuf> {
     let path = script_path(data_dir);
-    let verified = verified_path(data_dir);
-    write_owned(&verified, b"", 0o600, runner.owner()).await?;
     write_owned(
         &path,
         render(
             fetch_root,
-            &verified,
+            &super::wal_fetch::verified_path(fetch_root),
             &super::wal_fetch::expected_path(fetch_root),
         )
         .as_bytes(),
@@ -127,7 +119,6 @@ pub(crate) async fn write_script(
 }
 
 pub(crate) async fn remove_script(data_dir: &Path) -> Result<()> {
-    remove_file_if_exists(&verified_path(data_dir)).await?;
     remove_file_if_exists(&script_path(data_dir)).await
 }
 

@@ -2,13 +2,16 @@
 //! (`<data>.walfetch/tl<N>/…`, the spool's layout), where the restore command finds it
 //! (docs/object-store.md, "Replay from the store").
 //!
-//! The store is listed once, before replay: the plan is checked against that listing. History
-//! files and each timeline's newest segment are fetched at once (the plan reads them); every other
-//! segment replay needs is fetched in replay order, `prefetch` at a time, while replay runs. A
-//! segment is put together from its chunks and checked against its seal on the way in; the
-//! restore command waits for a segment that is still on its way.
+//! The store is listed once, when the recovery starts: the plan is checked against that listing.
+//! History files and the target timeline's newest segment are fetched at once (the plan reads
+//! them). The segments replay will need, guessed from the backup's manifest, are fetched in
+//! replay order, `prefetch` at a time, while the archive is still streaming in, and the rest
+//! while replay runs. A segment is put together from its chunks and checked against its seal on
+//! the way in; the restore command waits for a segment that is still on its way.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::StreamExt as _;
@@ -37,6 +40,12 @@ pub(super) fn expected_path(root: &Path) -> PathBuf {
     root.join(".expected")
 }
 
+/// Segments checked against their seal, one path per line exactly as the restore command names
+/// them (`<root>/tl<N>/<segment>`): it does not hash them again.
+pub(super) fn verified_path(root: &Path) -> PathBuf {
+    root.join(".verified")
+}
+
 /// The marker a failed fetch leaves, so the restore command stops waiting and fails replay.
 pub(super) fn failed_marker(root: &Path, name: &str) -> PathBuf {
     root.join(format!(".failed-{name}"))
@@ -51,6 +60,8 @@ pub(super) struct Fetched {
     store: BlobStore,
     wal_dir: String,
     owner: Option<OsUser>,
+    /// Segments some fetch has taken on (two prefetches may ask for the same one).
+    claimed: std::sync::Mutex<HashSet<(u32, u64)>>,
 }
 
 impl Fetched {
@@ -75,6 +86,7 @@ impl Fetched {
             segment_size: size,
             ..StoreFiles::default()
         };
+        write_owned(&verified_path(&root), b"", 0o600, owner.as_ref()).await?;
         let mut histories = Vec::new();
         for (&tli, timeline) in &stored.timelines {
             let dir = root.join(format!("tl{tli}"));
@@ -92,7 +104,9 @@ impl Fetched {
                 if seg.sealed.is_some() {
                     local.complete.insert(segno, dir.join(name));
                 } else {
-                    local.partial.insert(segno, dir.join(format!("{name}.partial")));
+                    local
+                        .partial
+                        .insert(segno, dir.join(format!("{name}.partial")));
                 }
             }
         }
@@ -119,6 +133,7 @@ impl Fetched {
             store: source.store.clone(),
             wal_dir: source.dir.to_owned(),
             owner,
+            claimed: std::sync::Mutex::new(HashSet::new()),
         };
         let newest = fetched
             .files
@@ -126,7 +141,7 @@ impl Fetched {
             .get(&target_tli)
             .and_then(|t| t.segnos().last().copied());
         if let Some(segno) = newest {
-            fetched.fetch(target_tli, segno, None).await?;
+            fetched.fetch(target_tli, segno).await?;
         }
         Ok(fetched)
     }
@@ -139,17 +154,23 @@ impl Fetched {
             .or_else(|| timeline.partial.get(&segno))
     }
 
-    /// Fetches one segment unless it is here already. A sealed segment gets its `.sha256`
-    /// sidecar first; when it matches, its path goes on `verified` so the restore command does
-    /// not hash it again. A mismatch is left for the restore command to refuse.
-    async fn fetch(&self, tli: u32, segno: u64, verified: Option<&Path>) -> Result<()> {
+    /// Fetches one segment unless some fetch took it on already. A sealed segment gets its
+    /// `.sha256` sidecar first; when it matches, its path goes on the verified list so the
+    /// restore command does not hash it again. A mismatch is left for the restore command to
+    /// refuse.
+    async fn fetch(&self, tli: u32, segno: u64) -> Result<()> {
         let size = self.files.segment_size;
         let name = segment_name(tli, segno, size);
         let dest = self
             .local_path(tli, segno)
             .with_context(|| format!("segment {name} is not in the store's listing"))?
             .clone();
-        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+        let first = self
+            .claimed
+            .lock()
+            .map(|mut claimed| claimed.insert((tli, segno)))
+            .unwrap_or(true);
+        if !first {
             return Ok(());
         }
         let listed = self
@@ -181,15 +202,14 @@ impl Fetched {
             let actual = hex::encode(Sha256::digest(&bytes));
             write_plain(&dest, &bytes, self.owner.as_ref()).await?;
             if actual == *sha {
-                if let Some(list) = verified {
-                    let line = format!("{}/tl{tli}/{name}\n", self.root.to_string_lossy());
-                    let mut f = tokio::fs::OpenOptions::new()
-                        .append(true)
-                        .open(list)
-                        .await
-                        .with_context(|| format!("opening {}", list.display()))?;
-                    f.write_all(line.as_bytes()).await?;
-                }
+                let list = verified_path(&self.root);
+                let line = format!("{}/tl{tli}/{name}\n", self.root.to_string_lossy());
+                let mut f = tokio::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&list)
+                    .await
+                    .with_context(|| format!("opening {}", list.display()))?;
+                f.write_all(line.as_bytes()).await?;
             } else {
                 tracing::warn!(segment = %name, "WAL segment in the store does not match its seal");
             }
@@ -254,31 +274,53 @@ impl Fetched {
         .await
     }
 
-    pub(super) async fn prefetch(&self, needed: Vec<(u32, u64)>, depth: usize, verified: PathBuf) {
-        let size = self.files.segment_size;
-        let verified = &verified;
-        futures_util::stream::iter(needed)
-            .map(|(tli, segno)| async move {
-                let result = self.fetch(tli, segno, Some(verified)).await;
-                (segment_name(tli, segno, size), result)
-            })
-            .buffered(depth.max(1))
-            .for_each(|(name, result)| async move {
-                if let Err(err) = result {
-                    tracing::warn!(segment = %name, error = %format!("{err:#}"), "could not fetch a WAL segment from the store");
-                    let marker = failed_marker(&self.root, &name);
-                    if let Err(e) = write_owned(&marker, b"", 0o600, self.owner.as_ref()).await {
-                        tracing::warn!(error = %format!("{e:#}"), "could not mark a failed fetch");
+    /// Fetches `needed` in order, `depth` at a time, in a task of its own that stops when the
+    /// returned handle is dropped. A segment that cannot be fetched gets a [`failed_marker`], so
+    /// that replay fails instead of waiting for it.
+    pub(super) fn spawn_prefetch(
+        self: &Arc<Self>,
+        needed: Vec<(u32, u64)>,
+        depth: usize,
+    ) -> Prefetch {
+        let fetched = self.clone();
+        Prefetch(tokio::spawn(async move {
+            let size = fetched.files.segment_size;
+            let fetched = &fetched;
+            futures_util::stream::iter(needed)
+                .map(|(tli, segno)| async move {
+                    (segment_name(tli, segno, size), fetched.fetch(tli, segno).await)
+                })
+                .buffered(depth.max(1))
+                .for_each(|(name, result)| async move {
+                    if let Err(err) = result {
+                        tracing::warn!(segment = %name, error = %format!("{err:#}"), "could not fetch a WAL segment from the store");
+                        let marker = failed_marker(&fetched.root, &name);
+                        if let Err(e) = write_owned(&marker, b"", 0o600, fetched.owner.as_ref()).await {
+                            tracing::warn!(error = %format!("{e:#}"), "could not mark a failed fetch");
+                        }
                     }
-                }
-            })
-            .await;
+                })
+                .await;
+        }))
     }
+}
 
-    /// Removes the fetch directory.
-    pub(super) async fn remove(&self) {
-        if let Err(err) = remove_dir_if_exists(&self.root).await {
-            tracing::warn!(error = %format!("{err:#}"), "could not remove a WAL fetch directory");
+/// A running prefetch; dropping it stops it.
+pub(super) struct Prefetch(tokio::task::JoinHandle<()>);
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for Fetched {
+    /// The fetch directory does not outlive the replay that reads it, however that ends.
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.root)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %err, dir = %self.root.display(), "could not remove a WAL fetch directory");
         }
     }
 }

@@ -60,12 +60,46 @@ pub(super) async fn preflight(
     }
 
     let in_backup = backup_segments(data_dir, size).await?;
-    let present = |tli: u32, segno: u64| {
+    let (needed, missing) = walk_segments(store, &lineage, backup_start, target_tli, &in_backup);
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+        return Err(Failure::new(
+            GuestErrorCode::BackupNotFound,
+            anyhow!(
+                "the WAL store has a gap: {} segment(s) missing between the backup and the target, e.g. {}",
+                missing.len(),
+                shown.join(", ")
+            ),
+        ));
+    }
+
+    let store_end = timeline_end(
+        restored.bins(),
+        restored.runner(),
+        &fetched.root,
+        store,
+        target_tli,
+    )
+    .await?;
+    Ok(Plan { store_end, needed })
+}
+
+/// The segments replay from `backup_start` along `lineage` to the newest one of `target_tli`
+/// reads: those the store has (`needed`, in replay order) and those neither the store nor the
+/// backup (`in_backup`) has (`missing`).
+fn walk_segments(
+    store: &StoreFiles,
+    lineage: &[(u32, Option<u64>)],
+    backup_start: u64,
+    target_tli: u32,
+    in_backup: &[(u32, u64)],
+) -> (Vec<(u32, u64)>, Vec<String>) {
+    let size = store.segment_size;
+    let in_store = |tli: u32, segno: u64| {
         store
             .timelines
             .get(&tli)
             .is_some_and(|files| files.has_segment(segno))
-            || in_backup.contains(&(tli, segno))
     };
     // Segment ranges per timeline as PostgreSQL derives them: each entry begins where the previous
     // one ended. PostgreSQL reads a segment from the newest timeline whose range covers it and
@@ -75,7 +109,7 @@ pub(super) async fn preflight(
     // point before that timeline began; ranges by begin/end handle that as it does.)
     let mut ranges: Vec<(u32, u64, Option<u64>)> = Vec::new();
     let mut begin = 0u64;
-    for (tli, end) in &lineage {
+    for (tli, end) in lineage {
         ranges.push((*tli, begin / size, end.map(|end| end / size)));
         begin = end.unwrap_or(begin);
     }
@@ -99,38 +133,36 @@ pub(super) async fn preflight(
             .rev()
             .find(|(_, from, to)| *from <= segno && to.is_none_or(|to| segno <= to));
         if let Some(&(tli, _, _)) = newest {
-            if !present(tli, segno) {
-                missing.push(segment_name(tli, segno, size));
-            } else if store
-                .timelines
-                .get(&tli)
-                .is_some_and(|files| files.has_segment(segno))
-            {
+            if in_store(tli, segno) {
                 needed.push((tli, segno));
+            } else if !in_backup.contains(&(tli, segno)) {
+                missing.push(segment_name(tli, segno, size));
             }
         }
     }
-    if !missing.is_empty() {
-        let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
-        return Err(Failure::new(
-            GuestErrorCode::BackupNotFound,
-            anyhow!(
-                "the WAL store has a gap: {} segment(s) missing between the backup and the target, e.g. {}",
-                missing.len(),
-                shown.join(", ")
-            ),
-        ));
-    }
+    (needed, missing)
+}
 
-    let store_end = timeline_end(
-        restored.bins(),
-        restored.runner(),
-        &fetched.root,
-        store,
-        target_tli,
-    )
-    .await?;
-    Ok(Plan { store_end, needed })
+/// What replay will read from the store, guessed before the backup is unpacked: from the
+/// backup's start as its manifest records it and the target timeline's history in the store.
+/// Lets the fetch begin while the archive is still streaming in; None when the store lacks the
+/// history (the preflight then decides).
+pub(super) async fn early_needed(
+    fetched: &Fetched,
+    target_tli: u32,
+    backup_start: u64,
+) -> Option<Vec<(u32, u64)>> {
+    let store = &fetched.files;
+    let mut lineage: Vec<(u32, Option<u64>)> = Vec::new();
+    if target_tli > 1 {
+        let path = store.timelines.get(&target_tli)?.history.clone()?;
+        let text = tokio::fs::read_to_string(&path).await.ok()?;
+        for entry in parse_history(&text).ok()? {
+            lineage.push((entry.timeline, Some(entry.switch_lsn)));
+        }
+    }
+    lineage.push((target_tli, None));
+    Some(walk_segments(store, &lineage, backup_start, target_tli, &[]).0)
 }
 
 /// `START WAL LOCATION: 0/2000028 (file …)` and `START TIMELINE: 1` from `backup_label`.

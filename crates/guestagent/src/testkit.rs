@@ -30,8 +30,8 @@ use trove_common::{
 
 use crate::postgres::{
     Cluster, ClusterSpec, OsUser, PgBinaries, RecoveryError, Runner, SharedShipIndex, Shipper,
-    WalSource, allocate_port, ensure_dir, merge_store_index, scan, scan_until, spawn_wal_streamer,
-    write_owned,
+    WalSource, allocate_port, assemble_segment, ensure_dir, merge_store_index, scan, scan_until,
+    spawn_wal_streamer, write_owned,
 };
 
 /// How often test streamers ship to the store (the agent's default).
@@ -500,21 +500,7 @@ pub async fn fetch_segment(
     dir: &Path,
     owner: Option<&OsUser>,
 ) -> Result<PathBuf> {
-    let len = usize::try_from(SEGMENT_SIZE).context("segment size")?;
-    let mut bytes = vec![0u8; len];
-    for chunk in seg.read_plan() {
-        let data = store
-            .get(&chunk.key)
-            .await?
-            .with_context(|| format!("{} vanished from the store", chunk.key))?;
-        let range = usize::try_from(chunk.id.start).context("chunk start")?
-            ..usize::try_from(chunk.id.end).context("chunk end")?;
-        let slot = bytes
-            .get_mut(range)
-            .filter(|slot| slot.len() == data.len())
-            .with_context(|| format!("chunk {} does not fit segment {name}", chunk.key))?;
-        slot.copy_from_slice(&data);
-    }
+    let bytes = assemble_segment(store, name, seg, SEGMENT_SIZE).await?;
     let path = match &seg.sealed {
         Some(sha) => {
             let actual = hex::encode(Sha256::digest(&bytes));

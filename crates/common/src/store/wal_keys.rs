@@ -2,8 +2,8 @@
 //!
 //! Under `wal/<instance>/tl<N>/` (N decimal):
 //! - `<TLI:08X>.history`: the timeline's history file;
-//! - `<segment>/<SEQ:08X>-<START:08X>-<END:08X>`: bytes `START..END` of a segment, the SEQth
-//!   upload of it, sent while the segment is written so the store trails the server by a fraction
+//! - `<segment>/<SEQ:08X>-<START:08X>-<END:08X>.zst`: bytes `START..END` of a segment, zstd
+//!   compressed, the SEQth upload of it, sent while the segment is written so the store trails the server by a fraction
 //!   of a second. Chunks overlap (the last, half-filled page is sent again with the next chunk, and
 //!   a segment of many chunks is sent again whole): applied in upload order, later bytes win,
 //!   which is right because WAL bytes only ever go from unwritten to written;
@@ -28,7 +28,7 @@ pub fn history_key(wal_dir: &str, tli: u32) -> String {
 
 pub fn chunk_key(wal_dir: &str, tli: u32, segment: &str, chunk: ChunkId) -> String {
     format!(
-        "{}/{segment}/{:08X}-{:08X}-{:08X}",
+        "{}/{segment}/{:08X}-{:08X}-{:08X}.zst",
         timeline_dir(wal_dir, tli),
         chunk.seq,
         chunk.start,
@@ -94,7 +94,7 @@ pub fn parse(rel: &str) -> Option<WalKey> {
                     sha256: sha.to_ascii_lowercase(),
                 });
             }
-            let mut fields = leaf.split('-');
+            let mut fields = leaf.strip_suffix(".zst")?.split('-');
             let (Some(seq), Some(start), Some(end), None) =
                 (fields.next(), fields.next(), fields.next(), fields.next())
             else {
@@ -252,7 +252,10 @@ mod tests {
     fn keys_round_trip() {
         let wal = "wal/i";
         let chunk = chunk_key(wal, 1, SEG, id(7, 0x2000, 0x6000));
-        assert_eq!(chunk, format!("wal/i/tl1/{SEG}/00000007-00002000-00006000"));
+        assert_eq!(
+            chunk,
+            format!("wal/i/tl1/{SEG}/00000007-00002000-00006000.zst")
+        );
         assert_eq!(
             parse(chunk.strip_prefix("wal/i/").expect("prefix")),
             Some(WalKey::Chunk {
@@ -280,7 +283,8 @@ mod tests {
             "tl1/0000000A.history",
             "tlx/x",
             "tl1/short/00000000-00000000-00000001",
-            &format!("tl1/{SEG}/00000000-00000002-00000001"),
+            &format!("tl1/{SEG}/00000000-00000002-00000001.zst"),
+            &format!("tl1/{SEG}/00000000-00000001-00000002"),
             &format!("tl1/{SEG}/00000000-00000001"),
             &format!("tl1/{SEG}/sealed-zz"),
             &format!("tl1/{SEG}/a/b"),

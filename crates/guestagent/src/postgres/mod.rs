@@ -67,6 +67,7 @@ pub use restore::restore_new;
 pub use runner::{Runner, run_checked};
 pub use spec::ClusterSpec;
 pub use sql::{quote_ident, quote_literal};
+pub use wal_fetch::assemble_segment;
 pub use wal_index::{merge_store_index, scan, scan_until, timeline_dir};
 pub use wal_ship::{SharedShipIndex, ShipIndex, Shipped, Shipper};
 pub use wal_stream::{WAL_SLOT, current_timeline, ensure_wal_slot, spawn_wal_streamer};

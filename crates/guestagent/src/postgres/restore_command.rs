@@ -68,6 +68,10 @@ if ! find_file; then
   grep -qxF -- "$f" "$expected" 2>/dev/null || exit 1
   n=0
   until find_file; do
+    if [ -f "$root/.damaged-$f" ]; then
+      echo "{RESTORE_CHECKSUM_MISMATCH} for $f in the object store" >&2
+      exit 126
+    fi
     if [ -f "$root/.failed-$f" ]; then
       echo "{RESTORE_FETCH_FAILED} $f from the object store" >&2
       exit 126

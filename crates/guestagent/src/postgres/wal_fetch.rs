@@ -51,6 +51,24 @@ pub(super) fn failed_marker(root: &Path, name: &str) -> PathBuf {
     root.join(format!(".failed-{name}"))
 }
 
+/// The marker a segment whose objects are damaged leaves: replay fails as on a checksum mismatch.
+pub(super) fn damaged_marker(root: &Path, name: &str) -> PathBuf {
+    root.join(format!(".damaged-{name}"))
+}
+
+/// A segment's objects are there but do not make a segment (a chunk that does not decompress,
+/// or decompresses to the wrong length): damage, not absence.
+#[derive(Debug)]
+struct Damaged(String);
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Damaged {}
+
 /// An instance's WAL as listed in the store, mirrored on demand into `root`.
 pub(super) struct Fetched {
     pub root: PathBuf,
@@ -231,28 +249,8 @@ impl Fetched {
             .with_context(|| format!("segment {name} is no longer in the store"))
     }
 
-    /// The segment's bytes: its chunks applied in upload order over zeros (an unwritten WAL page
-    /// is zeros, which is also how the receiver pads a segment in progress).
     async fn assemble(&self, name: &str, seg: &StoredSegment, size: u64) -> Result<Vec<u8>> {
-        let len = usize::try_from(size).context("segment size")?;
-        let mut bytes = vec![0u8; len];
-        for chunk in seg.read_plan() {
-            let data = self
-                .store
-                .get(&chunk.key)
-                .await?
-                .with_context(|| format!("{} vanished from the store", chunk.key))?;
-            let (start, end) = (chunk.id.start, chunk.id.end);
-            if end > size || data.len() as u64 != end - start {
-                bail!(
-                    "chunk {} of segment {name} does not fit it ({} bytes)",
-                    chunk.key,
-                    data.len()
-                );
-            }
-            bytes[start as usize..end as usize].copy_from_slice(&data);
-        }
-        Ok(bytes)
+        assemble_segment(&self.store, name, seg, size).await
     }
 
     /// Fetches `needed` in order, `depth` at a time, then ends. The restore command waits for
@@ -294,7 +292,11 @@ impl Fetched {
                 .for_each(|(name, result)| async move {
                     if let Err(err) = result {
                         tracing::warn!(segment = %name, error = %format!("{err:#}"), "could not fetch a WAL segment from the store");
-                        let marker = failed_marker(&fetched.root, &name);
+                        let marker = if err.chain().any(|e| e.is::<Damaged>()) {
+                            damaged_marker(&fetched.root, &name)
+                        } else {
+                            failed_marker(&fetched.root, &name)
+                        };
                         if let Err(e) = write_owned(&marker, b"", 0o600, fetched.owner.as_ref()).await {
                             tracing::warn!(error = %format!("{e:#}"), "could not mark a failed fetch");
                         }
@@ -303,6 +305,43 @@ impl Fetched {
                 .await;
         }))
     }
+}
+
+/// The segment's bytes: its chunks applied in upload order over zeros (an unwritten WAL page
+/// is zeros, which is also how the receiver pads a segment in progress).
+pub async fn assemble_segment(
+    store: &BlobStore,
+    name: &str,
+    seg: &StoredSegment,
+    size: u64,
+) -> Result<Vec<u8>> {
+    let len = usize::try_from(size).context("segment size")?;
+    let mut bytes = vec![0u8; len];
+    for chunk in seg.read_plan() {
+        let data = store
+            .get(&chunk.key)
+            .await?
+            .with_context(|| format!("{} vanished from the store", chunk.key))?;
+        let (start, end) = (chunk.id.start, chunk.id.end);
+        if end > size {
+            bail!("chunk {} does not fit segment {name}", chunk.key);
+        }
+        let want = usize::try_from(end - start).context("chunk size")?;
+        let data = tokio::task::spawn_blocking(move || zstd::bulk::decompress(&data, want))
+            .await
+            .context("decompression task failed")?
+            .map_err(|e| Damaged(format!("{} does not decompress: {e}", chunk.key)))?;
+        if data.len() != want {
+            return Err(Damaged(format!(
+                "chunk {} of segment {name} holds {} bytes, not {want}",
+                chunk.key,
+                data.len()
+            ))
+            .into());
+        }
+        bytes[start as usize..end as usize].copy_from_slice(&data);
+    }
+    Ok(bytes)
 }
 
 /// A running prefetch; dropping it stops it.

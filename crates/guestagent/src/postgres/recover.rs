@@ -62,17 +62,20 @@ async fn run(
     // A staging directory left by a crash mid-recovery is worthless: its state is unknown.
     discard_staging(staging).await?;
     // The WAL replay will need starts coming while the archive streams in.
-    let fetching = match &request.replay {
-        Some(replay) => Some(Fetching::start(staging, replay, Some(&request.archive)).await?),
-        None => None,
-    };
-    restore_backup(
-        cluster.runner(),
-        request.archive,
-        &staging_dir,
-        &|done, total| steps.bytes(done, total),
-    )
-    .await?;
+    let progress = |done, total| steps.bytes(done, total);
+    let (fetching, restored) = tokio::join!(
+        async {
+            match &request.replay {
+                Some(replay) => Fetching::start(staging, replay, Some(&request.archive))
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        },
+        restore_backup(cluster.runner(), request.archive, &staging_dir, &progress,)
+    );
+    restored?;
+    let fetching = fetching?;
 
     steps.enter(RecoveryPhase::Verifying);
     carry_timeline_history(cluster, &staging_dir).await?;

@@ -44,17 +44,25 @@ async fn run(
     steps.enter(RecoveryPhase::Fetching);
     cluster.prepare_aux_dirs().await?;
     // The WAL replay will need starts coming while the archive streams in.
-    let fetching = match &request.replay {
-        Some(replay) => Some(Fetching::start(cluster, replay, Some(&request.archive)).await?),
-        None => None,
-    };
-    restore_backup(
-        cluster.runner(),
-        request.archive,
-        &cluster.spec().data_dir,
-        &|done, total| steps.bytes(done, total),
-    )
-    .await?;
+    let progress = |done, total| steps.bytes(done, total);
+    let (fetching, restored) = tokio::join!(
+        async {
+            match &request.replay {
+                Some(replay) => Fetching::start(cluster, replay, Some(&request.archive))
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        },
+        restore_backup(
+            cluster.runner(),
+            request.archive,
+            &cluster.spec().data_dir,
+            &progress,
+        )
+    );
+    restored?;
+    let fetching = fetching?;
     steps.enter(RecoveryPhase::Verifying);
     let outcome = replay_and_promote(cluster, request.replay.as_ref(), fetching, steps).await?;
 

@@ -174,8 +174,13 @@ pub fn store_config(dir: &std::path::Path, id: &str) -> crate::store::StoreConfi
             secret_access_key_file: var("TROVE_TEST_S3_SECRET_ACCESS_KEY").map(|secret| {
                 let file = dir.join("s3-secret");
                 let _ = std::fs::create_dir_all(dir);
-                // The store reads its secret from a file, as an operator's config would.
-                if let Err(e) = std::fs::write(&file, secret) {
+                // The store reads its secret from a file, as an operator's config would. Each
+                // daemon of a stack asks for the config while others already read the file:
+                // write it whole under another name and rename it into place, never truncate.
+                let tmp = dir.join(format!("s3-secret.{}", Uuid::new_v4().simple()));
+                let written =
+                    std::fs::write(&tmp, &secret).and_then(|()| std::fs::rename(&tmp, &file));
+                if let Err(e) = written {
                     eprintln!("cannot write {}: {e}", file.display());
                 }
                 file

@@ -2,6 +2,7 @@
 //! and network access) and delete.
 
 mod create;
+mod options;
 
 use axum::{
     Json,

@@ -14,7 +14,8 @@ use trove_common::{
 pub struct ApiConfig {
     /// Address the HTTP server binds.
     pub listen: String,
-    /// Base URL put in `links` (e.g. `https://db.example.com:8779`); empty = `http://<Host header>`.
+    /// Base URL put in `links` (e.g. `https://db.example.com:8779`); empty = what the client
+    /// dialled: `X-Forwarded-Proto` (else http), `X-Forwarded-Host` (else `Host`).
     pub public_endpoint: String,
     /// JSON file mapping tokens to `{"project_id": "...", "roles": [...]}`.
     pub token_file: PathBuf,

@@ -173,18 +173,28 @@ impl FromRequestParts<AppState> for Links {
     }
 }
 
-/// Base URL for links: the configured public endpoint, else the request's Host, which must look
-/// like a host name or address with an optional port (it is echoed into every link).
+/// Base URL for links: the configured public endpoint, else what the client dialled, as a proxy
+/// in front reports it (`X-Forwarded-Proto`, `X-Forwarded-Host`) or else the request's `Host`.
+/// A forwarded value that is not a plain scheme or host is ignored rather than refused: it came
+/// from a hop, not from the client, and is echoed into every link. A bad `Host` is the client's
+/// own, and is 400.
 pub fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    if !state.config.public_endpoint.is_empty() {
-        return Ok(state
-            .config
-            .public_endpoint
-            .trim_end_matches('/')
-            .to_string());
+    base_url_of(&state.config.public_endpoint, headers)
+}
+
+fn base_url_of(public_endpoint: &str, headers: &HeaderMap) -> Result<String, ApiError> {
+    if !public_endpoint.is_empty() {
+        return Ok(public_endpoint.trim_end_matches('/').to_string());
+    }
+    let scheme = forwarded(headers, "x-forwarded-proto")
+        .map(str::to_ascii_lowercase)
+        .filter(|p| p == "http" || p == "https")
+        .unwrap_or_else(|| "http".into());
+    if let Some(host) = forwarded(headers, "x-forwarded-host").filter(|h| forwarded_host(h)) {
+        return Ok(format!("{scheme}://{host}"));
     }
     let Some(host) = headers.get(header::HOST) else {
-        return Ok("http://localhost:8779".into());
+        return Ok(format!("{scheme}://localhost:8779"));
     };
     let plausible = |h: &[u8]| {
         !h.is_empty()
@@ -193,11 +203,54 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiErro
                 .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(b))
     };
     match host.to_str() {
-        Ok(h) if plausible(h.as_bytes()) => Ok(format!("http://{h}")),
+        Ok(h) if plausible(h.as_bytes()) => Ok(format!("{scheme}://{h}")),
         _ => Err(ApiError::BadRequest(
             "Invalid Host header: send a host name or address, optionally with a port.".into(),
         )),
     }
+}
+
+/// The first value of a forwarded header: each proxy appends its own after a comma, so the first
+/// is the one the client dialled.
+fn forwarded<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let v = headers.get(name)?.to_str().ok()?;
+    Some(v.split(',').next()?.trim())
+}
+
+/// `name[:port]` with a name of letters, digits, dots and hyphens, or `[IPv6][:port]`: nothing
+/// that could end a URL's authority or start its path.
+fn forwarded_host(h: &str) -> bool {
+    if h.is_empty() || h.len() > limits::HOST_BYTES {
+        return false;
+    }
+    // Digits only: `u16::from_str` would also take a sign.
+    let port_ok = |p: Option<&str>| {
+        p.is_none_or(|p| {
+            p.bytes().all(|b| b.is_ascii_digit()) && p.len() <= 5 && p.parse::<u16>().is_ok()
+        })
+    };
+    if let Some(rest) = h.strip_prefix('[') {
+        let Some((literal, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return false,
+            },
+        };
+        return literal.parse::<std::net::Ipv6Addr>().is_ok() && port_ok(port);
+    }
+    let (name, port) = match h.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (h, None),
+    };
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && port_ok(port)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -230,6 +283,69 @@ mod tests {
         assert_eq!(super::percent_decode("a%20b"), "a b");
         assert_eq!(super::percent_decode("a%2"), "a%2");
         assert_eq!(super::percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn links_follow_the_public_endpoint_then_the_proxy_then_host() {
+        use axum::http::HeaderMap;
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().expect("test header values are valid"));
+            }
+            h
+        };
+        let base = |endpoint: &str, h: &HeaderMap| super::base_url_of(endpoint, h).ok();
+        let proxied = headers(&[
+            ("host", "10.0.0.5:8779"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "db.example.com, inner.proxy"),
+        ]);
+        assert_eq!(
+            base("https://api.example.org/", &proxied).as_deref(),
+            Some("https://api.example.org")
+        );
+        assert_eq!(
+            base("", &proxied).as_deref(),
+            Some("https://db.example.com")
+        );
+        let spoofed = headers(&[
+            ("host", "10.0.0.5:8779"),
+            ("x-forwarded-proto", "javascript"),
+            ("x-forwarded-host", "evil.example/x?"),
+        ]);
+        assert_eq!(base("", &spoofed).as_deref(), Some("http://10.0.0.5:8779"));
+        assert_eq!(base("", &headers(&[("host", "a/b")])), None);
+    }
+
+    #[test]
+    fn forwarded_hosts_are_names_or_bracketed_ipv6_with_an_optional_port() {
+        let ok = super::forwarded_host;
+        for h in [
+            "db.example.com",
+            "db.example.com:443",
+            "10.0.0.1:8779",
+            "[::1]",
+            "[fe80::1]:8779",
+        ] {
+            assert!(ok(h), "{h}");
+        }
+        for h in [
+            "",
+            "evil.com/path",
+            "a@b",
+            "a b",
+            "host:",
+            "host:99999",
+            "host:80:80",
+            "[::1",
+            "[zz]",
+            "[::1]x",
+            "h\"x",
+            "h_x",
+        ] {
+            assert!(!ok(h), "{h}");
+        }
     }
 
     #[test]

@@ -32,13 +32,41 @@ impl Links {
         ])
     }
 
-    /// The `links` of a list page that has a successor: `path` from `marker` on.
-    pub fn next_page(&self, path: &str, limit: i64, marker: impl std::fmt::Display) -> Value {
-        json!([{
-            "rel": "next",
-            "href": format!("{}/v1.0/{}/{path}?limit={limit}&marker={marker}", self.base, self.tenant),
-        }])
+    /// The `links` of a list page that has a successor: `path` from `marker` on, with the list's
+    /// `filters`, so following `next` pages through the same list.
+    pub fn next_page(
+        &self,
+        path: &str,
+        limit: i64,
+        marker: impl std::fmt::Display,
+        filters: &[(&str, &str)],
+    ) -> Value {
+        let mut href = format!(
+            "{}/v1.0/{}/{path}?limit={limit}&marker={marker}",
+            self.base, self.tenant
+        );
+        for (k, v) in filters {
+            href.push('&');
+            href.push_str(k);
+            href.push('=');
+            href.push_str(&query_escape(v));
+        }
+        json!([{"rel": "next", "href": href}])
     }
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters: a filter value is the client's
+/// text and must not end the query or add a parameter.
+fn query_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub fn instance_summary(row: &InstanceRow, links: &Links, heartbeat_expiry_secs: i64) -> Value {

@@ -2,6 +2,7 @@
 
 mod access;
 mod api_basics;
+mod api_surface;
 mod exposure;
 mod faults;
 mod hostile_input;

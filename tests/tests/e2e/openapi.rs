@@ -68,6 +68,16 @@ async fn the_openapi_document_describes_exactly_the_routes_served() -> Result<()
     // documented operation may end in the router's own 404 or 405.
     let stack = Stack::start(API_ONLY).await?;
     for (method, path) in &documented {
+        // The health check answers in plain text, as oslo's middleware does.
+        if path == "/healthcheck" {
+            let resp = stack
+                .http
+                .get(format!("{}{path}", stack.api_url))
+                .send()
+                .await?;
+            assert_eq!(resp.status(), StatusCode::OK, "{method} {path}");
+            continue;
+        }
         let method = Method::from_bytes(method.as_bytes())?;
         let body = matches!(method, Method::POST | Method::PUT | Method::PATCH).then(|| json!({}));
         let (status, resp) = stack

@@ -72,20 +72,23 @@ pub async fn version_by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Op
         .await
 }
 
-/// A version of `datastore_id` by id or name.
+/// A version of `datastore_id` by id or name, and by version `number` when one is given.
 pub async fn version_of(
     conn: &mut PgConnection,
     datastore_id: Uuid,
     key: &str,
+    number: Option<&str>,
 ) -> sqlx::Result<Option<VersionRow>> {
     let id = Uuid::parse_str(key).ok();
     sqlx::query_as(&format!(
         "{VERSION_SELECT} WHERE v.datastore_id = $1 AND (v.id = $2 OR v.name = $3) \
+         AND ($4::text IS NULL OR v.version = $4) \
          ORDER BY (v.id = $2) DESC NULLS LAST LIMIT 1"
     ))
     .bind(datastore_id)
     .bind(id)
     .bind(key)
+    .bind(number)
     .fetch_optional(conn)
     .await
 }

@@ -65,7 +65,21 @@ async fn list_page(
     let more = super::cut_page(&mut rows, limit);
     let mut body = json!({"backups": rows.iter().map(views::backup).collect::<Vec<_>>()});
     if more {
-        body["links"] = links.next_page(path, limit, offset.saturating_add(limit));
+        // The filters the page was cut from; `instance_id` only where the query gave it (the
+        // per-instance route has it in its path).
+        let instance_param = match instance_id {
+            Some(_) => None,
+            None => filter.instance_id.map(|i| i.to_string()),
+        };
+        let mut filters = Vec::new();
+        if let Some(i) = &instance_param {
+            filters.push(("instance_id", i.as_str()));
+        }
+        if let Some(d) = filter.datastore {
+            filters.push(("datastore", d));
+        }
+        let next = offset.saturating_add(limit);
+        body["links"] = links.next_page(path, limit, next, &filters);
     }
     Ok(Json(body))
 }

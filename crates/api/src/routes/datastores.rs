@@ -110,7 +110,7 @@ async fn show_version(
 ) -> ApiResult<Json<Value>> {
     let mut conn = state.pool.acquire().await?;
     let d = find_datastore(&mut conn, &ds).await?;
-    let v = catalog::version_of(&mut conn, d.id, &version)
+    let v = catalog::version_of(&mut conn, d.id, &version, None)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!("Datastore version '{version}' cannot be found."))

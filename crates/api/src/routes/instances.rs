@@ -2,6 +2,7 @@
 //! and network access) and delete.
 
 mod create;
+mod options;
 
 use axum::{
     Json,
@@ -49,7 +50,8 @@ pub fn routes() -> Routes {
 }
 
 /// `GET /instances`, or with `DETAIL` `GET /instances/detail`: ordered by id; the marker is the
-/// last id seen, as in Trove.
+/// last id seen, as in Trove. No filter applies (the client's `include_clustered` means nothing
+/// without clusters), so `next` carries only `limit` and `marker`.
 async fn list_instances<const DETAIL: bool>(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,7 +88,7 @@ async fn list_instances<const DETAIL: bool>(
         } else {
             "instances"
         };
-        body["links"] = links.next_page(path, limit, last.id);
+        body["links"] = links.next_page(path, limit, last.id, &[]);
     }
     Ok(Json(body))
 }

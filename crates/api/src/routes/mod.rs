@@ -19,7 +19,7 @@ use uuid::Uuid;
 use self::table::{Route, Routes};
 use crate::error::{ApiError, ApiResult};
 
-/// Routes anyone may call: the versions document and the OpenAPI document.
+/// Routes anyone may call: the version documents, the health check and the OpenAPI document.
 pub fn public() -> Routes {
     versions::routes().merge(openapi::routes())
 }

@@ -16,7 +16,7 @@ use trove_common::{
 };
 use uuid::Uuid;
 
-use super::detail_json;
+use super::{detail_json, options};
 use crate::{
     auth::Caller,
     db::{backups, catalog, instances, retention},
@@ -141,10 +141,16 @@ pub(super) async fn create_instance(
     let flavor_key = validate::flavor_ref(inst.get("flavorRef"))?;
     let volume_size = validate::volume_size(inst.get("volume"))?;
     let (databases, users) = parse_databases_and_users(inst)?;
+    options::refuse_unimplemented(inst)?;
     // Absent or null: the instance is open to every address, as before access was enforced.
     let access = validate::access(inst.get("access"))?;
     let restore_point = parse_restore_point(inst.get("restorePoint"))?;
     let (ds_type, ds_version) = validate::datastore(inst.get("datastore"))?;
+    let version_number = validate::optional_string(
+        inst.get("datastore").and_then(|d| d.get("version_number")),
+        "instance['datastore']['version_number']",
+        limits::REF_CHARS,
+    )?;
 
     let mut tx = state.pool.begin().await?;
     let flavor = catalog::flavor(&mut tx, &flavor_key)
@@ -167,9 +173,16 @@ pub(super) async fn create_instance(
         .await?
         .ok_or_else(|| bad(format!("Datastore '{ds_key}' cannot be found.")))?;
     let version = match &ds_version {
-        Some(v) => catalog::version_of(&mut tx, ds.id, v)
+        // Trove's `version_number` tells apart versions that share a name.
+        Some(v) => catalog::version_of(&mut tx, ds.id, v, version_number.as_deref())
             .await?
-            .ok_or_else(|| bad(format!("Datastore version '{v}' cannot be found.")))?,
+            .ok_or_else(|| match &version_number {
+                Some(n) => bad(format!(
+                    "Datastore version '{v}' with version number '{}' cannot be found.",
+                    validate::printable(n)
+                )),
+                None => bad(format!("Datastore version '{v}' cannot be found.")),
+            })?,
         None => {
             let vid = match (&backup, ds.default_version_id) {
                 (Some(b), _) if b.ds_name.as_deref() == Some(ds.name.as_str()) => {
@@ -188,6 +201,17 @@ pub(super) async fn create_instance(
                 .ok_or_else(|| bad(format!("Datastore version '{vid}' cannot be found.")))?
         }
     };
+    // Without a version name, the number can only confirm the default version, or contradict it.
+    if let Some(n) = &version_number
+        && *n != version.version
+    {
+        return Err(bad(format!(
+            "Datastore version '{}' is version {}, not '{}'.",
+            version.name,
+            version.version,
+            validate::printable(n)
+        )));
+    }
     if !version.active {
         return Err(bad(format!(
             "Datastore version '{}' is not active.",

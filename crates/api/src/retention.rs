@@ -81,7 +81,14 @@ pub fn parse_update(v: &Value) -> ApiResult<Update> {
     let min_backups = integer(obj, "min_backups", MAX_MIN_BACKUPS.into(), |n| {
         i32::try_from(n).is_ok_and(|n| min_backups_problem(n).is_none())
     })?
-    .map(|n| i32::try_from(n).expect("checked to be at most MAX_MIN_BACKUPS"));
+    .map(|n| {
+        i32::try_from(n).map_err(|_| {
+            bad(format!(
+                "Validation error: {WHAT}.min_backups is out of range"
+            ))
+        })
+    })
+    .transpose()?;
     Ok(Update::Set {
         window_secs,
         min_backups,

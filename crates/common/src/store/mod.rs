@@ -222,8 +222,14 @@ impl BlobStore {
     /// Every object whose key starts with the directory `prefix` (`a/b` lists `a/b/…`).
     pub async fn list(&self, prefix: &str) -> Result<Vec<Entry>> {
         let path = self.path(prefix)?;
+        self.list_path(&path)
+            .await
+            .with_context(|| format!("listing {prefix}/ in the store"))
+    }
+
+    async fn list_path(&self, path: &Path) -> Result<Vec<Entry>> {
         self.inner
-            .list(Some(&path))
+            .list(Some(path))
             .map(|meta| {
                 meta.map(|meta| Entry {
                     key: self.relative(&meta.location),
@@ -233,7 +239,7 @@ impl BlobStore {
             })
             .try_collect()
             .await
-            .with_context(|| format!("listing {prefix}/ in the store"))
+            .map_err(anyhow::Error::from)
     }
 
     /// Removes `key`; an absent object is not an error.
@@ -283,19 +289,7 @@ impl BlobStore {
         let Some(prefix) = &self.prefix else {
             bail!("refusing to clear a store without a prefix");
         };
-        let entries: Vec<Entry> = self
-            .inner
-            .list(Some(prefix))
-            .map(|meta| {
-                meta.map(|meta| Entry {
-                    key: self.relative(&meta.location),
-                    size: meta.size,
-                    modified: meta.last_modified,
-                })
-            })
-            .try_collect()
-            .await
-            .context("listing the store")?;
+        let entries = self.list_path(prefix).await.context("listing the store")?;
         let usage = usage_of(&entries);
         let keys: Vec<String> = entries.into_iter().map(|e| e.key).collect();
         self.delete_many(&keys).await?;

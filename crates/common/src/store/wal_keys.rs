@@ -173,6 +173,15 @@ pub struct StoredWal {
 }
 
 impl StoredWal {
+    fn segment_mut(&mut self, tli: u32, segment: String) -> &mut StoredSegment {
+        self.timelines
+            .entry(tli)
+            .or_default()
+            .segments
+            .entry(segment)
+            .or_default()
+    }
+
     /// Reads a listing of `wal_dir` (keys relative to the store). Unknown keys are ignored.
     pub fn from_listing(wal_dir: &str, entries: &[Entry]) -> StoredWal {
         let mut wal = StoredWal::default();
@@ -193,13 +202,7 @@ impl StoredWal {
                     segment,
                     chunk,
                 } => {
-                    let seg = wal
-                        .timelines
-                        .entry(tli)
-                        .or_default()
-                        .segments
-                        .entry(segment)
-                        .or_default();
+                    let seg = wal.segment_mut(tli, segment);
                     seg.chunks.push(Chunk {
                         key: entry.key.clone(),
                         id: chunk,
@@ -212,13 +215,7 @@ impl StoredWal {
                     segment,
                     sha256,
                 } => {
-                    let seg = wal
-                        .timelines
-                        .entry(tli)
-                        .or_default()
-                        .segments
-                        .entry(segment)
-                        .or_default();
+                    let seg = wal.segment_mut(tli, segment);
                     seg.sealed = Some(sha256);
                     seg.keys.push(entry.key.clone());
                 }

@@ -81,6 +81,8 @@ if ! find_file; then
       echo "{RESTORE_FETCH_FAILED} $f from the object store in time" >&2
       exit 126
     fi
+    # Nothing to block on but the file's appearance (the fetcher renames it into place);
+    # polled every 20 ms, bounded by the count above.
     sleep 0.02
   done
 fi

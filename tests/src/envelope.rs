@@ -19,7 +19,9 @@ pub fn fault_name(status: StatusCode) -> &'static str {
         404 => "itemNotFound",
         409 => "conflict",
         415 => "badMediaType",
+        413 => "overLimit",
         422 => "unprocessableEntity",
+        501 => "notImplemented",
         other => panic!("no fault name known for {other}"),
     }
 }

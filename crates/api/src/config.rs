@@ -27,6 +27,9 @@ pub struct ApiConfig {
     pub recovery_timeout_secs: i64,
     /// Seconds a build, restart, delete or backup may stay silent before it turns into an error.
     pub task_timeout_secs: i64,
+    /// Seconds a database, user or root request waits for the guest to apply it before it is
+    /// answered 202 and applied later (Trove's `agent_call_low_timeout`).
+    pub guest_wait_secs: u64,
     /// Datastore used when a create names none.
     pub default_datastore: String,
     /// The taskmanager's public key (base64, printed by `trove-manage keygen`). Passwords in a
@@ -46,6 +49,7 @@ impl Default for ApiConfig {
             agent_heartbeat_expiry_secs: 90,
             recovery_timeout_secs: 3600,
             task_timeout_secs: 1800,
+            guest_wait_secs: 15,
             default_datastore: "postgresql".into(),
             taskmanager_public_key: None,
             database: DatabaseConfig::default(),

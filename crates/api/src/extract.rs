@@ -64,6 +64,36 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A JSON object body that may be left out (`root enable` posts nothing unless a password is
+/// given): no body, or one of only whitespace, is `None`; anything else is a [`JsonBody`].
+pub struct MaybeJsonBody(pub Option<Value>);
+
+impl<S: Send + Sync> FromRequest<S> for MaybeJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::OverLimit(format!(
+                        "The request body is larger than {} bytes.",
+                        limits::BODY_BYTES
+                    ))
+                } else {
+                    ApiError::BadRequest(format!("Cannot read the request body: {e}"))
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let JsonBody(v) = JsonBody::from_request(req, state).await?;
+        Ok(Self(Some(v)))
+    }
+}
+
 /// Where the first string or key holding a control character is, in Trove's path notation
 /// (`instance['users'][0]['password']`); one pass over the body, no value echoed.
 fn control_character_at(v: &Value) -> Option<String> {

@@ -1,6 +1,7 @@
 //! trove-api: the Trove v1.0 REST API. Handlers persist, enqueue and answer; they never wait on
 //! another daemon.
 
+pub mod account_ops;
 pub mod auth;
 pub mod config;
 pub mod db;

@@ -1,6 +1,7 @@
 //! Contracts shared by the trove-rs daemons: statuses, RPC messages, the AMQP wrapper, config and telemetry.
 
 pub mod access;
+pub mod accounts;
 pub mod amqp;
 pub mod config;
 pub mod db;

@@ -266,6 +266,7 @@ fn conductor_messages_match_their_fixtures() {
                     port: Some(5433),
                     error: None,
                     completes: None,
+                    accounts: None,
                 },
                 sent: 1764090000.123456,
             },

@@ -1,7 +1,10 @@
 //! Periodic reports: the host's own heartbeat (liveness and address; its capacity is what the
 //! operator registered) and one status heartbeat per instance.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use trove_common::{
@@ -11,6 +14,9 @@ use trove_common::{
 };
 
 use crate::{agent::Agent, hosted::Hosted};
+
+/// How long an unchanged catalog goes unreported at most.
+const ACCOUNTS_REPEAT: Duration = Duration::from_secs(60);
 
 impl Agent {
     pub async fn run_heartbeats(self: Arc<Self>) {
@@ -74,6 +80,11 @@ impl Agent {
         } else {
             ServiceStatus::Shutdown
         };
+        let accounts = if status == ServiceStatus::Healthy {
+            self.accounts_if_due(h).await
+        } else {
+            None
+        };
         let msg = ConductorMethod::Heartbeat {
             instance_id: h.id,
             payload: HeartbeatPayload {
@@ -82,6 +93,7 @@ impl Agent {
                 port: Some(h.port()),
                 error,
                 completes: completes.map(str::to_string),
+                accounts,
             },
             sent: epoch_seconds(Utc::now()),
         };
@@ -90,5 +102,21 @@ impl Agent {
         } else {
             self.report_best_effort(msg, request_id).await
         }
+    }
+
+    /// The server's databases and users when they changed since the last report or
+    /// [`ACCOUNTS_REPEAT`] passed (a lost report is repaired), else `None`.
+    async fn accounts_if_due(&self, h: &Hosted) -> Option<trove_common::accounts::Accounts> {
+        let now = h.cluster.read_accounts().await.ok()?;
+        let mut last = h.last_accounts.lock().await;
+        let due = match &*last {
+            Some((a, at)) => *a != now || at.elapsed() >= ACCOUNTS_REPEAT,
+            None => true,
+        };
+        if !due {
+            return None;
+        }
+        *last = Some((now.clone(), Instant::now()));
+        Some(now)
     }
 }

@@ -4,12 +4,14 @@
 use std::{
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
 };
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Mutex, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+use trove_common::accounts::Accounts;
 use uuid::Uuid;
 
 use crate::postgres::{Cluster, ClusterSpec, PgBinaries, Runner, SharedShipIndex, write_owned};
@@ -40,6 +42,9 @@ pub struct Hosted {
     pub last_wal_report: Mutex<Option<serde_json::Value>>,
     /// What the store holds of this instance's WAL, kept by its shipper, read by the reports.
     pub shipped: SharedShipIndex,
+    /// The databases and users last reported, and when: a heartbeat carries them again only
+    /// when they changed or a while has passed.
+    pub last_accounts: Mutex<Option<(Accounts, Instant)>>,
 }
 
 /// Clears the disruptive flag when the operation ends, however it ends.
@@ -73,6 +78,7 @@ impl Hosted {
             streamer: Mutex::new(None),
             last_wal_report: Mutex::new(None),
             shipped: SharedShipIndex::default(),
+            last_accounts: Mutex::new(None),
         }
     }
 

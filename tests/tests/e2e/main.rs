@@ -1,6 +1,7 @@
 //! End-to-end tests: the three daemons on the real broker, control database and managed servers.
 
 mod access;
+mod accounts;
 mod api_basics;
 mod api_surface;
 mod exposure;

@@ -2,7 +2,7 @@
 //! and network access) and delete.
 
 mod create;
-mod options;
+pub(crate) mod options;
 
 use axum::{
     Json,

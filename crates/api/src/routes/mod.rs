@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per resource, merged here.
 
+pub mod accounts;
 pub mod availability;
 pub mod backups;
 pub mod datastores;
@@ -33,6 +34,7 @@ pub fn tenant() -> Routes {
         .merge(backups::routes())
         .merge(datastores::routes())
         .merge(flavors::routes())
+        .merge(accounts::routes())
 }
 
 /// Every (method, path) the API serves, sorted: what the OpenAPI document must describe.

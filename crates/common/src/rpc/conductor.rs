@@ -24,6 +24,10 @@ pub struct HeartbeatPayload {
     /// one probed before a restart began cannot end the restart's task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completes: Option<String>,
+    /// Ours: the databases and users the server holds, when they changed since the last report
+    /// (or a while has passed), so the API lists what is really there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<crate::accounts::Accounts>,
 }
 
 crate::text_enum! {
@@ -134,6 +138,17 @@ pub enum ConductorMethod {
         access: crate::access::Access,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+    },
+    /// Ours: the outcome of an `apply_accounts`: `error` is what the tenant may read (the
+    /// server's own message), and `accounts` what the server holds after it.
+    AccountsApplied {
+        instance_id: Uuid,
+        op_id: Uuid,
+        sent: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        accounts: Option<crate::accounts::Accounts>,
     },
 }
 

@@ -69,6 +69,12 @@ pub enum GuestMethod {
     UpdateAccess {
         access: Access,
     },
+    /// Ours: one change to the server's databases, users, grants or root; passwords sealed for
+    /// this host. Reported with the conductor's `accounts_applied`.
+    ApplyAccounts {
+        op_id: Uuid,
+        op: crate::accounts::AccountOp,
+    },
 }
 
 impl Method for GuestMethod {

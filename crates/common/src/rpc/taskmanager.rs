@@ -82,6 +82,12 @@ pub enum TaskManagerMethod {
         instance_id: Uuid,
         access: crate::access::Access,
     },
+    /// Ours: apply the account change `op_id` (databases, users, grants, root) the API stored
+    /// in `account_ops`; the row holds the change, so a redelivery finds it settled.
+    ApplyAccounts {
+        instance_id: Uuid,
+        op_id: Uuid,
+    },
 }
 
 impl Method for TaskManagerMethod {

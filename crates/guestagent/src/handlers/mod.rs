@@ -2,6 +2,7 @@
 //! to one instance), one file per concern.
 
 mod access;
+mod accounts;
 mod backup;
 mod lifecycle;
 mod prepare;
@@ -85,6 +86,9 @@ impl Agent {
             GuestMethod::Restart {} => self.restart(&h, rid).await,
             GuestMethod::DeleteInstance {} => self.delete_instance(&h, rid).await,
             GuestMethod::UpdateAccess { access } => self.update_access(&h, access, rid).await,
+            GuestMethod::ApplyAccounts { op_id, op } => {
+                self.apply_accounts(&h, op_id, op, rid).await
+            }
             GuestMethod::Prepare { .. } => {
                 tracing::warn!(instance.id = %id, "prepare sent to an instance queue ignored");
             }

@@ -21,10 +21,10 @@ const PG_CTL_TIMEOUT_SECS: &str = "120";
 /// Bound on one health probe; a server that takes longer to answer `SELECT 1` is not healthy.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The superuser the agent administers the cluster as, over the trusted unix socket.
-const SUPERUSER: &str = "postgres";
+pub(super) const SUPERUSER: &str = "postgres";
 /// Session settings before a statement that carries a password verifier: no statement text in
 /// the server log, neither as a logged statement, nor beside an error, nor as a slow one.
-const KEEP_STATEMENTS_OUT_OF_THE_LOG: &str = "SET log_statement = 'none'; \
+pub(super) const KEEP_STATEMENTS_OUT_OF_THE_LOG: &str = "SET log_statement = 'none'; \
      SET log_min_error_statement = 'panic'; SET log_min_duration_statement = -1; \
      SET log_min_duration_sample = -1; SET log_transaction_sample_rate = 0";
 
@@ -336,7 +336,7 @@ impl Cluster {
 /// lifetimes: sqlx's generic executor bounds otherwise make the callers' futures fail the
 /// compiler's `Send` check.
 /// Whether the catalog `table` has a row whose `column` is `name`.
-async fn catalog_has(
+pub(super) async fn catalog_has(
     conn: &mut PgConnection,
     table: &'static str,
     column: &'static str,
@@ -351,7 +351,7 @@ async fn catalog_has(
     .with_context(|| format!("looking up {name:?} in {table}"))
 }
 
-async fn run_sql(conn: &mut PgConnection, sql: &str) -> sqlx::Result<()> {
+pub(super) async fn run_sql(conn: &mut PgConnection, sql: &str) -> sqlx::Result<()> {
     use sqlx::Executor as _;
     let sql = sql.to_owned();
     conn.execute(sql.as_str()).await?;

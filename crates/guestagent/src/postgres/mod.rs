@@ -25,6 +25,7 @@
 //! process umask does not matter: the servers' trees belong to the servers' OS user (the WAL
 //! receiver and `restore_command` run as it), backups to the agent's own user.
 
+mod accounts;
 mod archive;
 mod backup;
 mod cluster;
@@ -55,6 +56,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+pub use accounts::AccountError;
 pub use archive::{ArchiveSource, restore_backup};
 pub use backup::{ARCHIVE_FILE, BackupDest, BackupManifest, MANIFEST_FILE, take_backup};
 pub use cluster::Cluster;

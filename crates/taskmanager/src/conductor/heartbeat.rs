@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{check_address, lock_reported};
 use crate::{
-    db::{faults, instances},
+    db::{account_ops, faults, instances},
     manager::TaskManager,
 };
 
@@ -30,6 +30,9 @@ impl TaskManager {
         if let Some(address) = &payload.address {
             check_address(address)?;
         }
+        if let Some(a) = &payload.accounts {
+            a.check().map_err(super::Refused)?;
+        }
         let mut tx = self.pool.begin().await?;
         let Some(inst) = lock_reported(&mut tx, sender, instance_id).await? else {
             return Ok(());
@@ -40,6 +43,9 @@ impl TaskManager {
         instances::set_service_status(&mut tx, instance_id, status).await?;
         if let (Some(addr), Some(port)) = (&payload.address, payload.port) {
             instances::set_endpoint(&mut tx, instance_id, addr, port).await?;
+        }
+        if let Some(a) = &payload.accounts {
+            account_ops::store_reported(&mut tx, instance_id, a, sent).await?;
         }
         let sent_at = DateTime::<Utc>::from_timestamp_micros((sent * 1e6) as i64);
         let after_task_start = match (sent_at, inst.task_start_time) {

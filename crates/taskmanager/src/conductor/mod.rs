@@ -2,6 +2,7 @@
 //! guest host whose broker user published it, as the broker validated (`user_id`); a report from
 //! anyone else, or about an instance on another host, is refused and changes nothing.
 
+mod accounts_applied;
 mod heartbeat;
 mod host_heartbeat;
 mod instance_deleted;
@@ -110,6 +111,22 @@ impl TaskManager {
                     error,
                 };
                 self.access_applied(host, report).await
+            }
+            ConductorMethod::AccountsApplied {
+                instance_id,
+                op_id,
+                sent,
+                error,
+                accounts,
+            } => {
+                let report = accounts_applied::AccountsReport {
+                    instance_id,
+                    op_id,
+                    sent: sent::clamp(sent),
+                    error,
+                    accounts,
+                };
+                self.accounts_applied(host, report).await
             }
         };
         match r {

@@ -1,5 +1,6 @@
 //! Queries the taskmanager runs; callers own the transactions.
 
+pub mod account_ops;
 pub mod backups;
 pub mod faults;
 pub mod hosts;

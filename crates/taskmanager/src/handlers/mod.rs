@@ -1,5 +1,6 @@
 //! Handlers for the `taskmanager` topic, one file per RPC method.
 
+mod apply_accounts;
 mod backups;
 mod create_instance;
 mod delete_instance;
@@ -67,6 +68,9 @@ impl TaskManager {
             }
             TaskManagerMethod::UpdateAccess { instance_id, .. } => {
                 self.update_access(ctx, instance_id).await
+            }
+            TaskManagerMethod::ApplyAccounts { instance_id, op_id } => {
+                self.apply_accounts(ctx, instance_id, op_id).await
             }
         };
         outcome(name, r)

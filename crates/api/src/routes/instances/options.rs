@@ -120,7 +120,7 @@ pub(super) fn refuse_unimplemented(inst: &Map<String, Value>) -> ApiResult<()> {
 
 /// Per-database `character_set`/`collate` and per-user `host`: PostgreSQL roles have no host
 /// part (`%`, any host, is what every role is), and databases take the server's encoding.
-fn refuse_entry_options(inst: &Map<String, Value>) -> ApiResult<()> {
+pub(crate) fn refuse_entry_options(inst: &Map<String, Value>) -> ApiResult<()> {
     let entries = |key: &str| match inst.get(key) {
         Some(Value::Array(items)) => items.as_slice(),
         _ => &[],

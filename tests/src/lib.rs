@@ -24,6 +24,7 @@ use trove_common::{
 use uuid::Uuid;
 
 pub mod capture;
+pub mod cli;
 pub mod envelope;
 pub mod fixtures;
 pub mod logs;

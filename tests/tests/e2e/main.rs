@@ -4,6 +4,7 @@ mod access;
 mod accounts;
 mod api_basics;
 mod api_surface;
+mod cli;
 mod exposure;
 mod faults;
 mod hostile_input;

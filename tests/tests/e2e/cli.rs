@@ -1,0 +1,164 @@
+//! The unchanged `openstack database …` CLI against the real stack: every command a PostgreSQL
+//! user runs on a running instance, with its effect checked in the managed server.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use trove_e2e::{
+    ALL, Stack,
+    cli::{Cli, names},
+    wait_until,
+};
+use uuid::Uuid;
+
+/// Whether `user` can log in to `database` and create a table there.
+async fn can_use(stack: &Stack, id: Uuid, user: &str, password: &str, database: &str) -> bool {
+    match stack
+        .connect_instance_as(id, user, password, database)
+        .await
+    {
+        Ok(mut conn) => {
+            let table = format!("t_{}", Uuid::new_v4().simple());
+            sqlx::raw_sql(&format!("CREATE TABLE {table} (id int)"))
+                .execute(&mut conn)
+                .await
+                .is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits until the CLI lists what the instance was created with (the guest's first report).
+async fn created_accounts_listed(cli: &Cli, id: &str) -> Result<()> {
+    wait_until(
+        "the created database to be listed",
+        Duration::from_secs(30),
+        || async {
+            let dbs = cli.json(&["db", "list", id]).await?;
+            Ok((names(&dbs) == ["appdb"]).then_some(()))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_manages_databases_and_users() -> Result<()> {
+    let stack = Stack::start(ALL).await?;
+    let (id, _) = stack.active_instance("cli-accounts").await?;
+    let cli = stack.cli_a();
+    let inst = id.to_string();
+    let i = inst.as_str();
+    created_accounts_listed(&cli, i).await?;
+
+    cli.ok(&["db", "create", i, "sales"]).await?;
+    cli.ok(&["db", "create", i, "hr"]).await?;
+    assert_eq!(
+        names(&cli.json(&["db", "list", i]).await?),
+        ["appdb", "hr", "sales"]
+    );
+    let err = cli.fails(&["db", "create", i, "sales"]).await?;
+    assert!(
+        err.contains("already exists") && err.contains("HTTP 400"),
+        "{err}"
+    );
+
+    cli.ok(&[
+        "user",
+        "create",
+        i,
+        "bob",
+        "bob-secret-1",
+        "--databases",
+        "sales",
+    ])
+    .await?;
+    let users = cli.json(&["user", "list", i]).await?;
+    assert_eq!(names(&users), ["app", "bob"]);
+    let shown = cli.json(&["user", "show", i, "bob"]).await?;
+    assert_eq!(shown["name"], "bob");
+    assert_eq!(shown["host"], "%");
+    assert!(can_use(&stack, id, "bob", "bob-secret-1", "sales").await);
+    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
+
+    cli.ok(&["user", "grant", "access", i, "bob", "hr"]).await?;
+    assert_eq!(
+        names(&cli.json(&["user", "show", "access", i, "bob"]).await?),
+        ["hr", "sales"]
+    );
+    assert!(can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
+    cli.ok(&["user", "revoke", "access", i, "bob", "sales"])
+        .await?;
+    assert_eq!(
+        names(&cli.json(&["user", "show", "access", i, "bob"]).await?),
+        ["hr"]
+    );
+    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "sales").await);
+
+    cli.ok(&[
+        "user",
+        "update",
+        "attributes",
+        i,
+        "bob",
+        "--new_name",
+        "robert",
+        "--new_password",
+        "robert-secret-1",
+    ])
+    .await?;
+    assert!(can_use(&stack, id, "robert", "robert-secret-1", "hr").await);
+    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
+    assert_eq!(
+        names(&cli.json(&["user", "list", i]).await?),
+        ["app", "robert"]
+    );
+
+    cli.ok(&["user", "delete", i, "robert"]).await?;
+    assert_eq!(names(&cli.json(&["user", "list", i]).await?), ["app"]);
+    assert!(!can_use(&stack, id, "robert", "robert-secret-1", "hr").await);
+    cli.ok(&["db", "delete", i, "hr"]).await?;
+    assert_eq!(
+        names(&cli.json(&["db", "list", i]).await?),
+        ["appdb", "sales"]
+    );
+    let mut su = stack.connect_superuser(id, "postgres").await?;
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY datname",
+    )
+    .fetch_all(&mut su)
+    .await?;
+    assert_eq!(left, ["appdb", "postgres", "sales"]);
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_enables_shows_and_disables_root() -> Result<()> {
+    let stack = Stack::start(ALL).await?;
+    let (id, _) = stack.active_instance("cli-root").await?;
+    let cli = stack.cli_a();
+    let inst = id.to_string();
+    let i = inst.as_str();
+    let shown = cli.json(&["root", "show", i]).await?;
+    assert_eq!(shown["is_root_enabled"], false, "{shown}");
+    let enabled = cli.json(&["root", "enable", i]).await?;
+    assert_eq!(enabled["name"], "root");
+    let password = enabled["password"].as_str().unwrap_or_default().to_string();
+    let mut root = stack
+        .connect_instance_as(id, "root", &password, "appdb")
+        .await?;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles")
+        .fetch_one(&mut root)
+        .await?;
+    assert!(n > 0);
+    drop(root);
+    let shown = cli.json(&["root", "show", i]).await?;
+    assert_eq!(shown["is_root_enabled"], true, "{shown}");
+    cli.ok(&["root", "disable", i]).await?;
+    assert!(
+        stack
+            .connect_instance_as(id, "root", &password, "appdb")
+            .await
+            .is_err()
+    );
+    stack.finish().await
+}

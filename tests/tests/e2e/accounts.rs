@@ -114,6 +114,12 @@ async fn databases_users_and_grants_are_real_on_the_server() -> Result<()> {
         StatusCode::ACCEPTED,
     )
     .await?;
+    // The change was stored with its password sealed, never in clear.
+    let stored: Vec<String> = sqlx::query_scalar("SELECT op::text FROM account_ops")
+        .fetch_all(&stack.pool)
+        .await?;
+    assert!(stored.iter().any(|op| op.contains("create_users")));
+    assert!(stored.iter().all(|op| !op.contains("bob-secret-1")));
     let v = expect(
         &stack,
         Method::GET,
@@ -125,8 +131,9 @@ async fn databases_users_and_grants_are_real_on_the_server() -> Result<()> {
     assert_eq!(v["user"]["host"], "%");
     assert_eq!(names(&v["user"], "databases"), ["sales"]);
     assert!(can_use(&stack, id, "bob", "bob-secret-1", "sales").await);
-    // A database made through the API is closed to users without access.
+    // Databases, made with the instance or later, are closed to users without access.
     assert!(!can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
+    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "appdb").await);
 
     let grant = json!({"databases": [{"name": "hr"}]});
     expect(

@@ -22,6 +22,9 @@ async fn version_documents_and_the_health_check_answer_without_a_token() -> Resu
     assert_eq!(one["version"]["id"], "v1.0");
     assert_eq!(one["version"]["status"], "CURRENT");
     assert_eq!(one["version"]["links"][0]["href"], self_href.as_str());
+    let (status, bare) = stack.call(Method::GET, "/v1.0", None, None).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bare, one);
     let (status, all) = stack.call(Method::GET, "/", None, None).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(all["versions"][0], one["version"]);

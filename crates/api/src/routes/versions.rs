@@ -1,4 +1,4 @@
-//! `GET /` and `GET /v1.0/`: the version documents; `GET /healthcheck`: liveness, as oslo's
+//! `GET /` and `GET /v1.0/` (also without the slash): the version documents; `GET /healthcheck`: liveness, as oslo's
 //! healthcheck middleware answers it in Trove's pipeline (no token, plain text).
 
 use axum::{
@@ -16,6 +16,7 @@ pub fn routes() -> Routes {
     Routes::new()
         .add(Method::GET, "/", list_versions)
         .add(Method::GET, "/v1.0/", show_version)
+        .add(Method::GET, "/v1.0", show_version)
         .add(Method::GET, "/healthcheck", show_health)
 }
 

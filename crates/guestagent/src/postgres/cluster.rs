@@ -251,14 +251,22 @@ impl Cluster {
         }
     }
 
-    /// Creates database `name` unless it exists.
+    /// Creates database `name` unless it exists, closed to `PUBLIC`: only users granted access
+    /// (and the administrator) may connect, as with databases made later through the API.
     pub async fn create_database(&self, name: &str) -> Result<()> {
         let quoted = quote_ident(name)?;
         let mut conn = self.connect().await?;
         if !catalog_has(&mut conn, "pg_database", "datname", name).await? {
+            // Two statements: CREATE DATABASE cannot run in the implicit transaction of one.
             run_sql(&mut conn, &format!("CREATE DATABASE {quoted}"))
                 .await
                 .with_context(|| format!("creating database {name:?}"))?;
+            run_sql(
+                &mut conn,
+                &format!("REVOKE CONNECT, TEMPORARY ON DATABASE {quoted} FROM PUBLIC"),
+            )
+            .await
+            .with_context(|| format!("closing database {name:?} to PUBLIC"))?;
         }
         let _ = conn.close().await;
         Ok(())

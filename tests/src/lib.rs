@@ -634,6 +634,21 @@ impl Stack {
         Ok(PgConnection::connect_with(&opts).await?)
     }
 
+    /// Whether `user` can log in to `database` over TCP and create a table there: what a grant
+    /// of access must allow and a revoke take away.
+    pub async fn can_use(&self, id: Uuid, user: &str, password: &str, database: &str) -> bool {
+        match self.connect_instance_as(id, user, password, database).await {
+            Ok(mut conn) => {
+                let table = format!("t_{}", Uuid::new_v4().simple());
+                sqlx::raw_sql(&format!("CREATE TABLE {table} (id int)"))
+                    .execute(&mut conn)
+                    .await
+                    .is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
     /// A superuser connection to `database` of a managed instance over its unix socket, as the
     /// guest agent connects (the test runs as root, which may enter the socket directory).
     pub async fn connect_superuser(&self, id: Uuid, database: &str) -> Result<PgConnection> {

@@ -27,16 +27,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::BadMediaType("Unreadable Content-Type; send application/json.".into())
             })?),
         };
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::OverLimit(format!(
-                    "The request body is larger than {} bytes.",
-                    limits::BODY_BYTES
-                ))
-            } else {
-                ApiError::BadRequest(format!("Cannot read the request body: {e}"))
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(unreadable_body)?;
         if let Some(ct) = &content_type
             && !ct.starts_with("application/json")
         {
@@ -64,6 +57,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A body that could not be read: too large (413) or broken off (400).
+fn unreadable_body(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::OverLimit(format!(
+            "The request body is larger than {} bytes.",
+            limits::BODY_BYTES
+        ))
+    } else {
+        ApiError::BadRequest(format!("Cannot read the request body: {e}"))
+    }
+}
+
 /// A JSON object body that may be left out (`root enable` posts nothing unless a password is
 /// given): no body, or one of only whitespace, is `None`; anything else is a [`JsonBody`].
 pub struct MaybeJsonBody(pub Option<Value>);
@@ -75,16 +80,7 @@ impl<S: Send + Sync> FromRequest<S> for MaybeJsonBody {
         let (parts, body) = req.into_parts();
         let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::OverLimit(format!(
-                        "The request body is larger than {} bytes.",
-                        limits::BODY_BYTES
-                    ))
-                } else {
-                    ApiError::BadRequest(format!("Cannot read the request body: {e}"))
-                }
-            })?;
+            .map_err(unreadable_body)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }

@@ -218,6 +218,44 @@ pub fn pg_identifier(name: &str, what: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The `name` of a database or user entry, which must be a PostgreSQL identifier tenants may
+/// create.
+pub fn entry_name<'a>(entry: &'a Value, what: &str) -> Result<&'a str, ApiError> {
+    let name = entry.get("name").and_then(Value::as_str).ok_or_else(|| {
+        bad(format!(
+            "Validation error: each {what} needs a 'name' string"
+        ))
+    })?;
+    pg_identifier(name, &format!("{what} name"))?;
+    Ok(name)
+}
+
+/// The names of a `databases` list (`[{"name": …}]`) of `obj`: at least one, at most `max`, each
+/// a name tenants may create. A name given twice is refused when `refuse_twice`, else kept once.
+pub fn database_names(
+    obj: &Map<String, Value>,
+    max: usize,
+    refuse_twice: bool,
+) -> Result<Vec<String>, ApiError> {
+    let listed = list(obj, "databases", "databases", max)?;
+    if listed.is_empty() {
+        return Err(bad(
+            "Validation error: 'databases' must list at least one database",
+        ));
+    }
+    let mut seen = HashSet::with_capacity(listed.len());
+    let mut names = Vec::with_capacity(listed.len());
+    for d in listed {
+        let name = entry_name(d, "database")?;
+        if seen.insert(name) {
+            names.push(name.to_string());
+        } else if refuse_twice {
+            return Err(bad(format!("Database '{name}' is listed twice.")));
+        }
+    }
+    Ok(names)
+}
+
 /// `datastore`: optional, an object whose `type` and `version` are optional names or ids.
 pub fn datastore(v: Option<&Value>) -> Result<(Option<String>, Option<String>), ApiError> {
     let ds = match v {

@@ -39,23 +39,6 @@ async fn expect(
     Ok(v)
 }
 
-/// Whether `user` can log in to `database` and create a table there.
-async fn can_use(stack: &Stack, id: Uuid, user: &str, password: &str, database: &str) -> bool {
-    match stack
-        .connect_instance_as(id, user, password, database)
-        .await
-    {
-        Ok(mut conn) => {
-            let table = format!("t_{}", Uuid::new_v4().simple());
-            sqlx::raw_sql(&format!("CREATE TABLE {table} (id int)"))
-                .execute(&mut conn)
-                .await
-                .is_ok()
-        }
-        Err(_) => false,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn databases_users_and_grants_are_real_on_the_server() -> Result<()> {
     let stack = Stack::start(ALL).await?;
@@ -130,10 +113,10 @@ async fn databases_users_and_grants_are_real_on_the_server() -> Result<()> {
     .await?;
     assert_eq!(v["user"]["host"], "%");
     assert_eq!(names(&v["user"], "databases"), ["sales"]);
-    assert!(can_use(&stack, id, "bob", "bob-secret-1", "sales").await);
+    assert!(stack.can_use(id, "bob", "bob-secret-1", "sales").await);
     // Databases, made with the instance or later, are closed to users without access.
-    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
-    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "appdb").await);
+    assert!(!stack.can_use(id, "bob", "bob-secret-1", "hr").await);
+    assert!(!stack.can_use(id, "bob", "bob-secret-1", "appdb").await);
 
     let grant = json!({"databases": [{"name": "hr"}]});
     expect(
@@ -153,7 +136,7 @@ async fn databases_users_and_grants_are_real_on_the_server() -> Result<()> {
     )
     .await?;
     assert_eq!(names(&v, "databases"), ["hr", "sales"]);
-    assert!(can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
+    assert!(stack.can_use(id, "bob", "bob-secret-1", "hr").await);
 
     expect(
         &stack,
@@ -163,7 +146,7 @@ async fn databases_users_and_grants_are_real_on_the_server() -> Result<()> {
         StatusCode::ACCEPTED,
     )
     .await?;
-    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "sales").await);
+    assert!(!stack.can_use(id, "bob", "bob-secret-1", "sales").await);
     expect(
         &stack,
         Method::DELETE,
@@ -183,8 +166,8 @@ async fn databases_users_and_grants_are_real_on_the_server() -> Result<()> {
         StatusCode::ACCEPTED,
     )
     .await?;
-    assert!(can_use(&stack, id, "robert", "robert-secret-1", "hr").await);
-    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
+    assert!(stack.can_use(id, "robert", "robert-secret-1", "hr").await);
+    assert!(!stack.can_use(id, "bob", "bob-secret-1", "hr").await);
     let pw = json!({"users": [{"name": "robert", "password": "robert-secret-2"}]});
     expect(
         &stack,
@@ -194,8 +177,8 @@ async fn databases_users_and_grants_are_real_on_the_server() -> Result<()> {
         StatusCode::ACCEPTED,
     )
     .await?;
-    assert!(!can_use(&stack, id, "robert", "robert-secret-1", "hr").await);
-    assert!(can_use(&stack, id, "robert", "robert-secret-2", "hr").await);
+    assert!(!stack.can_use(id, "robert", "robert-secret-1", "hr").await);
+    assert!(stack.can_use(id, "robert", "robert-secret-2", "hr").await);
 
     // A deleted user's tables stay, owned by the administrator.
     let mut conn = stack

@@ -9,24 +9,6 @@ use trove_e2e::{
     cli::{Cli, names},
     wait_until,
 };
-use uuid::Uuid;
-
-/// Whether `user` can log in to `database` and create a table there.
-async fn can_use(stack: &Stack, id: Uuid, user: &str, password: &str, database: &str) -> bool {
-    match stack
-        .connect_instance_as(id, user, password, database)
-        .await
-    {
-        Ok(mut conn) => {
-            let table = format!("t_{}", Uuid::new_v4().simple());
-            sqlx::raw_sql(&format!("CREATE TABLE {table} (id int)"))
-                .execute(&mut conn)
-                .await
-                .is_ok()
-        }
-        Err(_) => false,
-    }
-}
 
 /// Waits until the CLI lists what the instance was created with (the guest's first report).
 async fn created_accounts_listed(cli: &Cli, id: &str) -> Result<()> {
@@ -77,22 +59,22 @@ async fn cli_manages_databases_and_users() -> Result<()> {
     let shown = cli.json(&["user", "show", i, "bob"]).await?;
     assert_eq!(shown["name"], "bob");
     assert_eq!(shown["host"], "%");
-    assert!(can_use(&stack, id, "bob", "bob-secret-1", "sales").await);
-    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
+    assert!(stack.can_use(id, "bob", "bob-secret-1", "sales").await);
+    assert!(!stack.can_use(id, "bob", "bob-secret-1", "hr").await);
 
     cli.ok(&["user", "grant", "access", i, "bob", "hr"]).await?;
     assert_eq!(
         names(&cli.json(&["user", "show", "access", i, "bob"]).await?),
         ["hr", "sales"]
     );
-    assert!(can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
+    assert!(stack.can_use(id, "bob", "bob-secret-1", "hr").await);
     cli.ok(&["user", "revoke", "access", i, "bob", "sales"])
         .await?;
     assert_eq!(
         names(&cli.json(&["user", "show", "access", i, "bob"]).await?),
         ["hr"]
     );
-    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "sales").await);
+    assert!(!stack.can_use(id, "bob", "bob-secret-1", "sales").await);
 
     cli.ok(&[
         "user",
@@ -106,8 +88,8 @@ async fn cli_manages_databases_and_users() -> Result<()> {
         "robert-secret-1",
     ])
     .await?;
-    assert!(can_use(&stack, id, "robert", "robert-secret-1", "hr").await);
-    assert!(!can_use(&stack, id, "bob", "bob-secret-1", "hr").await);
+    assert!(stack.can_use(id, "robert", "robert-secret-1", "hr").await);
+    assert!(!stack.can_use(id, "bob", "bob-secret-1", "hr").await);
     assert_eq!(
         names(&cli.json(&["user", "list", i]).await?),
         ["app", "robert"]
@@ -115,7 +97,7 @@ async fn cli_manages_databases_and_users() -> Result<()> {
 
     cli.ok(&["user", "delete", i, "robert"]).await?;
     assert_eq!(names(&cli.json(&["user", "list", i]).await?), ["app"]);
-    assert!(!can_use(&stack, id, "robert", "robert-secret-1", "hr").await);
+    assert!(!stack.can_use(id, "robert", "robert-secret-1", "hr").await);
     cli.ok(&["db", "delete", i, "hr"]).await?;
     assert_eq!(
         names(&cli.json(&["db", "list", i]).await?),

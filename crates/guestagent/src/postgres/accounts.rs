@@ -162,24 +162,12 @@ impl Cluster {
                     current = n.clone();
                 }
                 if sealed.is_some() {
-                    let secret = quote_literal(&password(&current)?)?;
-                    let role = quote_ident(&current)?;
-                    run_sql(
-                        &mut conn,
-                        &format!("ALTER ROLE {role} WITH PASSWORD {secret}"),
-                    )
-                    .await?;
+                    set_password(&mut conn, &current, &password(&current)?).await?;
                 }
             }
             AccountOp::ChangePasswords { users } => {
                 for u in users {
-                    let role = quote_ident(&u.name)?;
-                    let secret = quote_literal(&password(&u.name)?)?;
-                    run_sql(
-                        &mut conn,
-                        &format!("ALTER ROLE {role} WITH PASSWORD {secret}"),
-                    )
-                    .await?;
+                    set_password(&mut conn, &u.name, &password(&u.name)?).await?;
                 }
             }
             AccountOp::GrantAccess { user, databases } => {
@@ -315,6 +303,13 @@ impl Cluster {
         run_sql(conn, &format!("DROP ROLE {role}")).await?;
         Ok(())
     }
+}
+
+/// Gives `user` the password whose SCRAM verifier is `verifier`.
+async fn set_password(conn: &mut PgConnection, user: &str, verifier: &str) -> AccountResult<()> {
+    let (role, secret) = (quote_ident(user)?, quote_literal(verifier)?);
+    run_sql(conn, &format!("ALTER ROLE {role} WITH PASSWORD {secret}")).await?;
+    Ok(())
 }
 
 /// Ends `user`'s sessions (on `database` only, when given): access taken away takes effect now.

@@ -1,8 +1,6 @@
 //! `GET|PUT /instances/{id}/users/{user}/databases` and
 //! `DELETE /instances/{id}/users/{user}/databases/{name}`: which databases a user may use.
 
-use std::collections::HashSet;
-
 use axum::{
     Json,
     extract::{Path, State},
@@ -11,9 +9,7 @@ use axum::{
 use serde_json::{Value, json};
 use trove_common::accounts::AccountOp;
 
-use super::{
-    database_in_path, entry_name, lock_available, user_in_path, users::reported_user, visible,
-};
+use super::{database_in_path, lock_available, user_in_path, users::reported_user, visible};
 use crate::{
     account_ops,
     error::{ApiError, ApiResult},
@@ -21,7 +17,7 @@ use crate::{
     limits,
     routes::{dispatch::Dispatch, table::Routes},
     state::AppState,
-    validate::{self, bad},
+    validate,
 };
 
 pub fn routes() -> Routes {
@@ -57,20 +53,7 @@ async fn grant_access(
 ) -> ApiResult<StatusCode> {
     let user = user_in_path(&user)?;
     let obj = body.as_object().expect("JsonBody only yields objects");
-    let listed = validate::list(obj, "databases", "databases", limits::DATABASES_PER_USER)?;
-    if listed.is_empty() {
-        return Err(bad(
-            "Validation error: 'databases' must list at least one database",
-        ));
-    }
-    let mut seen = HashSet::with_capacity(listed.len());
-    let mut names = Vec::with_capacity(listed.len());
-    for d in listed {
-        let name = entry_name(d, "database")?;
-        if seen.insert(name) {
-            names.push(name.to_string());
-        }
-    }
+    let names = validate::database_names(obj, limits::DATABASES_PER_USER, false)?;
     let (mut tx, inst) = lock_available(&state, &tenant, &id).await?;
     let have = account_ops::reported(&mut tx, inst.id).await?;
     reported_user(&have, &user, inst.id)?;

@@ -1,7 +1,5 @@
 //! `GET|POST /instances/{id}/databases`, `DELETE /instances/{id}/databases/{name}`.
 
-use std::collections::HashSet;
-
 use axum::{
     Json,
     extract::{Path, State},
@@ -10,7 +8,7 @@ use axum::{
 use serde_json::{Value, json};
 use trove_common::accounts::AccountOp;
 
-use super::{database_in_path, entry_name, lock_available, page, visible};
+use super::{database_in_path, lock_available, page, visible};
 use crate::{
     account_ops,
     error::{ApiError, ApiResult},
@@ -70,21 +68,7 @@ async fn create_databases(
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
     let obj = body.as_object().expect("JsonBody only yields objects");
-    let listed = validate::list(obj, "databases", "databases", limits::DATABASES)?;
-    if listed.is_empty() {
-        return Err(bad(
-            "Validation error: 'databases' must list at least one database",
-        ));
-    }
-    let mut seen = HashSet::with_capacity(listed.len());
-    let mut names = Vec::with_capacity(listed.len());
-    for d in listed {
-        let name = entry_name(d, "database")?;
-        if !seen.insert(name) {
-            return Err(bad(format!("Database '{name}' is listed twice.")));
-        }
-        names.push(name.to_string());
-    }
+    let names = validate::database_names(obj, limits::DATABASES, true)?;
     options::refuse_entry_options(obj)?;
     let (mut tx, inst) = lock_available(&state, &tenant, &id).await?;
     let have = account_ops::reported(&mut tx, inst.id).await?;

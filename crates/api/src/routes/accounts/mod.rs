@@ -7,7 +7,6 @@ mod databases;
 mod root;
 mod users;
 
-use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -16,7 +15,7 @@ use crate::{
     db::instances::{self, LockedInstance},
     error::{ApiError, ApiResult},
     state::AppState,
-    validate::{self, bad},
+    validate,
 };
 
 pub fn routes() -> Routes {
@@ -75,17 +74,6 @@ fn user_in_path(raw: &str) -> ApiResult<String> {
 fn database_in_path(raw: &str) -> ApiResult<String> {
     validate::pg_identifier(raw, "database name")?;
     Ok(raw.to_string())
-}
-
-/// The `name` of one entry of a `databases` or `users` list.
-fn entry_name<'a>(entry: &'a Value, what: &str) -> ApiResult<&'a str> {
-    let name = entry.get("name").and_then(Value::as_str).ok_or_else(|| {
-        bad(format!(
-            "Validation error: each {what} needs a 'name' string"
-        ))
-    })?;
-    validate::pg_identifier(name, &format!("{what} name"))?;
-    Ok(name)
 }
 
 /// The index range of one page of `names` (sorted) after `marker`, with whether another page

@@ -14,7 +14,7 @@ use trove_common::{
 };
 use uuid::Uuid;
 
-use super::{entry_name, lock_available, page, user_in_path, visible};
+use super::{lock_available, page, user_in_path, visible};
 use crate::{
     account_ops,
     error::{ApiError, ApiResult},
@@ -103,7 +103,7 @@ fn granted(entry: &Map<String, Value>, user: &str, have: &Accounts) -> ApiResult
     let mut seen = HashSet::with_capacity(listed.len());
     let mut out = Vec::with_capacity(listed.len());
     for d in listed {
-        let name = entry_name(d, &format!("database of user '{user}'"))?;
+        let name = validate::entry_name(d, &format!("database of user '{user}'"))?;
         if !have.has_database(name) {
             return Err(ApiError::NotFound(format!(
                 "Database {name} cannot be found on the instance."
@@ -116,6 +116,48 @@ fn granted(entry: &Map<String, Value>, user: &str, have: &Accounts) -> ApiResult
     Ok(out)
 }
 
+/// The `users` list of a create (`new`) or of a password change: each user named once, with its
+/// password sealed for the taskmanager. New users must not exist and get the databases they list;
+/// the others must exist.
+fn parse_users(
+    state: &AppState,
+    obj: &Map<String, Value>,
+    instance: Uuid,
+    have: &Accounts,
+    new: bool,
+) -> ApiResult<Vec<NewAccountUser>> {
+    let listed = validate::list(obj, "users", "users", limits::USERS)?;
+    if listed.is_empty() {
+        return Err(bad("Validation error: 'users' must list at least one user"));
+    }
+    let mut seen = HashSet::with_capacity(listed.len());
+    let mut users = Vec::with_capacity(listed.len());
+    for u in listed {
+        let name = validate::entry_name(u, "user")?;
+        if !seen.insert(name) {
+            return Err(bad(format!("User '{name}' is listed twice.")));
+        }
+        let entry = u.as_object().expect("entry_name found a name in an object");
+        let databases = if new {
+            if have.user(name).is_some() {
+                return Err(bad(format!(
+                    "A user with the name '{name}' already exists."
+                )));
+            }
+            granted(entry, name, have)?
+        } else {
+            reported_user(have, name, instance)?;
+            Vec::new()
+        };
+        users.push(NewAccountUser {
+            password: sealed_password(state, instance, name, entry.get("password"))?,
+            databases,
+            name: name.to_string(),
+        });
+    }
+    Ok(users)
+}
+
 async fn create_users(
     State(state): State<AppState>,
     dispatch: Dispatch,
@@ -123,40 +165,12 @@ async fn create_users(
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
     let obj = body.as_object().expect("JsonBody only yields objects");
-    let listed = validate::list(obj, "users", "users", limits::USERS)?;
-    if listed.is_empty() {
-        return Err(bad("Validation error: 'users' must list at least one user"));
-    }
     options::refuse_entry_options(obj)?;
     let (mut tx, inst) = lock_available(&state, &tenant, &id).await?;
     let have = account_ops::reported(&mut tx, inst.id).await?;
-    let mut seen = HashSet::with_capacity(listed.len());
-    let mut users = Vec::with_capacity(listed.len());
-    for u in listed {
-        let name = entry_name(u, "user")?;
-        if !seen.insert(name) {
-            return Err(bad(format!("User '{name}' is listed twice.")));
-        }
-        if have.user(name).is_some() {
-            return Err(bad(format!(
-                "A user with the name '{name}' already exists."
-            )));
-        }
-        let entry = u.as_object().expect("entry_name found a name in an object");
-        users.push(NewAccountUser {
-            password: sealed_password(&state, inst.id, name, entry.get("password"))?,
-            databases: granted(entry, name, &have)?,
-            name: name.to_string(),
-        });
-    }
-    account_ops::submit(
-        &state,
-        dispatch,
-        tx,
-        inst.id,
-        AccountOp::CreateUsers { users },
-    )
-    .await?;
+    let users = parse_users(&state, obj, inst.id, &have, true)?;
+    let op = AccountOp::CreateUsers { users };
+    account_ops::submit(&state, dispatch, tx, inst.id, op).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -168,27 +182,10 @@ async fn change_passwords(
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
     let obj = body.as_object().expect("JsonBody only yields objects");
-    let listed = validate::list(obj, "users", "users", limits::USERS)?;
-    if listed.is_empty() {
-        return Err(bad("Validation error: 'users' must list at least one user"));
-    }
     options::refuse_entry_options(obj)?;
     let (mut tx, inst) = lock_available(&state, &tenant, &id).await?;
     let have = account_ops::reported(&mut tx, inst.id).await?;
-    let mut seen = HashSet::with_capacity(listed.len());
-    let mut users = Vec::with_capacity(listed.len());
-    for u in listed {
-        let name = entry_name(u, "user")?;
-        if !seen.insert(name) {
-            return Err(bad(format!("User '{name}' is listed twice.")));
-        }
-        reported_user(&have, name, inst.id)?;
-        users.push(NewAccountUser {
-            password: sealed_password(&state, inst.id, name, u.get("password"))?,
-            databases: Vec::new(),
-            name: name.to_string(),
-        });
-    }
+    let users = parse_users(&state, obj, inst.id, &have, false)?;
     let op = AccountOp::ChangePasswords { users };
     account_ops::submit(&state, dispatch, tx, inst.id, op).await?;
     Ok(StatusCode::ACCEPTED)

@@ -30,18 +30,6 @@ use crate::{
     views::Links,
 };
 
-/// The `name` of a database or user entry, which must be a PostgreSQL identifier tenants may
-/// create.
-fn entry_name<'a>(entry: &'a Value, what: &str) -> ApiResult<&'a str> {
-    let name = entry.get("name").and_then(Value::as_str).ok_or_else(|| {
-        bad(format!(
-            "Validation error: each {what} needs a 'name' string"
-        ))
-    })?;
-    validate::pg_identifier(name, &format!("{what} name"))?;
-    Ok(name)
-}
-
 /// A user of a create body, its password still in clear; it is sealed once the instance has an
 /// id ([`NewUser::seal`]), so the clear text never leaves this request.
 struct NewUser {
@@ -76,7 +64,7 @@ fn parse_databases_and_users(
     let mut db_names = HashSet::with_capacity(listed.len());
     let mut dbs = Vec::with_capacity(listed.len());
     for d in listed {
-        let name = entry_name(d, "database")?;
+        let name = validate::entry_name(d, "database")?;
         if !db_names.insert(name) {
             return Err(bad(format!("Database '{name}' is listed twice.")));
         }
@@ -86,7 +74,7 @@ fn parse_databases_and_users(
     let mut user_names = HashSet::with_capacity(listed.len());
     let mut users = Vec::with_capacity(listed.len());
     for u in listed {
-        let name = entry_name(u, "user")?;
+        let name = validate::entry_name(u, "user")?;
         let password = validate::password(u.get("password"), name)?;
         let granted_list = match u.as_object() {
             Some(o) => validate::list(

@@ -9,8 +9,9 @@ use crate::secrets::Sealed;
 /// The name of the instance administrator `root enable` creates (Trove's root user).
 pub const ROOT_USER: &str = "root";
 
-/// At most this many databases and users in a report; a guest that reports more is refused,
-/// so a tenant's catalog cannot grow the control database without bound.
+/// At most this many databases, users, and databases per user in a report: the guest reports
+/// the first ones (by name) of a larger catalog, and a report with more is refused, so a
+/// tenant's catalog cannot grow the control database without bound.
 pub const MAX_REPORTED: usize = 1000;
 /// PostgreSQL's NAMEDATALEN - 1: no reported name can be longer.
 pub const MAX_NAME_BYTES: usize = 63;
@@ -45,12 +46,10 @@ impl Accounts {
                 self.users.len()
             ));
         }
-        if self
-            .users
-            .iter()
-            .any(|u| u.databases.len() > self.databases.len())
-        {
-            return Err("a user has access to more databases than exist".into());
+        if self.users.iter().any(|u| u.databases.len() > MAX_REPORTED) {
+            return Err(format!(
+                "a user has access to more than {MAX_REPORTED} databases"
+            ));
         }
         for n in names {
             if n.is_empty() || n.len() > MAX_NAME_BYTES || n.contains('\0') {
@@ -179,7 +178,7 @@ mod tests {
         a.databases.push("x".repeat(64));
         assert!(a.check().is_err());
         a.databases.pop();
-        a.users[0].databases = vec!["app".into(), "b".into()];
+        a.users[0].databases = (0..=MAX_REPORTED).map(|i| format!("d{i}")).collect();
         assert!(a.check().is_err());
         let many = Accounts {
             databases: (0..=MAX_REPORTED).map(|i| format!("d{i}")).collect(),

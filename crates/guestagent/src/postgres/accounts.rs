@@ -55,7 +55,7 @@ impl Cluster {
     /// the `postgres` and template databases are left out, as Trove's `ignore_users`/`ignore_dbs`.
     pub async fn read_accounts(&self) -> anyhow::Result<Accounts> {
         let mut conn = self.connect().await?;
-        let limit = (MAX_REPORTED + 1) as i64;
+        let limit = MAX_REPORTED as i64;
         let databases: Vec<String> = sqlx::query_scalar(
             "SELECT datname FROM pg_database \
              WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY datname LIMIT $1",
@@ -80,7 +80,7 @@ impl Cluster {
         let mut users: Vec<AccountUser> = Vec::new();
         for (user, db) in rows {
             if users.last().map(|u| &u.name) != Some(&user) {
-                if users.len() > MAX_REPORTED {
+                if users.len() == MAX_REPORTED {
                     break;
                 }
                 users.push(AccountUser {
@@ -88,7 +88,9 @@ impl Cluster {
                     databases: Vec::new(),
                 });
             }
-            if let (Some(db), Some(u)) = (db, users.last_mut()) {
+            if let (Some(db), Some(u)) = (db, users.last_mut())
+                && u.databases.len() < MAX_REPORTED
+            {
                 u.databases.push(db);
             }
         }

@@ -30,9 +30,7 @@ impl TaskManager {
         if let Some(address) = &payload.address {
             check_address(address)?;
         }
-        if let Some(a) = &payload.accounts {
-            a.check().map_err(super::Refused)?;
-        }
+
         let mut tx = self.pool.begin().await?;
         let Some(inst) = lock_reported(&mut tx, sender, instance_id).await? else {
             return Ok(());
@@ -44,8 +42,13 @@ impl TaskManager {
         if let (Some(addr), Some(port)) = (&payload.address, payload.port) {
             instances::set_endpoint(&mut tx, instance_id, addr, port).await?;
         }
-        if let Some(a) = &payload.accounts {
-            account_ops::store_reported(&mut tx, instance_id, a, sent).await?;
+        // A catalog the conductor will not store does not cost the instance its status.
+        match payload.accounts.as_ref().map(|a| (a, a.check())) {
+            Some((a, Ok(()))) => account_ops::store_reported(&mut tx, instance_id, a, sent).await?,
+            Some((_, Err(why))) => {
+                tracing::warn!(instance.id = %instance_id, reason = %why, "reported accounts ignored");
+            }
+            None => {}
         }
         let sent_at = DateTime::<Utc>::from_timestamp_micros((sent * 1e6) as i64);
         let after_task_start = match (sent_at, inst.task_start_time) {

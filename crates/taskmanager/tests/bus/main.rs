@@ -2,6 +2,7 @@
 //! own broker credentials (issued by `host-add`) let them do, what the conductor accepts from
 //! them, and how failing messages and future timestamps are kept from stalling it.
 
+mod accounts;
 mod identity;
 mod poison;
 mod support;

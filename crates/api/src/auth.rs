@@ -64,6 +64,19 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// Admin-only operations: 403 in Trove's words (`PolicyNotAuthorized`) for anyone else.
+    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "Policy doesn't allow {action} to be performed."
+            )))
+        }
+    }
+}
+
 /// The caller of a route behind [`require_token`]; a route outside it is a bug, answered as 500.
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod instance_status;
 pub mod limits;
 pub mod path_params;
+pub mod quota;
 pub mod recovery_request;
 pub mod recovery_window;
 pub mod request_id;

@@ -22,7 +22,7 @@ use crate::{
     db::{backups, catalog, instances, retention},
     error::{ApiError, ApiResult},
     extract::JsonBody,
-    limits,
+    limits, quota,
     recovery_request::{self, BackupUse, PointInTime},
     routes::{deadline_in, dispatch::Dispatch},
     state::AppState,
@@ -228,6 +228,14 @@ pub(super) async fn create_instance(
         )));
     }
 
+    // Last before the insert: the project's quota stays locked until the commit.
+    let delta = quota::Amounts {
+        instances: 1,
+        volumes: volume_size.map_or(0, i64::from),
+        ram: i64::from(flavor.ram),
+        ..quota::Amounts::default()
+    };
+    quota::check(&mut tx, &tenant, &state.config.quotas, &delta).await?;
     let id = Uuid::new_v4();
     let sealing_key = state
         .config

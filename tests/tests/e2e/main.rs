@@ -1,6 +1,7 @@
 //! End-to-end tests: the three daemons on the real broker, control database and managed servers.
 
 mod access;
+mod all_projects;
 mod api_basics;
 mod api_surface;
 mod exposure;
@@ -8,8 +9,10 @@ mod faults;
 mod hostile_input;
 mod lifecycle;
 mod openapi;
+mod operator;
 mod pitr;
 mod pitr_refusals;
+mod quotas;
 mod recover;
 mod refusals;
 mod restore;

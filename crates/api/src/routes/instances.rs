@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
     auth::Caller,
-    db::{instances, retention as retention_db, wal},
+    db::{instance_detail, instances, retention as retention_db},
     error::{ApiError, ApiResult},
     extract::{JsonBody, Paging},
     retention,
@@ -93,7 +93,8 @@ async fn list_instances<const DETAIL: bool>(
     Ok(Json(body))
 }
 
-/// The detail view of one instance, with its recoverable window, as `audience` may see it.
+/// The detail view of one instance, with its recoverable window, as `audience` may see it: one
+/// statement against the control database.
 async fn detail_json(
     state: &AppState,
     links: &Links,
@@ -101,18 +102,16 @@ async fn detail_json(
     audience: Audience,
 ) -> ApiResult<Value> {
     let mut conn = state.pool.acquire().await?;
-    let row = instances::find(&mut conn, id, Some(&links.tenant))
+    let d = instance_detail::find(&mut conn, id, Some(&links.tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
     let expiry = state.config.agent_heartbeat_expiry_secs;
-    let mut v = views::instance_detail(&row, links, expiry, audience);
-    let window = wal::window_of(&mut conn, id, None).await?;
-    v["recovery_window"] = window.map(|(w, _)| w.summary()).unwrap_or(Value::Null);
-    let default = retention_db::default_policy(&mut conn).await?;
+    let mut v = views::instance_detail(&d.row, links, expiry, audience);
+    v["recovery_window"] = d.window.map(|w| w.summary()).unwrap_or(Value::Null);
     v["retention"] = retention::view(
-        row.retention_window_secs,
-        row.retention_min_backups,
-        default,
+        d.row.retention_window_secs,
+        d.row.retention_min_backups,
+        d.default_retention,
     );
     Ok(v)
 }

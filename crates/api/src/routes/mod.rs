@@ -7,7 +7,10 @@ pub mod dispatch;
 pub mod flavors;
 pub mod instance_actions;
 pub mod instances;
+pub mod limits;
+pub mod mgmt_instances;
 pub mod openapi;
+pub mod quotas;
 pub mod recover;
 pub mod recovery_window;
 pub mod table;
@@ -33,6 +36,9 @@ pub fn tenant() -> Routes {
         .merge(backups::routes())
         .merge(datastores::routes())
         .merge(flavors::routes())
+        .merge(mgmt_instances::routes())
+        .merge(quotas::routes())
+        .merge(limits::routes())
 }
 
 /// Every (method, path) the API serves, sorted: what the OpenAPI document must describe.

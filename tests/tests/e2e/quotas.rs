@@ -5,8 +5,9 @@ use anyhow::Result;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use trove_e2e::{
-    API_ONLY, Stack, TENANT_A, TENANT_B, TOKEN_A, TOKEN_ADMIN, envelope::assert_fault,
-    fixtures::idle_instance,
+    API_ONLY, Stack, TENANT_A, TENANT_B, TOKEN_A, TOKEN_ADMIN,
+    envelope::assert_fault,
+    fixtures::{backup_row, idle_instance, pg_version},
 };
 
 fn quota_path(project: &str) -> String {
@@ -170,6 +171,32 @@ async fn creates_over_quota_are_413_and_usage_follows_deletes() -> Result<()> {
     set_quotas(&stack, json!({"instances": -1})).await?;
     let first = idle_instance(&stack, TENANT_A, Some(1)).await?;
     let second = idle_instance(&stack, TENANT_A, Some(1)).await?;
+
+    // A restore from a backup is an instance create like any other.
+    let dsv = pg_version(&stack, Some("15")).await?;
+    let done = backup_row(
+        &stack,
+        TENANT_A,
+        first,
+        "COMPLETED",
+        dsv,
+        chrono::Utc::now(),
+        None,
+    )
+    .await?;
+    let (in_use, _) = usage(&stack, "instances").await?;
+    set_quotas(&stack, json!({"instances": in_use, "volumes": -1})).await?;
+    let mut restore = create_body("restored", 1);
+    restore["instance"]["restorePoint"] = json!({"backupRef": done});
+    let instances = stack.count("instances").await?;
+    let (status, v) = stack.post_a("/instances", restore).await?;
+    assert_over(status, &v, "['instances']");
+    assert_eq!(stack.count("instances").await?, instances);
+    sqlx::query("DELETE FROM backups WHERE id = $1")
+        .bind(done)
+        .execute(&stack.pool)
+        .await?;
+    set_quotas(&stack, json!({"instances": -1})).await?;
     let backup = |instance| json!({"backup": {"name": "b", "instance": instance}});
     let (status, v) = stack.post_a("/backups", backup(first)).await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");

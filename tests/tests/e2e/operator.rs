@@ -52,6 +52,11 @@ async fn reset_status_is_admin_only_and_clears_task_backups_and_recovery() -> Re
     .execute(&stack.pool)
     .await?;
 
+    // The create's message leaves the outbox in the background; the snapshot counts the outbox.
+    wait_until("the outbox to drain", Duration::from_secs(30), || async {
+        Ok((stack.count("outbox").await? == 0).then_some(()))
+    })
+    .await?;
     // A member may not reset, and the refusal changes nothing.
     let before = stack.snapshot(id).await?;
     let (status, resp) = stack

@@ -65,6 +65,13 @@ impl Caller {
 }
 
 impl Caller {
+    /// Whose rows a lookup by id may find: the path's project, or (for admins, as Trove's
+    /// `find_by` lets them) any project's, so an admin's client reaches an instance by its id
+    /// alone.
+    pub fn scope<'a>(&self, path_tenant: &'a str) -> Option<&'a str> {
+        (!self.is_admin).then_some(path_tenant)
+    }
+
     /// Admin-only operations: 403 in Trove's words (`PolicyNotAuthorized`) for anyone else.
     pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
         if self.is_admin {

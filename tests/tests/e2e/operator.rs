@@ -8,16 +8,20 @@ use anyhow::Result;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use trove_e2e::{
-    ALL, API_ONLY, Stack, TENANT_A, TOKEN_ADMIN,
+    ALL, API_ONLY, Stack, TENANT_A, TENANT_B, TOKEN_ADMIN, TOKEN_B,
     envelope::assert_fault,
     fixtures::{backup_row, pg_version},
     wait_until,
 };
 use uuid::Uuid;
 
-/// Posts `body` to tenant A's instance action as the admin.
+/// The admin token's project.
+const ADMIN: &str = "admin";
+
+/// Posts `body` to an instance's action as the admin, under the admin's own project, as the
+/// CLI does with an admin's endpoint: admins reach any project's instance by id.
 async fn admin_action(stack: &Stack, id: Uuid, body: Value) -> Result<(StatusCode, Value)> {
-    let path = format!("/v1.0/{TENANT_A}/instances/{id}/action");
+    let path = format!("/v1.0/{ADMIN}/instances/{id}/action");
     stack
         .call(Method::POST, &path, Some(TOKEN_ADMIN), Some(body))
         .await
@@ -97,6 +101,27 @@ async fn reset_status_is_admin_only_and_clears_task_backups_and_recovery() -> Re
     assert_eq!(b["backup"]["status"], "COMPLETED", "{b}");
     assert_eq!(stack.recovery_state(&recovery.to_string()).await?, "FAILED");
 
+    // Only admins reach another project's instance by id.
+    let foreign = format!("/v1.0/{TENANT_B}/instances/{id}");
+    let (status, resp) = stack
+        .call(Method::GET, &foreign, Some(TOKEN_B), None)
+        .await?;
+    assert_fault(
+        status,
+        &resp,
+        StatusCode::NOT_FOUND,
+        "another project's instance",
+    );
+    let (status, resp) = stack
+        .call(Method::DELETE, &foreign, Some(TOKEN_B), None)
+        .await?;
+    assert_fault(
+        status,
+        &resp,
+        StatusCode::NOT_FOUND,
+        "another project's delete",
+    );
+
     // Now it can be deleted, which a BUILD instance could not.
     let (status, resp) = stack
         .call_a(Method::DELETE, &format!("/instances/{id}"), None)
@@ -140,11 +165,18 @@ async fn force_delete_removes_an_instance_stuck_on_a_dead_host() -> Result<()> {
         "delete in BUILD",
     );
 
-    // What the CLI's force delete sends.
+    // What the CLI's force delete sends, from the admin's own project: a lookup, the reset,
+    // the delete.
+    let admin_path = format!("/v1.0/{ADMIN}/instances/{id}");
+    let (status, shown) = stack
+        .call(Method::GET, &admin_path, Some(TOKEN_ADMIN), None)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["instance"]["status"], "BUILD", "{shown}");
     let (status, resp) = admin_action(&stack, id, json!({"reset_status": {}})).await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
     let (status, resp) = stack
-        .call_a(Method::DELETE, &format!("/instances/{id}"), None)
+        .call(Method::DELETE, &admin_path, Some(TOKEN_ADMIN), None)
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{resp}");
 

@@ -22,7 +22,7 @@ use crate::{
     retention,
     state::AppState,
     validate::{self, bad},
-    views::{self, Audience, Links},
+    views::{self, Links},
 };
 
 pub fn routes() -> Routes {
@@ -99,10 +99,11 @@ async fn detail_json(
     state: &AppState,
     links: &Links,
     id: Uuid,
-    audience: Audience,
+    caller: &Caller,
 ) -> ApiResult<Value> {
+    let audience = caller.audience();
     let mut conn = state.pool.acquire().await?;
-    let d = instance_detail::find(&mut conn, id, Some(&links.tenant))
+    let d = instance_detail::find(&mut conn, id, caller.scope(&links.tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
     let expiry = state.config.agent_heartbeat_expiry_secs;
@@ -123,7 +124,7 @@ async fn show_instance(
     links: Links,
 ) -> ApiResult<Json<Value>> {
     let id = path_uuid(&id)?;
-    let detail = detail_json(&state, &links, id, caller.audience()).await?;
+    let detail = detail_json(&state, &links, id, &caller).await?;
     Ok(Json(json!({ "instance": detail })))
 }
 
@@ -209,12 +210,13 @@ async fn update_instance(
 
 async fn delete_instance(
     State(state): State<AppState>,
+    caller: Caller,
     dispatch: Dispatch,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let id = path_uuid(&id)?;
     let mut tx = state.pool.begin().await?;
-    let inst = instances::lock(&mut tx, id, Some(&tenant))
+    let inst = instances::lock(&mut tx, id, caller.scope(&tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
     let task = InstanceTask::from_code(inst.task_id).unwrap_or(InstanceTask::None);

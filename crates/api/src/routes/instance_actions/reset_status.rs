@@ -40,7 +40,8 @@ pub(super) async fn reset_status(
         ));
     }
     let mut tx = state.pool.begin().await?;
-    let inst = instances::lock(&mut tx, id, Some(tenant))
+    // Admins reach any project's instance by id, as the CLI's lookup before the action does.
+    let inst = instances::lock(&mut tx, id, caller.scope(tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
     instances::set_task(&mut tx, id, InstanceTask::None, None).await?;

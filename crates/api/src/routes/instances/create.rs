@@ -284,7 +284,7 @@ pub(super) async fn create_instance(
     };
     dispatch.send(tx, &method).await?;
     tracing::info!(instance.id = %id, "instance create accepted");
-    let detail = detail_json(&state, &links, id, caller.audience()).await?;
+    let detail = detail_json(&state, &links, id, &caller).await?;
     Ok(Json(json!({ "instance": detail })))
 }
 

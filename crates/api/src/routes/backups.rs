@@ -310,3 +310,38 @@ async fn delete_backup(
         .await?;
     Ok(StatusCode::ACCEPTED)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paging(params: &[(&str, &str)]) -> Paging {
+        Paging {
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Paging::default()
+        }
+    }
+
+    #[test]
+    fn project_id_wins_over_all_projects_and_either_widens_the_list() {
+        let own = paging(&[]);
+        let scope = ProjectScope::parse(&own).ok();
+        assert_eq!(scope.as_ref().map(|s| s.tenant("a")), Some(Some("a")));
+        assert!(!scope.is_some_and(|s| s.widened()));
+
+        let all = paging(&[("all_projects", "True")]);
+        let scope = ProjectScope::parse(&all).ok();
+        assert_eq!(scope.as_ref().map(|s| s.tenant("a")), Some(None));
+        assert!(scope.is_some_and(|s| s.widened()));
+
+        let one = paging(&[("all_projects", "false"), ("project_id", "b")]);
+        let scope = ProjectScope::parse(&one).ok();
+        assert_eq!(scope.as_ref().map(|s| s.tenant("a")), Some(Some("b")));
+        assert!(scope.is_some_and(|s| s.widened()));
+
+        assert!(ProjectScope::parse(&paging(&[("all_projects", "maybe")])).is_err());
+    }
+}

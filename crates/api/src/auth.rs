@@ -64,6 +64,26 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// Whose rows a lookup by id may find: the path's project, or (for admins, as Trove's
+    /// `find_by` lets them) any project's, so an admin's client reaches an instance by its id
+    /// alone.
+    pub fn scope<'a>(&self, path_tenant: &'a str) -> Option<&'a str> {
+        (!self.is_admin).then_some(path_tenant)
+    }
+
+    /// Admin-only operations: 403 in Trove's words (`PolicyNotAuthorized`) for anyone else.
+    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "Policy doesn't allow {action} to be performed."
+            )))
+        }
+    }
+}
+
 /// The caller of a route behind [`require_token`]; a route outside it is a bug, answered as 500.
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;

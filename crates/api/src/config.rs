@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::quota::QuotaDefaults;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use trove_common::{
@@ -35,6 +36,8 @@ pub struct ApiConfig {
     /// The taskmanager's public key (base64, printed by `trove-manage keygen`). Passwords in a
     /// create are sealed for it before they are written to the outbox. Required.
     pub taskmanager_public_key: Option<PublicKey>,
+    /// The quotas of a project that has none of its own (`[quotas]`; -1 = unlimited).
+    pub quotas: QuotaDefaults,
     pub database: DatabaseConfig,
     pub amqp: AmqpConfig,
 }
@@ -52,6 +55,7 @@ impl Default for ApiConfig {
             guest_wait_secs: 15,
             default_datastore: "postgresql".into(),
             taskmanager_public_key: None,
+            quotas: QuotaDefaults::default(),
             database: DatabaseConfig::default(),
             amqp: AmqpConfig::default(),
         }
@@ -66,6 +70,15 @@ impl ApiConfig {
                 "taskmanager_public_key is not set: give trove-api the public key printed by \
                  `trove-manage keygen` for the taskmanager (TROVE_API__TASKMANAGER_PUBLIC_KEY)"
             );
+        }
+        for r in crate::quota::RESOURCES {
+            let v = self.quotas.get(r);
+            if !(-1..=i64::from(i32::MAX)).contains(&v) {
+                bail!(
+                    "quotas.{r} is {v}: a quota is -1 (unlimited) or a count from 0 to {}",
+                    i32::MAX
+                );
+            }
         }
         Ok(())
     }

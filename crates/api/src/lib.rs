@@ -10,6 +10,7 @@ pub mod extract;
 pub mod instance_status;
 pub mod limits;
 pub mod path_params;
+pub mod quota;
 pub mod recovery_request;
 pub mod recovery_window;
 pub mod request_id;
@@ -60,7 +61,8 @@ pub async fn run(
 ) -> Result<()> {
     config.validate()?;
     let tokens = Tokens::load(&config.token_file)?;
-    let pool = control_db::connect(&config.database).await?;
+    // One round trip per read: no ping before each use of a pooled connection.
+    let pool = control_db::connect_unpinged(&config.database).await?;
     schema::ensure_current(&pool).await?;
     let bus = Bus::connect(&config.amqp).await?;
     let state = AppState {

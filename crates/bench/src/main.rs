@@ -11,7 +11,10 @@
 //! store holding the same objects, and (PostgreSQL alone) from local files. Prints a table and one
 //! JSON line. Run as root (the driver switches to the `postgres` user itself) or as the `postgres`
 //! user; see `scripts/bench.sh`.
+//!
+//! `trove-bench api` measures the API instead (see [`api`] and `scripts/bench-api.sh`).
 
+mod api;
 mod args;
 mod local;
 mod pgbench;
@@ -29,6 +32,11 @@ use trove_guestagent::testkit::TestRoot;
 #[tokio::main]
 async fn main() -> Result<()> {
     trove_common::telemetry::init("warn");
+    let mut argv = std::env::args().skip(1).peekable();
+    if argv.peek().map(String::as_str) == Some("api") {
+        argv.next();
+        return api::main(argv).await;
+    }
     let Some(args) = args::parse(std::env::args().skip(1))? else {
         return Ok(());
     };

@@ -8,9 +8,22 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 use crate::config::DatabaseConfig;
 
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool> {
+    open(cfg, true).await
+}
+
+/// As [`connect`], without sqlx's ping of an idle connection before each use: for trove-api,
+/// where it would be a second round trip on every request (a show is one statement). A
+/// connection that broke while idle (the database restarted) then fails the one request that
+/// draws it, and the pool replaces it.
+pub async fn connect_unpinged(cfg: &DatabaseConfig) -> Result<PgPool> {
+    open(cfg, false).await
+}
+
+async fn open(cfg: &DatabaseConfig, ping_before_use: bool) -> Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_secs))
+        .test_before_acquire(ping_before_use)
         .connect(&cfg.url)
         .await
         .with_context(|| format!("connecting to the control database at {}", redact(&cfg.url)))

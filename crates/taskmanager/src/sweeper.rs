@@ -40,6 +40,7 @@ impl TaskManager {
         )
         .await?;
         self.expire_tasks().await?;
+        self.delete_on_dead_hosts().await?;
         self.expire_recoveries().await?;
         let mut conn = self.pool.acquire().await?;
         for (id, instance) in backups::fail_overdue(&mut conn).await? {
@@ -87,6 +88,20 @@ impl TaskManager {
             instances::set_task(&mut tx, inst.id, task).await?;
             faults::record(&mut tx, inst.id, code, message, "task deadline passed").await?;
             tracing::warn!(instance.id = %inst.id, task = ?task, "task deadline passed");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A delete whose host died before it answered completes without the host, as a delete
+    /// sent while the host was already silent does (`delete_instance`): a stuck instance can
+    /// always be deleted.
+    async fn delete_on_dead_hosts(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let expiry = self.config.host_heartbeat_expiry_secs;
+        for id in instances::deleting_on_dead_hosts(&mut tx, expiry).await? {
+            instances::mark_deleted(&mut tx, id).await?;
+            tracing::warn!(instance.id = %id, "host is silent: instance deleted now, its server is removed when the host returns");
         }
         tx.commit().await?;
         Ok(())

@@ -2,6 +2,7 @@
 
 mod access;
 mod accounts;
+mod all_projects;
 mod api_basics;
 mod api_surface;
 mod cli;
@@ -10,8 +11,10 @@ mod faults;
 mod hostile_input;
 mod lifecycle;
 mod openapi;
+mod operator;
 mod pitr;
 mod pitr_refusals;
+mod quotas;
 mod recover;
 mod refusals;
 mod restore;

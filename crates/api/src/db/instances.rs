@@ -40,9 +40,14 @@ pub struct InstanceRow {
     /// The instance's retention override (null = the operator's default for that key).
     pub retention_window_secs: Option<i64>,
     pub retention_min_backups: Option<i32>,
+    /// What admins see besides (the management view).
+    pub host: Option<String>,
+    pub deleted: bool,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub task_description: String,
 }
 
-const SELECT: &str = r#"
+pub(super) const COLUMNS: &str = r#"
 SELECT i.id, i.name, i.tenant_id, i.flavor_id, i.volume_size, i.task_id, i.address, i.port,
        i.access, i.region_id, i.created, i.updated,
        s.status_id, s.updated_at AS status_updated,
@@ -54,7 +59,11 @@ SELECT i.id, i.name, i.tenant_id, i.flavor_id, i.volume_size, i.task_id, i.addre
        r.backup_id AS recovery_backup_id,
        EXISTS (SELECT 1 FROM backups b WHERE b.instance_id = i.id AND NOT b.deleted
                AND b.state = ANY($1)) AS backup_running,
-       i.retention_window_secs, i.retention_min_backups
+       i.retention_window_secs, i.retention_min_backups,
+       i.host, i.deleted, i.deleted_at, i.task_description
+"#;
+
+pub(super) const FROM: &str = r#"
 FROM instances i
 JOIN service_statuses s ON s.instance_id = i.id
 JOIN datastore_versions dv ON dv.id = i.datastore_version_id
@@ -63,10 +72,9 @@ LEFT JOIN LATERAL (SELECT message, created, details, error_code FROM instance_fa
                    WHERE instance_id = i.id AND NOT deleted ORDER BY created DESC LIMIT 1) f ON true
 LEFT JOIN LATERAL (SELECT id, phase, progress, backup_id FROM recoveries
                    WHERE instance_id = i.id AND state = ANY($2) LIMIT 1) r ON true
-WHERE NOT i.deleted
 "#;
 
-/// `sql` (which extends [`SELECT`]) with the states `SELECT` reads bound as `$1` and `$2`; the
+/// `sql` (which extends [`COLUMNS`] and [`FROM`]) with the states they read bound as `$1` and `$2`; the
 /// caller's own parameters start at `$3`.
 fn select(sql: &str) -> QueryAs<'_, Postgres, InstanceRow, PgArguments> {
     sqlx::query_as(sql)
@@ -80,7 +88,9 @@ pub async fn find(
     id: Uuid,
     tenant: Option<&str>,
 ) -> sqlx::Result<Option<InstanceRow>> {
-    let sql = format!("{SELECT} AND i.id = $3 AND ($4::text IS NULL OR i.tenant_id = $4)");
+    let sql = format!(
+        "{COLUMNS}{FROM} WHERE NOT i.deleted AND i.id = $3 AND ($4::text IS NULL OR i.tenant_id = $4)"
+    );
     select(&sql)
         .bind(id)
         .bind(tenant)
@@ -96,10 +106,34 @@ pub async fn list(
     limit: i64,
 ) -> sqlx::Result<Vec<InstanceRow>> {
     let sql = format!(
-        "{SELECT} AND i.tenant_id = $3 AND ($4::uuid IS NULL OR i.id > $4) ORDER BY i.id LIMIT $5"
+        "{COLUMNS}{FROM} WHERE NOT i.deleted AND i.tenant_id = $3 AND ($4::uuid IS NULL OR i.id > $4) \
+         ORDER BY i.id LIMIT $5"
     );
     select(&sql)
         .bind(tenant)
+        .bind(marker)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// The management listing: every project's instances (or `project`'s), deleted ones too unless
+/// `deleted` says otherwise, paged by id as [`list`] is.
+pub async fn list_all(
+    conn: &mut PgConnection,
+    project: Option<&str>,
+    deleted: Option<bool>,
+    marker: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<InstanceRow>> {
+    let sql = format!(
+        "{COLUMNS}{FROM} WHERE ($3::text IS NULL OR i.tenant_id = $3) \
+         AND ($4::boolean IS NULL OR i.deleted = $4) AND ($5::uuid IS NULL OR i.id > $5) \
+         ORDER BY i.id LIMIT $6"
+    );
+    select(&sql)
+        .bind(project)
+        .bind(deleted)
         .bind(marker)
         .bind(limit)
         .fetch_all(conn)

@@ -2,7 +2,9 @@
 
 pub mod backups;
 pub mod catalog;
+pub mod instance_detail;
 pub mod instances;
+pub mod quotas;
 pub mod recoveries;
 pub mod retention;
 pub mod wal;

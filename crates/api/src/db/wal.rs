@@ -12,8 +12,9 @@ use crate::{
     recovery_window::{BackupPoint, Window, timeline_number, window},
 };
 
-#[derive(sqlx::FromRow)]
-struct TimelineRow {
+/// A `wal_timelines` row, read as a row or from a JSON aggregate of rows.
+#[derive(sqlx::FromRow, serde::Deserialize)]
+pub(crate) struct TimelineRow {
     timeline: i32,
     parent_timeline: Option<i32>,
     switch_lsn: Option<String>,
@@ -26,7 +27,7 @@ struct TimelineRow {
 
 impl TimelineRow {
     /// None when the row's timeline or parent cannot be a timeline.
-    fn into_timeline(self) -> Option<WalTimeline> {
+    pub(crate) fn into_timeline(self) -> Option<WalTimeline> {
         let parent = match self.parent_timeline {
             Some(p) => Some(timeline_number(p.into())?),
             None => None,

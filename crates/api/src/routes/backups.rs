@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 use super::{availability::ensure_available, dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
+    auth::Caller,
     db::{backups, instances},
     error::{ApiError, ApiResult},
     extract::{JsonBody, Paging},
-    limits,
+    limits, quota,
     state::AppState,
     validate::{self, bad},
     views::{self, Links},
@@ -36,6 +37,7 @@ pub fn routes() -> Routes {
 /// Newest first; the marker is an offset, as in Trove.
 async fn list_page(
     state: &AppState,
+    caller: &Caller,
     links: &Links,
     paging: &Paging,
     instance_id: Option<Uuid>,
@@ -55,8 +57,17 @@ async fn list_page(
         ),
         (None, None) => None,
     };
+    // Trove's `all_projects` and `project_id` (policy `backup:index:all_projects`, admin); the
+    // per-instance route reads neither.
+    let scope = match instance_id {
+        Some(_) => ProjectScope::default(),
+        None => ProjectScope::parse(paging)?,
+    };
+    if scope.widened() {
+        caller.require_admin("backup:index:all_projects")?;
+    }
     let filter = backups::ListFilter {
-        tenant: Some(&links.tenant),
+        tenant: scope.tenant(&links.tenant),
         instance_id: instance_filter,
         datastore: paging.param("datastore"),
     };
@@ -78,22 +89,82 @@ async fn list_page(
         if let Some(d) = filter.datastore {
             filters.push(("datastore", d));
         }
+        if scope.all_projects {
+            filters.push(("all_projects", "True"));
+        }
+        if let Some(p) = scope.project_id {
+            filters.push(("project_id", p));
+        }
         let next = offset.saturating_add(limit);
         body["links"] = links.next_page(path, limit, next, &filters);
     }
     Ok(Json(body))
 }
 
+/// Whose backups a list shows: the path's project, another one, or all.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ProjectScope<'a> {
+    all_projects: bool,
+    project_id: Option<&'a str>,
+}
+
+impl<'a> ProjectScope<'a> {
+    fn parse(paging: &'a Paging) -> ApiResult<Self> {
+        let all_projects = match paging.param("all_projects") {
+            None => false,
+            Some(v) => bool_from_string(v).ok_or_else(|| {
+                bad(format!(
+                    "all_projects must be true or false, got '{}'.",
+                    validate::printable(v)
+                ))
+            })?,
+        };
+        let project_id = paging.param("project_id").filter(|p| !p.is_empty());
+        Ok(Self {
+            all_projects,
+            project_id,
+        })
+    }
+
+    fn widened(&self) -> bool {
+        self.all_projects || self.project_id.is_some()
+    }
+
+    /// The tenant filter: `project_id` wins over `all_projects`, as in Trove.
+    fn tenant<'t>(&self, own: &'t str) -> Option<&'t str>
+    where
+        'a: 't,
+    {
+        match (self.project_id, self.all_projects) {
+            (Some(p), _) => Some(p),
+            (None, true) => None,
+            (None, false) => Some(own),
+        }
+    }
+}
+
+/// oslo's `bool_from_string`, strict: Python's `True`/`False` as the client sends them, and
+/// the usual spellings.
+fn bool_from_string(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" | "t" | "on" => Some(true),
+        "false" | "0" | "no" | "n" | "f" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 async fn list_backups(
     State(state): State<AppState>,
+    caller: Caller,
     links: Links,
     paging: Paging,
 ) -> ApiResult<Json<Value>> {
-    list_page(&state, &links, &paging, None, "backups").await
+    list_page(&state, &caller, &links, &paging, None, "backups").await
 }
 
 async fn list_instance_backups(
     State(state): State<AppState>,
+    caller: Caller,
     Path((tenant, id)): Path<(String, String)>,
     links: Links,
     paging: Paging,
@@ -106,7 +177,7 @@ async fn list_instance_backups(
             .ok_or_else(|| ApiError::not_found(id))?;
     }
     let path = format!("instances/{id}/backups");
-    list_page(&state, &links, &paging, Some(id), &path).await
+    list_page(&state, &caller, &links, &paging, Some(id), &path).await
 }
 
 async fn show_backup(
@@ -169,6 +240,11 @@ async fn create_backup(
         .await?
         .ok_or_else(|| ApiError::not_found(instance_id))?;
     ensure_available(&mut tx, &inst).await?;
+    let delta = quota::Amounts {
+        backups: 1,
+        ..quota::Amounts::default()
+    };
+    quota::check(&mut tx, &tenant, &state.config.quotas, &delta).await?;
     let id = Uuid::new_v4();
     backups::insert(
         &mut tx,
@@ -233,4 +309,39 @@ async fn delete_backup(
         .send(tx, &TaskManagerMethod::DeleteBackup { backup_id: id })
         .await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paging(params: &[(&str, &str)]) -> Paging {
+        Paging {
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Paging::default()
+        }
+    }
+
+    #[test]
+    fn project_id_wins_over_all_projects_and_either_widens_the_list() {
+        let own = paging(&[]);
+        let scope = ProjectScope::parse(&own).ok();
+        assert_eq!(scope.as_ref().map(|s| s.tenant("a")), Some(Some("a")));
+        assert!(!scope.is_some_and(|s| s.widened()));
+
+        let all = paging(&[("all_projects", "True")]);
+        let scope = ProjectScope::parse(&all).ok();
+        assert_eq!(scope.as_ref().map(|s| s.tenant("a")), Some(None));
+        assert!(scope.is_some_and(|s| s.widened()));
+
+        let one = paging(&[("all_projects", "false"), ("project_id", "b")]);
+        let scope = ProjectScope::parse(&one).ok();
+        assert_eq!(scope.as_ref().map(|s| s.tenant("a")), Some(Some("b")));
+        assert!(scope.is_some_and(|s| s.widened()));
+
+        assert!(ProjectScope::parse(&paging(&[("all_projects", "maybe")])).is_err());
+    }
 }

@@ -1,4 +1,6 @@
-//! `POST /instances/{id}/action`: restart.
+//! `POST /instances/{id}/action`: restart, and (admin) reset_status.
+
+mod reset_status;
 
 use axum::{
     extract::{Path, State},
@@ -9,6 +11,7 @@ use trove_common::{rpc::taskmanager::TaskManagerMethod, status::InstanceTask};
 
 use super::{availability::ensure_available, dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
+    auth::Caller,
     db::instances,
     error::{ApiError, ApiResult},
     extract::JsonBody,
@@ -26,6 +29,7 @@ pub fn routes() -> Routes {
 
 async fn act_on_instance(
     State(state): State<AppState>,
+    caller: Caller,
     dispatch: Dispatch,
     Path((tenant, id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
@@ -40,6 +44,9 @@ async fn act_on_instance(
             ));
         }
     };
+    if action == "reset_status" {
+        return reset_status::reset_status(&state, &caller, &tenant, id, obj.get(action)).await;
+    }
     if action != "restart" {
         return Err(ApiError::NotImplemented(format!(
             "Action '{action}' is not supported; supported actions: restart."

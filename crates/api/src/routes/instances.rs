@@ -16,13 +16,13 @@ use uuid::Uuid;
 use super::{dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
     auth::Caller,
-    db::{instances, retention as retention_db, wal},
+    db::{instance_detail, instances, retention as retention_db},
     error::{ApiError, ApiResult},
     extract::{JsonBody, Paging},
     retention,
     state::AppState,
     validate::{self, bad},
-    views::{self, Audience, Links},
+    views::{self, Links},
 };
 
 pub fn routes() -> Routes {
@@ -93,26 +93,26 @@ async fn list_instances<const DETAIL: bool>(
     Ok(Json(body))
 }
 
-/// The detail view of one instance, with its recoverable window, as `audience` may see it.
+/// The detail view of one instance, with its recoverable window, as `audience` may see it: one
+/// statement against the control database.
 async fn detail_json(
     state: &AppState,
     links: &Links,
     id: Uuid,
-    audience: Audience,
+    caller: &Caller,
 ) -> ApiResult<Value> {
+    let audience = caller.audience();
     let mut conn = state.pool.acquire().await?;
-    let row = instances::find(&mut conn, id, Some(&links.tenant))
+    let d = instance_detail::find(&mut conn, id, caller.scope(&links.tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
     let expiry = state.config.agent_heartbeat_expiry_secs;
-    let mut v = views::instance_detail(&row, links, expiry, audience);
-    let window = wal::window_of(&mut conn, id, None).await?;
-    v["recovery_window"] = window.map(|(w, _)| w.summary()).unwrap_or(Value::Null);
-    let default = retention_db::default_policy(&mut conn).await?;
+    let mut v = views::instance_detail(&d.row, links, expiry, audience);
+    v["recovery_window"] = d.window.map(|w| w.summary()).unwrap_or(Value::Null);
     v["retention"] = retention::view(
-        row.retention_window_secs,
-        row.retention_min_backups,
-        default,
+        d.row.retention_window_secs,
+        d.row.retention_min_backups,
+        d.default_retention,
     );
     Ok(v)
 }
@@ -124,7 +124,7 @@ async fn show_instance(
     links: Links,
 ) -> ApiResult<Json<Value>> {
     let id = path_uuid(&id)?;
-    let detail = detail_json(&state, &links, id, caller.audience()).await?;
+    let detail = detail_json(&state, &links, id, &caller).await?;
     Ok(Json(json!({ "instance": detail })))
 }
 
@@ -210,12 +210,13 @@ async fn update_instance(
 
 async fn delete_instance(
     State(state): State<AppState>,
+    caller: Caller,
     dispatch: Dispatch,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let id = path_uuid(&id)?;
     let mut tx = state.pool.begin().await?;
-    let inst = instances::lock(&mut tx, id, Some(&tenant))
+    let inst = instances::lock(&mut tx, id, caller.scope(&tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
     let task = InstanceTask::from_code(inst.task_id).unwrap_or(InstanceTask::None);

@@ -8,7 +8,10 @@ pub mod dispatch;
 pub mod flavors;
 pub mod instance_actions;
 pub mod instances;
+pub mod limits;
+pub mod mgmt_instances;
 pub mod openapi;
+pub mod quotas;
 pub mod recover;
 pub mod recovery_window;
 pub mod table;
@@ -35,6 +38,9 @@ pub fn tenant() -> Routes {
         .merge(datastores::routes())
         .merge(flavors::routes())
         .merge(accounts::routes())
+        .merge(mgmt_instances::routes())
+        .merge(quotas::routes())
+        .merge(limits::routes())
 }
 
 /// Every (method, path) the API serves, sorted: what the OpenAPI document must describe.

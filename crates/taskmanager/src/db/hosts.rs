@@ -110,6 +110,18 @@ pub async fn enabled(conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
         .await
 }
 
+/// Whether `id` is enabled and has sent a heartbeat within `expiry_secs`.
+pub async fn is_live(conn: &mut PgConnection, id: &str, expiry_secs: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM guest_hosts WHERE id = $1 AND enabled \
+         AND last_heartbeat > now() - make_interval(secs => $2))",
+    )
+    .bind(id)
+    .bind(expiry_secs as f64)
+    .fetch_one(conn)
+    .await
+}
+
 /// The live, enabled host with the most free capacity, locked so two builds do not both take
 /// its last slot. With `needs_key`, only among hosts whose public key is known (the create
 /// carries secrets).

@@ -173,6 +173,25 @@ pub async fn overdue(conn: &mut PgConnection) -> sqlx::Result<Vec<Instance>> {
     .await
 }
 
+/// Instances being deleted (or whose delete timed out) on a host that is disabled or silent for
+/// `expiry_secs`, locked; rows another replica holds are skipped. Their guest's delete message
+/// waits in the instance's durable queue.
+pub async fn deleting_on_dead_hosts(
+    conn: &mut PgConnection,
+    expiry_secs: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT i.id FROM instances i JOIN guest_hosts h ON h.id = i.host \
+         WHERE NOT i.deleted AND i.task_id = ANY($1) \
+         AND NOT (h.enabled AND coalesce(h.last_heartbeat > now() - make_interval(secs => $2), false)) \
+         ORDER BY i.id LIMIT 50 FOR UPDATE OF i SKIP LOCKED",
+    )
+    .bind([InstanceTask::Deleting, InstanceTask::DeletingError].map(InstanceTask::code))
+    .bind(expiry_secs as f64)
+    .fetch_all(conn)
+    .await
+}
+
 /// Trove's `conductor_lastseen`: false when a newer message of this kind was already applied.
 pub async fn message_is_fresh(
     conn: &mut PgConnection,

@@ -22,7 +22,7 @@ use crate::{
     db::{backups, catalog, instances, retention},
     error::{ApiError, ApiResult},
     extract::JsonBody,
-    limits,
+    limits, quota,
     recovery_request::{self, BackupUse, PointInTime},
     routes::{deadline_in, dispatch::Dispatch},
     state::AppState,
@@ -216,6 +216,14 @@ pub(super) async fn create_instance(
         )));
     }
 
+    // Last before the insert: the project's quota stays locked until the commit.
+    let delta = quota::Amounts {
+        instances: 1,
+        volumes: volume_size.map_or(0, i64::from),
+        ram: i64::from(flavor.ram),
+        ..quota::Amounts::default()
+    };
+    quota::check(&mut tx, &tenant, &state.config.quotas, &delta).await?;
     let id = Uuid::new_v4();
     let sealing_key = state
         .config
@@ -264,7 +272,7 @@ pub(super) async fn create_instance(
     };
     dispatch.send(tx, &method).await?;
     tracing::info!(instance.id = %id, "instance create accepted");
-    let detail = detail_json(&state, &links, id, caller.audience()).await?;
+    let detail = detail_json(&state, &links, id, &caller).await?;
     Ok(Json(json!({ "instance": detail })))
 }
 

@@ -196,6 +196,7 @@ fn guest_messages_match_their_fixtures() {
                 ds_version: "15".into(),
                 restore_target: None,
                 access: None,
+                overrides: Default::default(),
             },
         ),
         (
@@ -209,6 +210,7 @@ fn guest_messages_match_their_fixtures() {
                 ds_version: "15".into(),
                 restore_target: None,
                 access: Some(access()),
+                overrides: Default::default(),
             },
         ),
         (
@@ -266,6 +268,7 @@ fn conductor_messages_match_their_fixtures() {
                     port: Some(5433),
                     error: None,
                     completes: None,
+                    volume_used_bytes: None,
                 },
                 sent: 1764090000.123456,
             },

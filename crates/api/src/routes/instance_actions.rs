@@ -1,4 +1,6 @@
-//! `POST /instances/{id}/action`: restart.
+//! `POST /instances/{id}/action`: restart and resize.
+
+mod resize;
 
 use axum::{
     extract::{Path, State},
@@ -40,10 +42,17 @@ async fn act_on_instance(
             ));
         }
     };
-    if action != "restart" {
-        return Err(ApiError::NotImplemented(format!(
-            "Action '{action}' is not supported; supported actions: restart."
-        )));
+    match action {
+        "restart" => {}
+        "resize" => {
+            resize::resize_instance(&state, dispatch, &tenant, id, obj.get("resize")).await?;
+            return Ok(StatusCode::ACCEPTED);
+        }
+        _ => {
+            return Err(ApiError::NotImplemented(format!(
+                "Action '{action}' is not supported; supported actions: restart, resize."
+            )));
+        }
     }
     if !matches!(
         obj.get("restart"),

@@ -2,6 +2,8 @@
 
 pub mod availability;
 pub mod backups;
+pub mod configuration_parameters;
+pub mod configurations;
 pub mod datastores;
 pub mod dispatch;
 pub mod flavors;
@@ -33,6 +35,8 @@ pub fn tenant() -> Routes {
         .merge(backups::routes())
         .merge(datastores::routes())
         .merge(flavors::routes())
+        .merge(configurations::routes())
+        .merge(configuration_parameters::routes())
 }
 
 /// Every (method, path) the API serves, sorted: what the OpenAPI document must describe.

@@ -24,6 +24,9 @@ pub struct HeartbeatPayload {
     /// one probed before a restart began cannot end the restart's task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completes: Option<String>,
+    /// Ours: bytes the instance's data directory uses (`volume.used`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_used_bytes: Option<u64>,
 }
 
 crate::text_enum! {
@@ -132,6 +135,16 @@ pub enum ConductorMethod {
         instance_id: Uuid,
         sent: f64,
         access: crate::access::Access,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Ours: the outcome of an `update_overrides` for `revision`: applied (and whether a
+    /// parameter that changed waits for a restart), or why not (the old file is back in force).
+    OverridesApplied {
+        instance_id: Uuid,
+        sent: f64,
+        revision: i64,
+        restart_required: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },

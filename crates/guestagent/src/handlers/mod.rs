@@ -3,6 +3,7 @@
 
 mod access;
 mod backup;
+mod configuration;
 mod lifecycle;
 mod prepare;
 mod recovery;
@@ -30,6 +31,8 @@ impl Agent {
                 backup_info,
                 restore_target,
                 access,
+                memory_mb,
+                overrides,
                 ..
             }) => {
                 self.prepare(
@@ -40,6 +43,8 @@ impl Agent {
                         backup: backup_info,
                         restore_target,
                         access,
+                        memory_mb,
+                        overrides,
                     },
                     rid,
                 )
@@ -85,6 +90,11 @@ impl Agent {
             GuestMethod::Restart {} => self.restart(&h, rid).await,
             GuestMethod::DeleteInstance {} => self.delete_instance(&h, rid).await,
             GuestMethod::UpdateAccess { access } => self.update_access(&h, access, rid).await,
+            GuestMethod::UpdateOverrides {
+                overrides,
+                revision,
+            } => self.update_overrides(&h, overrides, revision, rid).await,
+            GuestMethod::ResizeFlavor { memory_mb } => self.resize_flavor(&h, memory_mb, rid).await,
             GuestMethod::Prepare { .. } => {
                 tracing::warn!(instance.id = %id, "prepare sent to an instance queue ignored");
             }

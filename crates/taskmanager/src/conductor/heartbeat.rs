@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{check_address, lock_reported};
 use crate::{
-    db::{faults, instances},
+    db::{configurations, faults, instances},
     manager::TaskManager,
 };
 
@@ -37,7 +37,19 @@ impl TaskManager {
         if !instances::message_is_fresh(&mut tx, instance_id, "heartbeat", sent).await? {
             return Ok(());
         }
-        instances::set_service_status(&mut tx, instance_id, status).await?;
+        // As in Trove, a server waiting for a restart stays RESTART_REQUIRED whatever periodic
+        // heartbeats say; the report that ends a restart or a resize (both restart it) clears it.
+        let restarted = matches!(payload.completes.as_deref(), Some("restart" | "resize"));
+        let waiting = configurations::service_status(&mut tx, instance_id).await?
+            == Some(ServiceStatus::RestartRequired);
+        if waiting && !restarted && status.is_up() {
+            configurations::touch_service_status(&mut tx, instance_id).await?;
+        } else {
+            instances::set_service_status(&mut tx, instance_id, status).await?;
+        }
+        if let Some(bytes) = payload.volume_used_bytes {
+            configurations::set_volume_used(&mut tx, instance_id, bytes).await?;
+        }
         if let (Some(addr), Some(port)) = (&payload.address, payload.port) {
             instances::set_endpoint(&mut tx, instance_id, addr, port).await?;
         }
@@ -73,6 +85,15 @@ impl TaskManager {
                     && payload.completes.as_deref() == Some("restart") =>
             {
                 instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
+            }
+            (InstanceTask::Resizing, s)
+                if s.is_up()
+                    && after_task_start
+                    && payload.completes.as_deref() == Some("resize") =>
+            {
+                configurations::finish_flavor_resize(&mut tx, instance_id).await?;
+                instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
+                tracing::info!(instance.id = %instance_id, "flavor resize finished");
             }
             _ => {}
         }

@@ -5,6 +5,7 @@
 mod heartbeat;
 mod host_heartbeat;
 mod instance_deleted;
+mod overrides_applied;
 mod sent;
 mod update_access;
 mod update_backup;
@@ -110,6 +111,21 @@ impl TaskManager {
                     error,
                 };
                 self.access_applied(host, report).await
+            }
+            ConductorMethod::OverridesApplied {
+                instance_id,
+                revision,
+                restart_required,
+                error,
+                ..
+            } => {
+                let report = overrides_applied::OverridesReport {
+                    instance_id,
+                    revision,
+                    restart_required,
+                    error,
+                };
+                self.overrides_applied(host, report).await
             }
         };
         match r {

@@ -1,6 +1,7 @@
 //! Queries the taskmanager runs; callers own the transactions.
 
 pub mod backups;
+pub mod configurations;
 pub mod faults;
 pub mod hosts;
 pub mod instances;

@@ -320,6 +320,7 @@ pub fn heartbeat(instance: Uuid, status: ServiceStatus, sent: f64, guest_host: &
                 port: None,
                 error: None,
                 completes: None,
+                volume_used_bytes: None,
             },
             sent,
         },

@@ -228,6 +228,16 @@ pub(super) async fn create_instance(
         )));
     }
 
+    // The client sends the group's id (or null when the user gave none).
+    let configuration_id = match inst.get("configuration") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let group = super::configuration::parse(v)?
+                .ok_or_else(|| bad("Validation error: instance['configuration'] must be an id"))?;
+            Some(super::configuration::usable_group(&mut tx, group, &tenant, version.id).await?)
+        }
+    };
+
     let id = Uuid::new_v4();
     let sealing_key = state
         .config
@@ -256,6 +266,7 @@ pub(super) async fn create_instance(
             task: InstanceTask::Building,
             task_deadline: deadline_in(state.config.task_timeout_secs),
             status: ServiceStatus::New,
+            configuration_id,
         },
     )
     .await?;

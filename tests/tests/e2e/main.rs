@@ -3,6 +3,7 @@
 mod access;
 mod api_basics;
 mod api_surface;
+mod configurations;
 mod exposure;
 mod faults;
 mod hostile_input;
@@ -12,6 +13,7 @@ mod pitr;
 mod pitr_refusals;
 mod recover;
 mod refusals;
+mod resize;
 mod restore;
 mod retention;
 mod retention_live;

@@ -13,14 +13,17 @@ const FALLBACK_RAM_MB: i64 = 256;
 /// - `shared_buffers` = RAM / 4 (PostgreSQL's own guidance for a dedicated server),
 ///   at least 16 MB;
 /// - `effective_cache_size` = RAM × 3 / 4 (what the OS cache plus shared buffers can hold);
-/// - `max_connections` = RAM / 16 MB, between 20 and 500;
+/// - `max_connections` = RAM / 16 MB, between 100 (PostgreSQL's default) and 500. Never below
+///   the default: a backup taken on a server with more connections cannot be replayed by one
+///   with fewer (hot standby refuses), so a small flavor keeps restoring what a default server
+///   wrote;
 /// - `work_mem` = RAM / 4 split over the connections, at least 1 MB (in kB);
 /// - `maintenance_work_mem` = RAM / 16, between 16 MB and 2 GB.
 pub fn settings(ram_mb: i64) -> BTreeMap<String, Checked> {
     let ram = if ram_mb > 0 { ram_mb } else { FALLBACK_RAM_MB };
     let shared_buffers = (ram / 4).max(16);
     let effective_cache_size = (ram * 3 / 4).max(shared_buffers);
-    let max_connections = (ram / 16).clamp(20, 500);
+    let max_connections = (ram / 16).clamp(100, 500);
     let work_mem_kb = (ram * 1024 / 4 / max_connections).max(1024);
     let maintenance = (ram / 16).clamp(16, 2048);
     BTreeMap::from([
@@ -72,7 +75,7 @@ mod tests {
     #[test]
     fn tiny_or_missing_ram_still_starts_a_server() {
         let s = settings(0);
-        assert_eq!(s["max_connections"], Checked::Int(20));
+        assert_eq!(s["max_connections"], Checked::Int(100));
         assert_eq!(s["shared_buffers"], Checked::Text("64MB".into()));
         assert_eq!(settings(32)["shared_buffers"], Checked::Text("16MB".into()));
     }

@@ -307,7 +307,9 @@ mod tests {
         assert!(r.check("work_mem", &json!("8MB")).is_ok());
         assert!(r.check("work_mem", &json!("lots")).is_err());
         assert!(r.check("no_such_thing", &json!(1)).is_err());
-        let e = r.check("bytea_output", &json!("base64")).unwrap_err();
+        let e = r
+            .check("bytea_output", &json!("base64"))
+            .expect_err("not one of its values");
         assert!(e.0.contains("'bytea_output'"), "{e}");
     }
 
@@ -318,7 +320,9 @@ mod tests {
             r.check("search_path", &json!("x'\narchive_command = 'sh"))
                 .is_err()
         );
-        let v = r.check("search_path", &json!(r"a\', b")).unwrap();
+        let v = r
+            .check("search_path", &json!(r"a\', b"))
+            .expect("a plain string");
         assert_eq!(v.to_string(), r"'a\\'', b'");
         let text = render(&BTreeMap::from([("search_path".to_owned(), v)]));
         assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 1);

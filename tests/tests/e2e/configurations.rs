@@ -346,3 +346,63 @@ async fn bad_values_are_refused_naming_the_parameter_and_change_nothing() -> Res
     stack.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_the_server_cannot_start_with_is_set_aside_at_restart() -> Result<()> {
+    let stack = Stack::start(ALL).await?;
+    let (id, _, conn) = stack
+        .seeded_instance("kept", "CREATE TABLE t (id int); INSERT INTO t VALUES (7);")
+        .await?;
+    drop(conn);
+    // Valid on its own and accepted at reload, but PostgreSQL refuses to start with more
+    // reserved connections than connections (m1.tiny has 100).
+    let (_, group) = create_group(
+        &stack,
+        "unstartable",
+        json!({"superuser_reserved_connections": 150}),
+    )
+    .await?;
+    let group = group["configuration"]["id"]
+        .as_str()
+        .context("no id")?
+        .to_string();
+    let (status, body) = stack
+        .call_a(
+            Method::PUT,
+            &format!("/instances/{id}"),
+            Some(json!({"instance": {"configuration": group}})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    stack
+        .wait_status(id, "RESTART_REQUIRED", "RESTART_REQUIRED", WAIT)
+        .await?;
+
+    let (status, body) = stack
+        .post_a(&format!("/instances/{id}/action"), json!({"restart": {}}))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let shown = wait_until("the fault of the set-aside group", WAIT, || async {
+        let v = stack.instance(id).await?;
+        Ok(
+            (v["status"] == "ACTIVE" && v["fault"]["error_code"] == "configuration_failed")
+                .then_some(v),
+        )
+    })
+    .await?;
+    assert_eq!(shown["operating_status"], "HEALTHY");
+    assert_eq!(
+        show(&stack, id, "superuser_reserved_connections").await?,
+        "3"
+    );
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(trove_e2e::ids(&mut conn, "t").await?, vec![7]);
+    assert!(
+        stack
+            .instance_dir(id)
+            .join("overrides.conf.rejected")
+            .exists(),
+        "kept for the operator"
+    );
+    stack.finish().await
+}

@@ -116,7 +116,8 @@ impl Agent {
         h.cluster.write_access(wanted.access.as_ref()).await?;
         // The flavor's memory and the group's values are in place before the first start too.
         h.cluster.write_memory(wanted.memory_mb).await?;
-        h.cluster.write_overrides(&wanted.overrides).await?;
+        // Revision 0: what an instance created with a group runs until the group first changes.
+        h.cluster.write_overrides(&wanted.overrides, 0).await?;
         let target = wanted.restore_target.as_ref();
         match &wanted.backup {
             // From a backup, replayed on to the target when there is one: the same restore as a

@@ -13,6 +13,9 @@ use super::cluster::Cluster;
 use super::hba::conf_load_time;
 use super::os_user::write_owned;
 
+/// The first line of the group file: which revision of the instance's configuration it holds.
+const REVISION_MARK: &str = "# revision ";
+
 impl Cluster {
     /// Writes the memory settings for a flavor with `ram_mb` of RAM, for the next start.
     pub async fn write_memory(&self, ram_mb: i64) -> Result<()> {
@@ -25,28 +28,59 @@ impl Cluster {
         .await
     }
 
-    /// Writes the group's values (none: an empty file) for the next start or reload. Refuses
-    /// the whole set if any value fails its rule: nothing unchecked reaches the file.
-    pub async fn write_overrides(&self, values: &Overrides) -> Result<()> {
+    /// Writes the group's values (none: an empty file) for the next start or reload, marked
+    /// with the control plane's `revision` of them. Refuses the whole set if any value fails
+    /// its rule: nothing unchecked reaches the file.
+    pub async fn write_overrides(&self, values: &Overrides, revision: i64) -> Result<()> {
         let checked = overrides::postgresql()
             .check_all(values)
             .map_err(|e| anyhow!("{e}"))?;
+        let text = format!("{REVISION_MARK}{revision}\n{}", overrides::render(&checked));
         write_owned(
             &self.spec().overrides_file(),
-            overrides::render(&checked).as_bytes(),
+            text.as_bytes(),
             0o600,
             self.runner().owner(),
         )
         .await
     }
 
+    /// After the server failed to start: moves a non-empty group file aside (to
+    /// `overrides.conf.rejected`, for the operator) and leaves an empty one, so the server can
+    /// start with its memory settings alone. Returns the revision the file held, or None when
+    /// there was nothing to set aside (the group is not what keeps the server down).
+    pub async fn set_aside_overrides(&self) -> Result<Option<i64>> {
+        let path = self.spec().overrides_file();
+        let Some(bytes) = read_if_exists(&path).await? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if !text
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            return Ok(None);
+        }
+        let revision = text
+            .lines()
+            .find_map(|l| l.strip_prefix(REVISION_MARK))
+            .and_then(|r| r.trim().parse().ok())
+            .unwrap_or(0);
+        let aside = super::sibling(&path, "rejected");
+        tokio::fs::rename(&path, &aside)
+            .await
+            .with_context(|| format!("moving {} aside", path.display()))?;
+        self.write_overrides(&Overrides::new(), revision).await?;
+        Ok(Some(revision))
+    }
+
     /// Makes `values` the running server's group values: write, reload, and return the settings
     /// that wait for a restart (PostgreSQL's own `pending_restart`). If the server refuses a
     /// value, the previous file is put back and reloaded, and the error names the parameter.
-    pub async fn apply_overrides(&self, values: &Overrides) -> Result<Vec<String>> {
+    pub async fn apply_overrides(&self, values: &Overrides, revision: i64) -> Result<Vec<String>> {
         let path = self.spec().overrides_file();
         let previous = read_if_exists(&path).await?;
-        self.write_overrides(values).await?;
+        self.write_overrides(values, revision).await?;
         if !self.is_running().await {
             // The next start reads the file: nothing waits for a restart.
             return Ok(Vec::new());

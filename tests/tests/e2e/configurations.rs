@@ -250,6 +250,8 @@ async fn bad_values_are_refused_naming_the_parameter_and_change_nothing() -> Res
         ),
         (json!({"archive_command": "/bin/true"}), "'archive_command'"),
         (json!({"bytea_output": "octal"}), "'bytea_output'"),
+        (json!({"work_mem": "32kB"}), "'work_mem'"),
+        (json!({"work_mem": "5min"}), "'work_mem'"),
         (json!({"no_such_parameter": 1}), "'no_such_parameter'"),
     ];
     for (values, named) in cases {

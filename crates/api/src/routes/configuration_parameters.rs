@@ -7,7 +7,7 @@ use axum::{
     http::Method,
 };
 use serde_json::{Value, json};
-use trove_common::overrides::{self, Rule, RuleSet};
+use trove_common::overrides::{self, ParamType, Rule, RuleSet};
 use uuid::Uuid;
 
 use super::table::Routes;
@@ -49,8 +49,13 @@ fn view(rule: &Rule, version: &VersionRow) -> Value {
         "restart_required": rule.restart_required,
         "type": rule.kind.as_str(),
     });
-    // Trove shows integers; a float rule's bounds are shown as they are.
-    for (key, bound) in [("min", rule.min), ("max", rule.max)] {
+    // Trove shows integers; a float rule's bounds are shown as they are. A string's bounds are
+    // in PostgreSQL's unit for it, which the view does not carry: they are checked, not shown.
+    let bounds = match rule.kind {
+        ParamType::Integer | ParamType::Float => [("min", rule.min), ("max", rule.max)],
+        ParamType::Boolean | ParamType::String => [("min", None), ("max", None)],
+    };
+    for (key, bound) in bounds {
         if let Some(b) = bound {
             v[key] = if b.fract() == 0.0 && b.abs() < 9.0e15 {
                 json!(b as i64)

@@ -216,29 +216,61 @@ fn check_text(rule: &Rule, shown: &str, s: &str) -> Result<String, Refused> {
             allowed.join(", ")
         )));
     }
-    if let Some(unit) = &rule.unit
-        && !is_quantity(s)
-    {
-        return Err(Refused(format!(
-            "The value for the configuration parameter {shown} must be a number with an optional unit (e.g. 64{}).",
-            display_unit(unit)
-        )));
+    if let Some(unit) = &rule.unit {
+        let Some(amount) = in_base_units(s, unit) else {
+            return Err(Refused(format!(
+                "The value for the configuration parameter {shown} must be a number with an optional unit (e.g. 64{}).",
+                display_unit(unit)
+            )));
+        };
+        // PostgreSQL's own bounds, in the setting's unit.
+        if rule.min.is_some_and(|min| amount < min) || rule.max.is_some_and(|max| amount > max) {
+            return Err(Refused(format!(
+                "The value for the configuration parameter {shown} is outside the range PostgreSQL allows ({} to {} {unit}).",
+                rule.min.unwrap_or(f64::MIN),
+                rule.max.unwrap_or(f64::MAX)
+            )));
+        }
     }
     Ok(s.to_owned())
 }
 
-/// A number with an optional PostgreSQL unit (`128MB`, `30s`, `250 ms`, `-1`).
-fn is_quantity(s: &str) -> bool {
-    const UNITS: [&str; 11] = [
-        "B", "kB", "MB", "GB", "TB", "us", "ms", "s", "min", "h", "d",
-    ];
+/// Bytes or microseconds in one of PostgreSQL's units, and whether it is a memory unit.
+fn unit_size(unit: &str) -> Option<(f64, bool)> {
+    Some(match unit {
+        "B" => (1.0, true),
+        "kB" => (1024.0, true),
+        "8kB" => (8192.0, true),
+        "MB" => (1024.0 * 1024.0, true),
+        "GB" => (1024.0 * 1024.0 * 1024.0, true),
+        "TB" => (1024.0 * 1024.0 * 1024.0 * 1024.0, true),
+        "us" => (1.0, false),
+        "ms" => (1e3, false),
+        "s" => (1e6, false),
+        "min" => (60e6, false),
+        "h" => (3600e6, false),
+        "d" => (86400e6, false),
+        _ => return None,
+    })
+}
+
+/// A number with an optional PostgreSQL unit of the same kind as `base` (`128MB`, `30s`,
+/// `250 ms`, `-1`), in units of `base`; a bare number is already in them.
+fn in_base_units(s: &str, base: &str) -> Option<f64> {
     let s = s.trim();
     let digits_end = s
         .char_indices()
         .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && *c == '-')))
         .map_or(s.len(), |(i, _)| i);
     let (number, unit) = s.split_at(digits_end);
-    number.parse::<f64>().is_ok() && (unit.trim().is_empty() || UNITS.contains(&unit.trim()))
+    let number: f64 = number.parse().ok().filter(|n: &f64| n.is_finite())?;
+    let unit = unit.trim();
+    if unit.is_empty() {
+        return Some(number);
+    }
+    let (size, memory) = unit_size(unit)?;
+    let (base_size, base_memory) = unit_size(base)?;
+    (memory == base_memory).then_some(number * size / base_size)
 }
 
 fn display_unit(unit: &str) -> &str {
@@ -306,6 +338,20 @@ mod tests {
         );
         assert!(r.check("work_mem", &json!("8MB")).is_ok());
         assert!(r.check("work_mem", &json!("lots")).is_err());
+        assert!(
+            r.check("work_mem", &json!("8s")).is_err(),
+            "a time for a size"
+        );
+        assert!(r.check("work_mem", &json!("32kB")).is_err(), "below 64kB");
+        assert!(
+            r.check("shared_buffers", &json!("16TB")).is_err(),
+            "above 8TB"
+        );
+        assert!(
+            r.check("shared_buffers", &json!("128")).is_ok(),
+            "8kB pages"
+        );
+        assert!(r.check("deadlock_timeout", &json!("1.5min")).is_ok());
         assert!(r.check("no_such_thing", &json!(1)).is_err());
         let e = r
             .check("bytea_output", &json!("base64"))

@@ -54,6 +54,14 @@ impl TaskManager {
         {
             return Ok(());
         }
+        // A redelivered volume resize must not end a flavor resize that started since.
+        if configurations::resize_flavor(&mut tx, instance_id)
+            .await?
+            .is_some()
+        {
+            tracing::info!(instance.id = %instance_id, "volume resize for an instance resizing its flavor ignored");
+            return Ok(());
+        }
         configurations::set_volume_size(&mut tx, instance_id, new_size).await?;
         instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
         tx.commit().await?;

@@ -228,9 +228,10 @@ pub(super) async fn create_instance(
         )));
     }
 
-    // The client sends the group's id (or null when the user gave none).
+    // The client sends the group's id; absent, null or empty is none, as before groups existed.
     let configuration_id = match inst.get("configuration") {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
         Some(v) => {
             let group = super::configuration::parse(v)?
                 .ok_or_else(|| bad("Validation error: instance['configuration'] must be an id"))?;

@@ -4,7 +4,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use trove_common::{
     fault::FaultCode,
-    rpc::conductor::HeartbeatPayload,
+    rpc::{RequestContext, conductor::HeartbeatPayload, guest::GuestMethod},
     status::{InstanceTask, ServiceStatus},
 };
 use uuid::Uuid;
@@ -58,10 +58,12 @@ impl TaskManager {
             (Some(s), Some(t)) => s >= t,
             _ => false,
         };
+        let mut built = false;
         match (inst.task(), status) {
             (InstanceTask::Building, s) if s.is_up() => {
                 instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
                 tracing::info!(instance.id = %instance_id, "instance is up, build finished");
+                built = true;
             }
             (InstanceTask::Building, ServiceStatus::Failed) => {
                 instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer)
@@ -98,6 +100,29 @@ impl TaskManager {
             _ => {}
         }
         tx.commit().await?;
+        if built {
+            self.catch_up_configuration(instance_id, inst.host.as_deref())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The guest started the instance with the group's values as they were at placement
+    /// (revision 0). A change made during the build reached no running instance: send the
+    /// values as they are now.
+    async fn catch_up_configuration(&self, instance_id: Uuid, host: Option<&str>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (overrides, revision) = configurations::current(&mut tx, instance_id).await?;
+        let Some(host) = host.filter(|_| revision > 0) else {
+            return Ok(());
+        };
+        let method = GuestMethod::UpdateOverrides {
+            overrides,
+            revision,
+        };
+        self.commit_with_instance_cast(tx, instance_id, host, &method, RequestContext::default())
+            .await?;
+        tracing::info!(instance.id = %instance_id, revision, "configuration changed during the build sent");
         Ok(())
     }
 }

@@ -153,10 +153,12 @@ pub fn instance_detail(
     }
     // Trove shows the space the data uses in GB, as a float.
     if let Some(bytes) = row.volume_used_bytes {
-        obj.insert(
-            "volume".into(),
-            json!({"size": row.volume_size, "used": bytes as f64 / GIB}),
-        );
+        let used = bytes as f64 / GIB;
+        let mut volume = json!({"size": row.volume_size, "used": used});
+        if let Some(size) = row.volume_size.filter(|s| *s > 0) {
+            volume["used_percent"] = json!(used * 100.0 / f64::from(size));
+        }
+        obj.insert("volume".into(), volume);
     }
     if let Some(id) = row.recovery_id {
         obj.insert(

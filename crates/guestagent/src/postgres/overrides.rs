@@ -148,23 +148,3 @@ async fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
-
-/// Bytes the files under `dir` take (what `volume.used` reports). Files that vanish while it
-/// counts (WAL being recycled) are skipped.
-pub fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.metadata() {
-                Ok(m) if m.is_dir() => stack.push(entry.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}

@@ -44,7 +44,9 @@ async fn resizes_change_memory_settings_and_grow_the_volume() -> Result<()> {
     // The data directory's size is reported, in GB.
     let used = shown["volume"]["used"].as_f64().context("no volume.used")?;
     assert!(used > 0.0 && used < 1.0, "{shown}");
-    let percent = shown["volume"]["used_percent"].as_f64().context("no used_percent")?;
+    let percent = shown["volume"]["used_percent"]
+        .as_f64()
+        .context("no used_percent")?;
     assert!((percent - used * 100.0).abs() < 1e-6, "{shown}");
 
     // A group's work_mem must survive the resize's new memory file.

@@ -196,6 +196,26 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
     assert_eq!(effective["shared_buffers"], "128MB", "{effective}");
     assert_eq!(effective["max_connections"], 150, "{effective}");
 
+    // A value the rules let through but the server refuses at reload: the previous values stay
+    // in force and the instance shows why.
+    let timezone = show(&stack, id, "timezone").await?;
+    let (status, body) = stack
+        .call_a(
+            Method::PATCH,
+            &format!("/configurations/{group}"),
+            Some(json!({"configuration": {"values": {"timezone": "Mars/Olympus_Mons"}}})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let faulted = wait_until("the refused value's fault", WAIT, || async {
+        let v = stack.instance(id).await?;
+        Ok((v["fault"]["error_code"] == "configuration_failed").then_some(v))
+    })
+    .await?;
+    assert_eq!(faulted["status"], "ACTIVE", "{faulted}");
+    assert_eq!(show(&stack, id, "timezone").await?, timezone);
+    assert_eq!(show(&stack, id, "work_mem").await?, "16MB");
+
     // `configuration detach`: the defaults come back; max_connections at the next restart.
     let (status, body) = stack
         .call_a(
@@ -209,7 +229,12 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
         .wait_status(id, "RESTART_REQUIRED", "RESTART_REQUIRED", WAIT)
         .await?;
     assert_ne!(show(&stack, id, "work_mem").await?, "16MB");
-    assert!(stack.instance(id).await?.get("configuration").is_none());
+    let detached = stack.instance(id).await?;
+    assert!(detached.get("configuration").is_none(), "{detached}");
+    assert!(
+        detached.get("fault").is_none(),
+        "the detach applied: {detached}"
+    );
 
     // Unused now, the group can go.
     let (status, _) = stack

@@ -142,7 +142,8 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
         "delete of an attached group",
     );
 
-    // `configuration set`: merged in; max_connections waits for a restart, as Trove shows.
+    // `configuration parameter set` (PATCH): merged in; max_connections waits for a restart, as
+    // Trove shows.
     let (status, body) = stack
         .call_a(
             Method::PATCH,
@@ -167,7 +168,7 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
     stack.wait_active(id).await?;
     assert_eq!(show(&stack, id, "max_connections").await?, "150");
 
-    // `configuration update` (PUT): exactly the new values, reloaded without a restart.
+    // `configuration set` (PUT): exactly the new values, reloaded without a restart.
     let (status, body) = stack
         .call_a(
             Method::PUT,

@@ -63,6 +63,8 @@ fn summary(c: &ConfigRow) -> Value {
         "datastore_version_id": c.datastore_version_id,
         "datastore_name": c.ds_name,
         "datastore_version_name": c.ds_version_name,
+        // Not in Trove's list view, but `configuration list` prints it as a column.
+        "datastore_version_number": c.ds_version_number,
     })
 }
 
@@ -71,7 +73,6 @@ fn detail(c: &ConfigRow, values: &Overrides, instance_count: i64) -> Value {
     let mut v = summary(c);
     v["values"] = json!(values);
     v["instance_count"] = json!(instance_count);
-    v["datastore_version_number"] = json!(c.ds_version_number);
     v
 }
 
@@ -211,7 +212,8 @@ async fn show_configuration(
     Ok(Json(json!({"configuration": detail(&row, &values, count)})))
 }
 
-/// `PUT`: the group holds exactly the new `values` (and may get a new name or description).
+/// `PUT` (`openstack database configuration set`): the group holds exactly the new `values`
+/// (and may get a new name or description).
 async fn replace_configuration(
     state: State<AppState>,
     dispatch: Dispatch,
@@ -221,7 +223,7 @@ async fn replace_configuration(
     change_values(state, dispatch, path, body, true).await
 }
 
-/// `PATCH` (`openstack database configuration set`): the new `values` are merged in.
+/// `PATCH` (`openstack database configuration parameter set`): the new `values` are merged in.
 async fn edit_configuration(
     state: State<AppState>,
     dispatch: Dispatch,

@@ -320,6 +320,10 @@ mod tests {
             "pinned by the agent"
         );
         assert!(
+            rules.get("log_min_messages").is_none(),
+            "debug levels log statement text"
+        );
+        assert!(
             rules.get("checkpoint_segments").is_none(),
             "gone in PostgreSQL 15"
         );

@@ -31,6 +31,7 @@ pub fn derive(
         match task {
             InstanceTask::Building => "BUILD",
             InstanceTask::Rebooting => "REBOOT",
+            InstanceTask::Resizing => "RESIZE",
             InstanceTask::Recovering => "RECOVER",
             InstanceTask::Deleting => "SHUTDOWN",
             _ if backup_running => "BACKUP",

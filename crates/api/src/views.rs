@@ -95,6 +95,9 @@ pub fn instance_summary(row: &InstanceRow, links: &Links, heartbeat_expiry_secs:
     })
 }
 
+/// Bytes in the GB Trove reports volumes in.
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
 /// Who reads a view: some parts are for admins only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
@@ -137,6 +140,25 @@ pub fn instance_detail(
                 "error_code": row.fault_error_code,
             }),
         );
+    }
+    if let Some(id) = row.configuration_id {
+        obj.insert(
+            "configuration".into(),
+            json!({
+                "id": id,
+                "name": row.configuration_name,
+                "links": links.of("configurations", &id.to_string()),
+            }),
+        );
+    }
+    // Trove shows the space the data uses in GB, as a float.
+    if let Some(bytes) = row.volume_used_bytes {
+        let used = bytes as f64 / GIB;
+        let mut volume = json!({"size": row.volume_size, "used": used});
+        if let Some(size) = row.volume_size.filter(|s| *s > 0) {
+            volume["used_percent"] = json!(used * 100.0 / f64::from(size));
+        }
+        obj.insert("volume".into(), volume);
     }
     if let Some(id) = row.recovery_id {
         obj.insert(

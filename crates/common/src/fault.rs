@@ -41,6 +41,10 @@ crate::text_enum! {
         AccessUpdateFailed => "access_update_failed",
         /// The guest did not report the access change before the task deadline.
         AccessUpdateTimeout => "access_update_timeout",
+        /// The guest could not apply the instance's configuration group.
+        ConfigurationFailed => "configuration_failed",
+        /// The guest did not report the end of a resize before the task deadline.
+        ResizeTimeout => "resize_timeout",
     }
 }
 

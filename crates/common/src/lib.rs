@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod fault;
 pub mod outbox;
+pub mod overrides;
 pub mod recovery;
 pub mod retention;
 pub mod rpc;

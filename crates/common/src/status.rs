@@ -145,10 +145,12 @@ pub enum InstanceTask {
     Updating,
     /// The access rules could not be applied (Trove's UPDATING_ERROR_ACCESS).
     UpdatingErrorAccess,
+    /// A flavor or volume resize runs (Trove's RESIZING).
+    Resizing,
 }
 
 impl InstanceTask {
-    const ALL: [InstanceTask; 11] = [
+    const ALL: [InstanceTask; 12] = [
         Self::None,
         Self::Deleting,
         Self::Rebooting,
@@ -160,6 +162,7 @@ impl InstanceTask {
         Self::DeletingError,
         Self::Updating,
         Self::UpdatingErrorAccess,
+        Self::Resizing,
     ];
 
     pub fn code(self) -> i32 {
@@ -176,6 +179,7 @@ impl InstanceTask {
             Self::DeletingError => 0x72,
             Self::Updating => 12,
             Self::UpdatingErrorAccess => 93,
+            Self::Resizing => 4,
         }
     }
 
@@ -192,6 +196,7 @@ impl InstanceTask {
             Self::DeletingError => "Delete error.",
             Self::Updating => "Updating the instance.",
             Self::UpdatingErrorAccess => "Update error: Access.",
+            Self::Resizing => "Resizing the instance.",
         }
     }
 

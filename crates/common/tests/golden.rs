@@ -152,6 +152,30 @@ fn taskmanager_messages_match_their_fixtures() {
                 access: access(),
             },
         ),
+        (
+            "taskmanager.update_configuration",
+            TaskManagerMethod::UpdateConfiguration {
+                instance_id: id(1),
+                revision: 3,
+            },
+        ),
+        (
+            "taskmanager.resize_flavor",
+            TaskManagerMethod::ResizeFlavor {
+                instance_id: id(1),
+                new_flavor: FlavorRef {
+                    id: "2".into(),
+                    ram: 2048,
+                },
+            },
+        ),
+        (
+            "taskmanager.resize_volume",
+            TaskManagerMethod::ResizeVolume {
+                instance_id: id(1),
+                new_size: 4,
+            },
+        ),
     ];
     for (name, m) in cases {
         check(name, encode(&m, context()));
@@ -196,6 +220,7 @@ fn guest_messages_match_their_fixtures() {
                 ds_version: "15".into(),
                 restore_target: None,
                 access: None,
+                overrides: Default::default(),
             },
         ),
         (
@@ -209,11 +234,28 @@ fn guest_messages_match_their_fixtures() {
                 ds_version: "15".into(),
                 restore_target: None,
                 access: Some(access()),
+                overrides: Default::default(),
             },
         ),
         (
             "guest.update_access",
             GuestMethod::UpdateAccess { access: access() },
+        ),
+        (
+            "guest.update_overrides",
+            GuestMethod::UpdateOverrides {
+                overrides: [
+                    ("max_connections".to_owned(), serde_json::json!(150)),
+                    ("work_mem".to_owned(), serde_json::json!("8MB")),
+                ]
+                .into_iter()
+                .collect(),
+                revision: 3,
+            },
+        ),
+        (
+            "guest.resize_flavor",
+            GuestMethod::ResizeFlavor { memory_mb: 2048 },
         ),
         (
             "guest.create_backup",
@@ -267,6 +309,7 @@ fn conductor_messages_match_their_fixtures() {
                     error: None,
                     completes: None,
                     accounts: None,
+                    volume_used_bytes: None,
                 },
                 sent: 1764090000.123456,
             },
@@ -399,6 +442,16 @@ fn conductor_messages_match_their_fixtures() {
                 sent: 1764090005.0,
                 access: access(),
                 error: Some("reloading the server configuration failed".into()),
+            },
+        ),
+        (
+            "conductor.overrides_applied",
+            ConductorMethod::OverridesApplied {
+                instance_id: id(1),
+                sent: 1764090006.0,
+                revision: 3,
+                restart_required: true,
+                error: None,
             },
         ),
     ];

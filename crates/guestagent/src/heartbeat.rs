@@ -85,6 +85,12 @@ impl Agent {
         } else {
             None
         };
+        // What the data takes on disk, for `volume.used`; counted off the async threads.
+        let data_dir = h.cluster.spec().data_dir.clone();
+        let volume_used_bytes =
+            tokio::task::spawn_blocking(move || crate::postgres::dir_bytes(&data_dir))
+                .await
+                .ok();
         let msg = ConductorMethod::Heartbeat {
             instance_id: h.id,
             payload: HeartbeatPayload {
@@ -94,6 +100,7 @@ impl Agent {
                 error,
                 completes: completes.map(str::to_string),
                 accounts,
+                volume_used_bytes,
             },
             sent: epoch_seconds(Utc::now()),
         };

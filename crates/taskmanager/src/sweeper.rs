@@ -12,7 +12,7 @@ use trove_common::{
 };
 
 use crate::{
-    db::{backups, faults, instances, recoveries},
+    db::{backups, configurations, faults, instances, recoveries},
     manager::TaskManager,
 };
 
@@ -83,6 +83,16 @@ impl TaskManager {
                     FaultCode::AccessUpdateTimeout,
                     "The network access change did not finish in time; the guest agent is silent. Send the access again.",
                 ),
+                // The server runs with the old memory settings or the new ones; the flavor shown
+                // stays the old one until a resize reports success.
+                InstanceTask::Resizing => {
+                    configurations::abandon_flavor_resize(&mut tx, inst.id).await?;
+                    (
+                        InstanceTask::None,
+                        FaultCode::ResizeTimeout,
+                        "The resize did not finish in time; the guest agent is silent.",
+                    )
+                }
                 _ => continue,
             };
             instances::set_task(&mut tx, inst.id, task).await?;

@@ -191,7 +191,6 @@ async fn create_refuses_options_it_would_drop_and_writes_nothing() -> Result<()>
         (json!({"volume": {"size": 1, "type": "ssd"}}), "volume.type"),
         (json!({"availability_zone": "nova"}), "availability_zone"),
         (json!({"nics": [{"network_id": "aaaa"}]}), "nics"),
-        (json!({"configuration": "cfg-1"}), "configuration"),
         (json!({"locality": "anti-affinity"}), "locality"),
         (json!({"modules": [{"id": "m-1"}]}), "modules"),
         (

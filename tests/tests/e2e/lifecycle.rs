@@ -37,7 +37,7 @@ async fn restart_and_rename_keep_the_data() -> Result<()> {
     let (status, resp) = stack
         .post_a(
             &format!("/instances/{id}/action"),
-            json!({"resize": {"flavorRef": "2"}}),
+            json!({"promote_to_replica_source": {}}),
         )
         .await?;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{resp}");

@@ -45,6 +45,11 @@ pub struct InstanceRow {
     pub deleted: bool,
     pub deleted_at: Option<DateTime<Utc>>,
     pub task_description: String,
+    /// The attached configuration group, if any.
+    pub configuration_id: Option<Uuid>,
+    pub configuration_name: Option<String>,
+    /// Bytes the data directory uses, as the guest last measured it.
+    pub volume_used_bytes: Option<i64>,
 }
 
 pub(super) const COLUMNS: &str = r#"
@@ -60,11 +65,13 @@ SELECT i.id, i.name, i.tenant_id, i.flavor_id, i.volume_size, i.task_id, i.addre
        EXISTS (SELECT 1 FROM backups b WHERE b.instance_id = i.id AND NOT b.deleted
                AND b.state = ANY($1)) AS backup_running,
        i.retention_window_secs, i.retention_min_backups,
-       i.host, i.deleted, i.deleted_at, i.task_description
+       i.host, i.deleted, i.deleted_at, i.task_description,
+       i.configuration_id, c.name AS configuration_name, i.volume_used_bytes
 "#;
 
 pub(super) const FROM: &str = r#"
 FROM instances i
+LEFT JOIN configurations c ON c.id = i.configuration_id
 JOIN service_statuses s ON s.instance_id = i.id
 JOIN datastore_versions dv ON dv.id = i.datastore_version_id
 JOIN datastores d ON d.id = dv.datastore_id
@@ -149,6 +156,9 @@ pub struct LockedInstance {
     pub status_id: i32,
     pub datastore_version_id: Uuid,
     pub host: Option<String>,
+    pub configuration_id: Option<Uuid>,
+    pub flavor_id: String,
+    pub volume_size: Option<i32>,
 }
 
 pub async fn lock(
@@ -157,7 +167,8 @@ pub async fn lock(
     tenant: Option<&str>,
 ) -> sqlx::Result<Option<LockedInstance>> {
     sqlx::query_as(
-        "SELECT i.id, i.tenant_id, i.task_id, s.status_id, i.datastore_version_id, i.host \
+        "SELECT i.id, i.tenant_id, i.task_id, s.status_id, i.datastore_version_id, i.host, \
+         i.configuration_id, i.flavor_id, i.volume_size \
          FROM instances i JOIN service_statuses s ON s.instance_id = i.id \
          WHERE i.id = $1 AND NOT i.deleted AND ($2::text IS NULL OR i.tenant_id = $2) \
          FOR UPDATE OF i",
@@ -182,13 +193,16 @@ pub struct NewInstance<'a> {
     pub task: InstanceTask,
     pub task_deadline: DateTime<Utc>,
     pub status: ServiceStatus,
+    /// The configuration group to start with.
+    pub configuration_id: Option<Uuid>,
 }
 
 pub async fn insert(conn: &mut PgConnection, n: &NewInstance<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO instances (id, name, tenant_id, flavor_id, datastore_version_id, volume_size, \
          access, restored_from_backup, restore_target, task_id, task_description, task_start_time, \
-         task_deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), $12)",
+         task_deadline, configuration_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), $12, $13)",
     )
     .bind(n.id)
     .bind(n.name)
@@ -202,6 +216,7 @@ pub async fn insert(conn: &mut PgConnection, n: &NewInstance<'_>) -> sqlx::Resul
     .bind(n.task.code())
     .bind(n.task.description())
     .bind(n.task_deadline)
+    .bind(n.configuration_id)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -255,6 +270,20 @@ pub async fn rename(conn: &mut PgConnection, id: Uuid, name: &str) -> sqlx::Resu
     sqlx::query("UPDATE instances SET name = $2, updated = now() WHERE id = $1")
         .bind(id)
         .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The flavor a resize moves the instance to; it takes it when the guest reports success.
+pub async fn set_resize_flavor(
+    conn: &mut PgConnection,
+    id: Uuid,
+    flavor: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE instances SET resize_flavor_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(flavor)
         .execute(conn)
         .await?;
     Ok(())

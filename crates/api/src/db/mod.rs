@@ -2,6 +2,7 @@
 
 pub mod backups;
 pub mod catalog;
+pub mod configurations;
 pub mod instance_detail;
 pub mod instances;
 pub mod quotas;

@@ -75,6 +75,25 @@ impl Dispatch {
         Ok(())
     }
 
+    /// Like [`Dispatch::send`] for any number of messages (none: only the commit).
+    pub async fn send_all(
+        self,
+        mut tx: Transaction<'_, Postgres>,
+        methods: &[TaskManagerMethod],
+    ) -> ApiResult<()> {
+        let mut ids = Vec::with_capacity(methods.len());
+        for method in methods {
+            let msg = RpcMessage::new(method, self.context.clone());
+            ids.push(outbox::enqueue(&mut tx, topics::TASKMANAGER, &msg).await?);
+        }
+        tx.commit().await?;
+        if !ids.is_empty() {
+            let (pool, bus) = (self.pool, self.bus);
+            tokio::spawn(async move { outbox::flush(&pool, &bus, &ids).await });
+        }
+        Ok(())
+    }
+
     /// Sets `task` on the instance until `deadline`, then sends `method`, which carries it out.
     pub async fn start_task(
         self,

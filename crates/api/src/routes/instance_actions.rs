@@ -1,6 +1,7 @@
-//! `POST /instances/{id}/action`: restart, and (admin) reset_status.
+//! `POST /instances/{id}/action`: restart, resize, and (admin) reset_status.
 
 mod reset_status;
+mod resize;
 
 use axum::{
     extract::{Path, State},
@@ -44,13 +45,20 @@ async fn act_on_instance(
             ));
         }
     };
-    if action == "reset_status" {
-        return reset_status::reset_status(&state, &caller, &tenant, id, obj.get(action)).await;
-    }
-    if action != "restart" {
-        return Err(ApiError::NotImplemented(format!(
-            "Action '{action}' is not supported; supported actions: restart."
-        )));
+    match action {
+        "restart" => {}
+        "reset_status" => {
+            return reset_status::reset_status(&state, &caller, &tenant, id, obj.get(action)).await;
+        }
+        "resize" => {
+            resize::resize_instance(&state, dispatch, &tenant, id, obj.get("resize")).await?;
+            return Ok(StatusCode::ACCEPTED);
+        }
+        _ => {
+            return Err(ApiError::NotImplemented(format!(
+                "Action '{action}' is not supported; supported actions: restart, resize, reset_status."
+            )));
+        }
     }
     if !matches!(
         obj.get("restart"),

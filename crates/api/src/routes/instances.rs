@@ -1,6 +1,7 @@
 //! Instances: list, detail, show, create (also from a backup or a point in time), update (name
 //! and network access) and delete.
 
+mod configuration;
 mod create;
 pub(crate) mod options;
 
@@ -47,6 +48,11 @@ pub fn routes() -> Routes {
         .add(Method::PUT, one, update_instance)
         .add(Method::PATCH, one, update_instance)
         .add(Method::DELETE, one, delete_instance)
+        .add(
+            Method::GET,
+            "/v1.0/{tenant}/instances/{id}/configuration",
+            configuration::show_instance_configuration,
+        )
 }
 
 /// `GET /instances`, or with `DETAIL` `GET /instances/detail`: ordered by id; the marker is the
@@ -129,8 +135,9 @@ async fn show_instance(
 }
 
 /// `PUT`/`PATCH`: a new `name` (at once), the instance's own `retention` policy (at once; `null`
-/// returns to the operator's default) and/or new network `access` (Trove's UPDATING task: the
-/// guest rewrites the server's rules and reloads them, no restart).
+/// returns to the operator's default), and either new network `access` (Trove's UPDATING task:
+/// the guest rewrites the server's rules and reloads them, no restart) or a `configuration`
+/// group to attach (`null` detaches it; see [`configuration`]).
 async fn update_instance(
     State(state): State<AppState>,
     dispatch: Dispatch,
@@ -139,12 +146,14 @@ async fn update_instance(
 ) -> ApiResult<StatusCode> {
     let id = path_uuid(&id)?;
     let inst = validate::root(&body, "instance")?;
-    if let Some(k) = inst
-        .keys()
-        .find(|k| !matches!(k.as_str(), "name" | "access" | "retention"))
-    {
+    if let Some(k) = inst.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "name" | "access" | "retention" | "configuration"
+        )
+    }) {
         return Err(ApiError::NotImplemented(format!(
-            "Updating '{}' is not supported; only 'name', 'access' and 'retention' can be changed.",
+            "Updating '{}' is not supported; only 'name', 'access', 'retention' and 'configuration' can be changed.",
             validate::printable(k)
         )));
     }
@@ -165,9 +174,19 @@ async fn update_instance(
         .get("retention")
         .map(retention::parse_update)
         .transpose()?;
-    if name.is_none() && access.is_none() && retention.is_none() {
+    // Present means a change: null detaches.
+    let config = inst
+        .get("configuration")
+        .map(configuration::parse)
+        .transpose()?;
+    if access.is_some() && config.is_some() {
         return Err(bad(
-            "Validation error: instance needs 'name', 'access' or 'retention' to update",
+            "Validation error: 'access' and 'configuration' cannot be changed at the same time",
+        ));
+    }
+    if name.is_none() && access.is_none() && retention.is_none() && config.is_none() {
+        return Err(bad(
+            "Validation error: instance needs 'name', 'access', 'retention' or 'configuration' to update",
         ));
     }
     let mut tx = state.pool.begin().await?;
@@ -190,6 +209,10 @@ async fn update_instance(
         let (window_secs, min_backups) = update.columns();
         retention_db::set_override(&mut tx, id, window_secs, min_backups).await?;
         tracing::info!(instance.id = %id, ?window_secs, ?min_backups, "retention override set");
+    }
+    if let Some(wanted) = config {
+        configuration::attach_or_detach(tx, dispatch, &tenant, &locked, wanted).await?;
+        return Ok(StatusCode::ACCEPTED);
     }
     let Some(access) = access else {
         tx.commit().await?;

@@ -3,6 +3,8 @@
 pub mod accounts;
 pub mod availability;
 pub mod backups;
+pub mod configuration_parameters;
+pub mod configurations;
 pub mod datastores;
 pub mod dispatch;
 pub mod flavors;
@@ -41,6 +43,8 @@ pub fn tenant() -> Routes {
         .merge(mgmt_instances::routes())
         .merge(quotas::routes())
         .merge(limits::routes())
+        .merge(configurations::routes())
+        .merge(configuration_parameters::routes())
 }
 
 /// Every (method, path) the API serves, sorted: what the OpenAPI document must describe.

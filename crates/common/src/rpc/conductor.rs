@@ -28,6 +28,9 @@ pub struct HeartbeatPayload {
     /// (or a while has passed), so the API lists what is really there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<crate::accounts::Accounts>,
+    /// Ours: bytes the instance's data directory uses (`volume.used`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_used_bytes: Option<u64>,
 }
 
 crate::text_enum! {
@@ -149,6 +152,16 @@ pub enum ConductorMethod {
         error: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         accounts: Option<crate::accounts::Accounts>,
+    },
+    /// Ours: the outcome of an `update_overrides` for `revision`: applied (and whether a
+    /// parameter that changed waits for a restart), or why not (the old file is back in force).
+    OverridesApplied {
+        instance_id: Uuid,
+        sent: f64,
+        revision: i64,
+        restart_required: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
 }
 

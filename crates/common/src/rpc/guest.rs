@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::Method;
 use super::taskmanager::{DatabaseSpec, UserSpec};
 pub use crate::access::Access;
+pub use crate::overrides::Overrides;
 pub use crate::recovery::{RecoveryTarget, wal_location};
 
 /// Where a backup lives and how to check it (the seed's `backup_info {id, location, type, checksum}`).
@@ -49,6 +50,9 @@ pub enum GuestMethod {
         /// stay open to every address.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         access: Option<Access>,
+        /// Ours: the configuration group's values to start with (checked again by the guest).
+        #[serde(default, skip_serializing_if = "Overrides::is_empty")]
+        overrides: Overrides,
     },
     CreateBackup {
         backup_info: TakeBackupInfo,
@@ -74,6 +78,18 @@ pub enum GuestMethod {
     ApplyAccounts {
         op_id: Uuid,
         op: crate::accounts::AccountOp,
+    },
+    /// Trove's `update_overrides`: make the instance's configuration-group file hold exactly
+    /// `overrides` (empty: detached) and reload; report with the conductor's `overrides_applied`.
+    UpdateOverrides {
+        overrides: Overrides,
+        /// Echoed in the report, so the control plane knows which change it settles.
+        revision: i64,
+    },
+    /// Ours: rewrite the memory settings for `memory_mb` of RAM and restart; report with a
+    /// heartbeat completing `resize`.
+    ResizeFlavor {
+        memory_mb: i64,
     },
 }
 

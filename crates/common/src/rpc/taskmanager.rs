@@ -88,6 +88,23 @@ pub enum TaskManagerMethod {
         instance_id: Uuid,
         op_id: Uuid,
     },
+    /// Ours: the instance's configuration (attach, detach, or its group's values) changed; the
+    /// control database holds what to apply, and `revision` names the change.
+    UpdateConfiguration {
+        instance_id: Uuid,
+        revision: i64,
+    },
+    /// Trove's `resize_flavor` (we send the new flavor only): the guest rewrites the memory
+    /// settings for the new flavor's RAM and restarts.
+    ResizeFlavor {
+        instance_id: Uuid,
+        new_flavor: FlavorRef,
+    },
+    /// Trove's `resize_volume`.
+    ResizeVolume {
+        instance_id: Uuid,
+        new_size: i32,
+    },
 }
 
 impl Method for TaskManagerMethod {

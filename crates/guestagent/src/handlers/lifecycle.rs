@@ -14,9 +14,7 @@ impl Agent {
         if let Err(e) = h.cluster.stop().await {
             tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "stop before restart failed");
         }
-        if let Err(e) = h.cluster.start().await {
-            tracing::error!(instance.id = %h.id, error = %format!("{e:#}"), "restart failed");
-        }
+        self.start_or_set_aside(h, rid.clone()).await;
         self.send_status_completing(h, None, Some("restart"), rid, true)
             .await;
     }

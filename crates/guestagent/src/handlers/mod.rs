@@ -4,6 +4,7 @@
 mod access;
 mod accounts;
 mod backup;
+mod configuration;
 mod lifecycle;
 mod prepare;
 mod recovery;
@@ -31,6 +32,8 @@ impl Agent {
                 backup_info,
                 restore_target,
                 access,
+                memory_mb,
+                overrides,
                 ..
             }) => {
                 self.prepare(
@@ -41,6 +44,8 @@ impl Agent {
                         backup: backup_info,
                         restore_target,
                         access,
+                        memory_mb,
+                        overrides,
                     },
                     rid,
                 )
@@ -89,6 +94,11 @@ impl Agent {
             GuestMethod::ApplyAccounts { op_id, op } => {
                 self.apply_accounts(&h, op_id, op, rid).await
             }
+            GuestMethod::UpdateOverrides {
+                overrides,
+                revision,
+            } => self.update_overrides(&h, overrides, revision, rid).await,
+            GuestMethod::ResizeFlavor { memory_mb } => self.resize_flavor(&h, memory_mb, rid).await,
             GuestMethod::Prepare { .. } => {
                 tracing::warn!(instance.id = %id, "prepare sent to an instance queue ignored");
             }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use trove_common::{
     access::Access,
+    overrides::Overrides,
     recovery::RecoveryTarget,
     rpc::{
         guest::BackupLocation,
@@ -29,6 +30,10 @@ pub(crate) struct Wanted {
     pub restore_target: Option<RecoveryTarget>,
     /// Who may connect over TCP; None for an instance created without `access` (everyone).
     pub access: Option<Access>,
+    /// The flavor's RAM, from which the memory settings are derived.
+    pub memory_mb: i64,
+    /// The configuration group's values to start with.
+    pub overrides: Overrides,
 }
 
 impl Agent {
@@ -109,6 +114,10 @@ impl Agent {
             .with_context(|| format!("creating {}", h.dir.display()))?;
         // The rules are in place before the server first listens.
         h.cluster.write_access(wanted.access.as_ref()).await?;
+        // The flavor's memory and the group's values are in place before the first start too.
+        h.cluster.write_memory(wanted.memory_mb).await?;
+        // Revision 0: what an instance created with a group runs until the group first changes.
+        h.cluster.write_overrides(&wanted.overrides, 0).await?;
         let target = wanted.restore_target.as_ref();
         match &wanted.backup {
             // From a backup, replayed on to the target when there is one: the same restore as a

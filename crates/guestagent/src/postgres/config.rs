@@ -91,10 +91,13 @@ fn render_trove_conf(spec: &ClusterSpec) -> String {
          max_slot_wal_keep_size = '2GB'\n\
          # Notice a vanished WAL receiver soon, so its slot is free for the restarted one.\n\
          wal_sender_timeout = '30s'\n\
-         shared_buffers = '32MB'\n\
-         max_connections = 50\n\
          hot_standby = on\n\
-         logging_collector = off\n",
+         logging_collector = off\n\
+         # The flavor's memory settings, then the configuration group's values, which win.\n\
+         include_if_exists = {memory}\n\
+         include_if_exists = {overrides}\n",
+        memory = conf_string(&spec.memory_file().to_string_lossy()),
+        overrides = conf_string(&spec.overrides_file().to_string_lossy()),
         port = spec.port,
         listen = conf_string(&spec.listen_addresses),
         socket = conf_string(&socket_dir),
@@ -229,6 +232,9 @@ mod tests {
         assert!(conf.contains("log_min_error_statement = 'panic'\n"));
         assert!(conf.contains("log_statement = 'none'\n"));
         assert!(conf.contains("unix_socket_permissions = 0700\n"));
+        let memory = conf.find("include_if_exists = '/srv/i''1/memory.conf'\n");
+        let group = conf.find("include_if_exists = '/srv/i''1/overrides.conf'\n");
+        assert!(memory.is_some() && group > memory, "{conf}");
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Cluster {
     /// from the postmaster and inherits its last load time, and the postmaster reloads the
     /// authentication rules in the same signal handler as the rest of the configuration, so from
     /// then on every new connection is checked against the new rules.
-    async fn wait_reloaded(&self, before: DateTime<Utc>) -> Result<()> {
+    pub(super) async fn wait_reloaded(&self, before: DateTime<Utc>) -> Result<()> {
         let until = tokio::time::Instant::now() + RELOAD_DEADLINE;
         loop {
             let mut conn = self.connect().await?;
@@ -131,7 +131,7 @@ impl Cluster {
     }
 }
 
-async fn conf_load_time(conn: &mut sqlx::PgConnection) -> Result<DateTime<Utc>> {
+pub(super) async fn conf_load_time(conn: &mut sqlx::PgConnection) -> Result<DateTime<Utc>> {
     sqlx::query_scalar("SELECT pg_conf_load_time()")
         .fetch_one(conn)
         .await

@@ -21,6 +21,24 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
+    /// The memory settings for the instance's flavor, beside the data directory (so a restored
+    /// copy of the data runs with this instance's memory, and no backup carries them).
+    pub fn memory_file(&self) -> PathBuf {
+        self.beside_data("memory.conf")
+    }
+
+    /// The instance's configuration-group values, beside the data directory like the memory
+    /// file, and read after it so a group's value wins.
+    pub fn overrides_file(&self) -> PathBuf {
+        self.beside_data("overrides.conf")
+    }
+
+    fn beside_data(&self, name: &str) -> PathBuf {
+        self.hba_file
+            .parent()
+            .map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
+    }
+
     /// The standard layout under one instance directory: `data/`, `run/`, `log/postgresql.log`,
     /// `pg_hba.conf`.
     pub fn under(instance_dir: &Path, port: u16) -> ClusterSpec {

@@ -4,14 +4,14 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use trove_common::{
     fault::FaultCode,
-    rpc::conductor::HeartbeatPayload,
+    rpc::{RequestContext, conductor::HeartbeatPayload, guest::GuestMethod},
     status::{InstanceTask, ServiceStatus},
 };
 use uuid::Uuid;
 
 use super::{check_address, lock_reported};
 use crate::{
-    db::{account_ops, faults, instances},
+    db::{account_ops, configurations, faults, instances},
     manager::TaskManager,
 };
 
@@ -38,7 +38,19 @@ impl TaskManager {
         if !instances::message_is_fresh(&mut tx, instance_id, "heartbeat", sent).await? {
             return Ok(());
         }
-        instances::set_service_status(&mut tx, instance_id, status).await?;
+        // As in Trove, a server waiting for a restart stays RESTART_REQUIRED whatever periodic
+        // heartbeats say; the report that ends a restart or a resize (both restart it) clears it.
+        let restarted = matches!(payload.completes.as_deref(), Some("restart" | "resize"));
+        let waiting = configurations::service_status(&mut tx, instance_id).await?
+            == Some(ServiceStatus::RestartRequired);
+        if waiting && !restarted && status.is_up() {
+            configurations::touch_service_status(&mut tx, instance_id).await?;
+        } else {
+            instances::set_service_status(&mut tx, instance_id, status).await?;
+        }
+        if let Some(bytes) = payload.volume_used_bytes {
+            configurations::set_volume_used(&mut tx, instance_id, bytes).await?;
+        }
         if let (Some(addr), Some(port)) = (&payload.address, payload.port) {
             instances::set_endpoint(&mut tx, instance_id, addr, port).await?;
         }
@@ -55,10 +67,12 @@ impl TaskManager {
             (Some(s), Some(t)) => s >= t,
             _ => false,
         };
+        let mut built = false;
         match (inst.task(), status) {
             (InstanceTask::Building, s) if s.is_up() => {
                 instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
                 tracing::info!(instance.id = %instance_id, "instance is up, build finished");
+                built = true;
             }
             (InstanceTask::Building, ServiceStatus::Failed) => {
                 instances::set_task(&mut tx, instance_id, InstanceTask::BuildingErrorServer)
@@ -83,9 +97,41 @@ impl TaskManager {
             {
                 instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
             }
+            (InstanceTask::Resizing, s)
+                if s.is_up()
+                    && after_task_start
+                    && payload.completes.as_deref() == Some("resize") =>
+            {
+                configurations::finish_flavor_resize(&mut tx, instance_id).await?;
+                instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
+                tracing::info!(instance.id = %instance_id, "flavor resize finished");
+            }
             _ => {}
         }
         tx.commit().await?;
+        if built {
+            self.catch_up_configuration(instance_id, inst.host.as_deref())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The guest started the instance with the group's values as they were at placement
+    /// (revision 0). A change made during the build reached no running instance: send the
+    /// values as they are now.
+    async fn catch_up_configuration(&self, instance_id: Uuid, host: Option<&str>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (overrides, revision) = configurations::current(&mut tx, instance_id).await?;
+        let Some(host) = host.filter(|_| revision > 0) else {
+            return Ok(());
+        };
+        let method = GuestMethod::UpdateOverrides {
+            overrides,
+            revision,
+        };
+        self.commit_with_instance_cast(tx, instance_id, host, &method, RequestContext::default())
+            .await?;
+        tracing::info!(instance.id = %instance_id, revision, "configuration changed during the build sent");
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ mod accounts_applied;
 mod heartbeat;
 mod host_heartbeat;
 mod instance_deleted;
+mod overrides_applied;
 mod sent;
 mod update_access;
 mod update_backup;
@@ -127,6 +128,21 @@ impl TaskManager {
                     accounts,
                 };
                 self.accounts_applied(host, report).await
+            }
+            ConductorMethod::OverridesApplied {
+                instance_id,
+                revision,
+                restart_required,
+                error,
+                ..
+            } => {
+                let report = overrides_applied::OverridesReport {
+                    instance_id,
+                    revision,
+                    restart_required,
+                    error,
+                };
+                self.overrides_applied(host, report).await
             }
         };
         match r {

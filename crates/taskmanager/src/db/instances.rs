@@ -166,6 +166,7 @@ pub async fn overdue(conn: &mut PgConnection) -> sqlx::Result<Vec<Instance>> {
             InstanceTask::Rebooting,
             InstanceTask::Building,
             InstanceTask::Updating,
+            InstanceTask::Resizing,
         ]
         .map(InstanceTask::code),
     )

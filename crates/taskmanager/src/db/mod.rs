@@ -2,6 +2,7 @@
 
 pub mod account_ops;
 pub mod backups;
+pub mod configurations;
 pub mod faults;
 pub mod hosts;
 pub mod instances;

@@ -17,7 +17,7 @@ use trove_common::{
 use uuid::Uuid;
 
 use crate::{
-    db::{backups, faults, hosts, instances},
+    db::{backups, configurations, faults, hosts, instances},
     manager::TaskManager,
 };
 
@@ -135,6 +135,9 @@ impl TaskManager {
                 Some(location)
             }
         };
+        // The group attached at create; what it holds at this moment is what the server starts
+        // with (a later change follows as its own `update_overrides`).
+        let (overrides, _) = configurations::current(&mut tx, instance_id).await?;
         instances::set_host(&mut tx, instance_id, &host).await?;
         instances::set_service_status(&mut tx, instance_id, ServiceStatus::Building).await?;
         self.commit_with_cast(
@@ -149,6 +152,7 @@ impl TaskManager {
                 ds_version,
                 restore_target,
                 access: inst.access(),
+                overrides,
             },
             ctx,
         )

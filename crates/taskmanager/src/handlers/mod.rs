@@ -5,8 +5,10 @@ mod backups;
 mod create_instance;
 mod delete_instance;
 mod recovery;
+mod resize;
 mod restart;
 mod update_access;
+mod update_configuration;
 
 use trove_common::{
     amqp::{Delivered, Outcome},
@@ -72,6 +74,18 @@ impl TaskManager {
             TaskManagerMethod::ApplyAccounts { instance_id, op_id } => {
                 self.apply_accounts(ctx, instance_id, op_id).await
             }
+            TaskManagerMethod::UpdateConfiguration {
+                instance_id,
+                revision,
+            } => self.update_configuration(ctx, instance_id, revision).await,
+            TaskManagerMethod::ResizeFlavor {
+                instance_id,
+                new_flavor,
+            } => self.resize_flavor(ctx, instance_id, new_flavor).await,
+            TaskManagerMethod::ResizeVolume {
+                instance_id,
+                new_size,
+            } => self.resize_volume(instance_id, new_size).await,
         };
         outcome(name, r)
     }

@@ -31,6 +31,7 @@ fn heartbeat_with(instance: Uuid, accounts: Accounts, sent: f64, host: &str) -> 
                 error: None,
                 completes: None,
                 accounts: Some(accounts),
+                volume_used_bytes: None,
             },
             sent,
         },

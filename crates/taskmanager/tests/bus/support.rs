@@ -321,6 +321,7 @@ pub fn heartbeat(instance: Uuid, status: ServiceStatus, sent: f64, guest_host: &
                 error: None,
                 completes: None,
                 accounts: None,
+                volume_used_bytes: None,
             },
             sent,
         },

@@ -216,6 +216,17 @@ pub(super) async fn create_instance(
         )));
     }
 
+    // The client sends the group's id; absent, null or empty is none, as before groups existed.
+    let configuration_id = match inst.get("configuration") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(v) => {
+            let group = super::configuration::parse(v)?
+                .ok_or_else(|| bad("Validation error: instance['configuration'] must be an id"))?;
+            Some(super::configuration::usable_group(&mut tx, group, &tenant, version.id).await?)
+        }
+    };
+
     // Last before the insert: the project's quota stays locked until the commit.
     let delta = quota::Amounts {
         instances: 1,
@@ -252,6 +263,7 @@ pub(super) async fn create_instance(
             task: InstanceTask::Building,
             task_deadline: deadline_in(state.config.task_timeout_secs),
             status: ServiceStatus::New,
+            configuration_id,
         },
     )
     .await?;

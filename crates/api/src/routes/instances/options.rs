@@ -82,12 +82,6 @@ pub(super) fn refuse_unimplemented(inst: &Map<String, Value>) -> ApiResult<()> {
             "instances are reached on their host's address",
         ));
     }
-    if set_string(inst.get("configuration"), "instance['configuration']")?.is_some() {
-        return Err(not_implemented(
-            "configuration",
-            "configuration groups are not supported yet",
-        ));
-    }
     if let Some(l) = set_string(inst.get("locality"), "instance['locality']")? {
         if !LOCALITIES.contains(&l) {
             return Err(bad(format!(
@@ -181,7 +175,6 @@ mod tests {
             (json!({"availability_zone": "nova"}), "availability_zone"),
             (json!({"region_name": "Elsewhere"}), "region_name"),
             (json!({"nics": [{"net-id": "a"}]}), "nics"),
-            (json!({"configuration": "cfg"}), "configuration"),
             (json!({"locality": "affinity"}), "locality"),
             (json!({"modules": [{"id": "m"}]}), "modules"),
             (json!({"replica_of": "x"}), "replica_of"),

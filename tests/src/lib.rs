@@ -35,6 +35,10 @@ pub const TOKEN_A: &str = "token-a";
 pub const TENANT_B: &str = "tenant-b";
 pub const TOKEN_B: &str = "token-b";
 pub const TOKEN_ADMIN: &str = "token-admin";
+/// A project whose id looks like Keystone's (32 hex digits): the CLI's quota commands take
+/// such an id as it is, and look any other name up in Keystone.
+pub const TENANT_K: &str = "6f1d3a2b9c8e4f7a8b1c2d3e4f5a6b7c";
+pub const TOKEN_K: &str = "token-k";
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const TASKMANAGER_KEY: &str = "taskmanager.key";
@@ -174,6 +178,7 @@ impl Stack {
                 TOKEN_A: {"project_id": TENANT_A, "roles": ["member"], "user": "alice"},
                 TOKEN_B: {"project_id": TENANT_B, "roles": ["member"], "user": "bob"},
                 TOKEN_ADMIN: {"project_id": "admin", "roles": ["admin"], "user": "admin"},
+                TOKEN_K: {"project_id": TENANT_K, "roles": ["member"], "user": "kate"},
             }))?,
         )?;
 

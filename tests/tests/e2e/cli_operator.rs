@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use reqwest::StatusCode;
 use serde_json::Value;
-use trove_e2e::{ALL, API_ONLY, Stack, TENANT_A, wait_until};
+use trove_e2e::{ALL, API_ONLY, Stack, TENANT_K, TOKEN_K, wait_until};
 
 /// The row of `resource` in `quota show -f json`.
 fn quota_row<'a>(rows: &'a Value, resource: &str) -> Option<&'a Value> {
@@ -68,20 +68,21 @@ async fn cli_operator_lists_every_project_and_force_deletes() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cli_quotas_and_limits_bound_what_a_project_creates() -> Result<()> {
     let stack = Stack::start(API_ONLY).await?;
-    let (admin, tenant) = (stack.cli_admin(), stack.cli_a());
+    // A project id as Keystone makes them: the CLI sends it as it is.
+    let (admin, tenant) = (stack.cli_admin(), stack.cli(TENANT_K, TOKEN_K));
 
     let limits = tenant.ok(&["limit", "list", "-f", "json"]).await?;
     assert!(limits.contains("max_instances"), "{limits}");
-    let shown = admin.json(&["quota", "show", TENANT_A]).await?;
+    let shown = admin.json(&["quota", "show", TENANT_K]).await?;
     let row = quota_row(&shown, "instances").cloned().unwrap_or_default();
     assert_eq!(row["Limit"], 10, "{shown}");
     assert_eq!(row["In Use"], 0, "{shown}");
 
     admin
-        .ok(&["quota", "update", TENANT_A, "instances", "1"])
+        .ok(&["quota", "update", TENANT_K, "instances", "1"])
         .await?;
     let err = tenant
-        .fails(&["quota", "update", TENANT_A, "instances", "5"])
+        .fails(&["quota", "update", TENANT_K, "instances", "5"])
         .await?;
     assert!(err.contains("HTTP 403"), "{err}");
     let create = |name: &'static str| {
@@ -115,11 +116,11 @@ async fn cli_quotas_and_limits_bound_what_a_project_creates() -> Result<()> {
     );
     let names: Vec<String> =
         sqlx::query_scalar("SELECT name FROM instances WHERE tenant_id = $1 AND NOT deleted")
-            .bind(TENANT_A)
+            .bind(TENANT_K)
             .fetch_all(&stack.pool)
             .await?;
     assert_eq!(names, ["q1"]);
-    let shown = admin.json(&["quota", "show", TENANT_A]).await?;
+    let shown = admin.json(&["quota", "show", TENANT_K]).await?;
     let row = quota_row(&shown, "instances").cloned().unwrap_or_default();
     assert_eq!(
         (row["Limit"].clone(), row["In Use"].clone()),

@@ -6,6 +6,7 @@ mod all_projects;
 mod api_basics;
 mod api_surface;
 mod cli;
+mod cli_configuration;
 mod cli_operator;
 mod configurations;
 mod exposure;

@@ -144,3 +144,97 @@ async fn cli_enables_shows_and_disables_root() -> Result<()> {
     );
     stack.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_creates_backs_up_renames_and_deletes_an_instance() -> Result<()> {
+    let stack = Stack::start(ALL).await?;
+    let cli = stack.cli_a();
+    let created = cli
+        .json(&[
+            "instance",
+            "create",
+            "cli-life",
+            "--flavor",
+            "1",
+            "--size",
+            "1",
+            "--datastore",
+            "postgresql",
+            "--datastore-version",
+            "15",
+            "--databases",
+            "appdb",
+            "--users",
+            "app:app-secret-1",
+        ])
+        .await?;
+    let inst = created["id"].as_str().unwrap_or_default().to_string();
+    let id = uuid::Uuid::parse_str(&inst)?;
+    wait_until(
+        "the instance to be ACTIVE",
+        Duration::from_secs(90),
+        || async {
+            let v = cli.json(&["instance", "show", &inst]).await?;
+            Ok((v["status"] == "ACTIVE").then_some(()))
+        },
+    )
+    .await?;
+    let mut conn = stack.connect_instance(id).await?;
+    sqlx::raw_sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        .execute(&mut conn)
+        .await?;
+    drop(conn);
+
+    let backup = cli
+        .json(&["backup", "create", "cli-backup", "-i", &inst])
+        .await?;
+    let bid = backup["id"].as_str().unwrap_or_default().to_string();
+    wait_until(
+        "the backup to complete",
+        Duration::from_secs(90),
+        || async {
+            let v = cli.json(&["backup", "show", &bid]).await?;
+            Ok((v["status"] == "COMPLETED").then_some(()))
+        },
+    )
+    .await?;
+    assert!(
+        cli.ok(&["backup", "list", "-f", "json"])
+            .await?
+            .contains(&bid)
+    );
+    assert!(
+        cli.ok(&["backup", "list", "instance", &inst, "-f", "json"])
+            .await?
+            .contains(&bid)
+    );
+    assert!(
+        cli.ok(&["flavor", "list", "-f", "json"])
+            .await?
+            .contains("m1.small")
+    );
+
+    cli.ok(&["instance", "update", &inst, "--name", "cli-renamed"])
+        .await?;
+    let v = cli.json(&["instance", "show", &inst]).await?;
+    assert_eq!(v["name"], "cli-renamed", "{v}");
+    cli.ok(&["backup", "delete", &bid]).await?;
+    wait_until("the backup to be gone", Duration::from_secs(60), || async {
+        Ok((!cli
+            .ok(&["backup", "list", "-f", "json"])
+            .await?
+            .contains(&bid))
+        .then_some(()))
+    })
+    .await?;
+    cli.ok(&["instance", "delete", &inst]).await?;
+    wait_until(
+        "the instance to be gone",
+        Duration::from_secs(90),
+        || async {
+            Ok((cli.json(&["instance", "list"]).await? == serde_json::json!([])).then_some(()))
+        },
+    )
+    .await?;
+    stack.finish().await
+}

@@ -8,6 +8,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::Value;
 use trove_common::{
     access::Access,
+    accounts::{AccountOp, AccountUser, Accounts, NewAccountUser},
     recovery::{RecoveryOutcome, RecoveryProgress, RecoveryTarget, StopPoint, WalTimeline},
     rpc::{
         Method, RequestContext, RpcMessage,
@@ -176,6 +177,13 @@ fn taskmanager_messages_match_their_fixtures() {
                 new_size: 4,
             },
         ),
+        (
+            "taskmanager.apply_accounts",
+            TaskManagerMethod::ApplyAccounts {
+                instance_id: id(1),
+                op_id: id(9),
+            },
+        ),
     ];
     for (name, m) in cases {
         check(name, encode(&m, context()));
@@ -256,6 +264,19 @@ fn guest_messages_match_their_fixtures() {
         (
             "guest.resize_flavor",
             GuestMethod::ResizeFlavor { memory_mb: 2048 },
+        ),
+        (
+            "guest.apply_accounts",
+            GuestMethod::ApplyAccounts {
+                op_id: id(9),
+                op: AccountOp::CreateUsers {
+                    users: vec![NewAccountUser {
+                        name: "bob".into(),
+                        password: sealed(),
+                        databases: vec!["sales".into()],
+                    }],
+                },
+            },
         ),
         (
             "guest.create_backup",
@@ -452,6 +473,22 @@ fn conductor_messages_match_their_fixtures() {
                 revision: 3,
                 restart_required: true,
                 error: None,
+            },
+        ),
+        (
+            "conductor.accounts_applied",
+            ConductorMethod::AccountsApplied {
+                instance_id: id(1),
+                op_id: id(9),
+                sent: 1764090007.0,
+                error: None,
+                accounts: Some(Accounts {
+                    databases: vec!["appdb".into(), "sales".into()],
+                    users: vec![AccountUser {
+                        name: "bob".into(),
+                        databases: vec!["sales".into()],
+                    }],
+                }),
             },
         ),
     ];

@@ -61,6 +61,34 @@ pub fn time_left(
     Some(((left_ms - since_ms).max(0.0) / 1000.0).ceil() as u64)
 }
 
+/// The estimate from what the control database keeps: the recovery's `phase`, its latest
+/// `progress` (reported at `updated`) and the first progress of that phase (at `first_at`).
+/// Progress that does not parse is not estimable, not an error: it came from a guest.
+pub fn from_stored(
+    phase: &str,
+    latest: Option<&serde_json::Value>,
+    updated: DateTime<Utc>,
+    first: Option<&serde_json::Value>,
+    first_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<u64> {
+    let phase = RecoveryPhase::parse(phase)?;
+    let parse = |v: &serde_json::Value| serde_json::from_value::<RecoveryProgress>(v.clone()).ok();
+    let (latest, first) = (parse(latest?)?, parse(first?)?);
+    time_left(
+        phase,
+        &Sample {
+            at: first_at?,
+            progress: &first,
+        },
+        &Sample {
+            at: updated,
+            progress: &latest,
+        },
+        now,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +213,21 @@ mod tests {
             time_left(RecoveryPhase::Fetching, &s(0, &empty), &s(2, &b), at(2)),
             None
         );
+    }
+
+    #[test]
+    fn stored_progress_is_read_or_not_estimable() {
+        let t0 = Utc::now();
+        let t1 = t0 + Duration::seconds(2);
+        let first = serde_json::json!({"bytes_done": 100, "bytes_total": 1000});
+        let latest = serde_json::json!({"bytes_done": 300, "bytes_total": 1000});
+        let est = |phase, l: Option<&serde_json::Value>, f, at| from_stored(phase, l, t1, f, at, t1);
+        assert_eq!(est("fetching", Some(&latest), Some(&first), Some(t0)), Some(7));
+        assert_eq!(est("no such phase", Some(&latest), Some(&first), Some(t0)), None);
+        assert_eq!(est("fetching", None, Some(&first), Some(t0)), None);
+        assert_eq!(est("fetching", Some(&latest), Some(&first), None), None);
+        let odd = serde_json::json!({"bytes_done": "many"});
+        assert_eq!(est("fetching", Some(&odd), Some(&first), Some(t0)), None);
     }
 
     #[test]

@@ -115,7 +115,10 @@ mod tests {
     fn fetching_extrapolates_the_byte_rate() {
         let t0 = Utc::now();
         let (a, b) = (bytes(100, 1_000), bytes(300, 1_000));
-        let first = Sample { at: t0, progress: &a };
+        let first = Sample {
+            at: t0,
+            progress: &a,
+        };
         let latest = Sample {
             at: t0 + Duration::seconds(2),
             progress: &b,
@@ -151,7 +154,10 @@ mod tests {
         let t0 = Utc::now();
         let a = lsn("0/1000000", Some("0/5000000"), None);
         let b = lsn("0/2000000", Some("0/5000000"), None);
-        let first = Sample { at: t0, progress: &a };
+        let first = Sample {
+            at: t0,
+            progress: &a,
+        };
         let latest = Sample {
             at: t0 + Duration::seconds(1),
             progress: &b,
@@ -221,9 +227,16 @@ mod tests {
         let t1 = t0 + Duration::seconds(2);
         let first = serde_json::json!({"bytes_done": 100, "bytes_total": 1000});
         let latest = serde_json::json!({"bytes_done": 300, "bytes_total": 1000});
-        let est = |phase, l: Option<&serde_json::Value>, f, at| from_stored(phase, l, t1, f, at, t1);
-        assert_eq!(est("fetching", Some(&latest), Some(&first), Some(t0)), Some(7));
-        assert_eq!(est("no such phase", Some(&latest), Some(&first), Some(t0)), None);
+        let est =
+            |phase, l: Option<&serde_json::Value>, f, at| from_stored(phase, l, t1, f, at, t1);
+        assert_eq!(
+            est("fetching", Some(&latest), Some(&first), Some(t0)),
+            Some(7)
+        );
+        assert_eq!(
+            est("no such phase", Some(&latest), Some(&first), Some(t0)),
+            None
+        );
         assert_eq!(est("fetching", None, Some(&first), Some(t0)), None);
         assert_eq!(est("fetching", Some(&latest), Some(&first), None), None);
         let odd = serde_json::json!({"bytes_done": "many"});
@@ -234,7 +247,10 @@ mod tests {
     fn a_finished_phase_has_nothing_left() {
         let t0 = Utc::now();
         let a = bytes(1_000, 1_000);
-        let s = Sample { at: t0, progress: &a };
+        let s = Sample {
+            at: t0,
+            progress: &a,
+        };
         assert_eq!(time_left(RecoveryPhase::Fetching, &s, &s, t0), Some(0));
     }
 }

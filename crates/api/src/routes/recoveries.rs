@@ -84,7 +84,8 @@ async fn list_recoveries(
     let more = super::cut_page(&mut rows, limit);
     let now = Utc::now();
     let audience = caller.audience();
-    let mut body = json!({"recoveries": rows.iter().map(|r| view(r, id, audience, now)).collect::<Vec<_>>()});
+    let mut body =
+        json!({"recoveries": rows.iter().map(|r| view(r, id, audience, now)).collect::<Vec<_>>()});
     if more && let Some(last) = rows.last() {
         body["links"] = links.next_page(&format!("instances/{id}/recoveries"), limit, last.id, &[]);
     }

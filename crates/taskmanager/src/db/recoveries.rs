@@ -83,8 +83,7 @@ pub struct Finish<'a> {
 /// Ends a recovery: the phase it failed in is recorded in its history (a guest may fail before
 /// reporting it), and whatever phase was open is closed.
 pub async fn finish(conn: &mut PgConnection, id: Uuid, f: Finish<'_>) -> sqlx::Result<()> {
-    let control_plane_word = matches!(f.phase, RecoveryPhase::Failed | RecoveryPhase::TimedOut);
-    if f.state == RecoveryState::Failed && !control_plane_word {
+    if f.state == RecoveryState::Failed {
         recovery_phases::enter(conn, id, f.phase, None).await?;
     }
     recovery_phases::close_open(conn, id).await?;

@@ -8,13 +8,20 @@ use uuid::Uuid;
 
 /// Records that the recovery is in `phase` now. A redelivered report finds its row; a late
 /// report of a phase ranked below the newest recorded one is history already and changes
-/// nothing. Entering a new phase closes the one before.
+/// nothing. Entering a new phase closes the one before. The words for an end (`done`,
+/// `failed`, `timed out`) are no phase of work: ending is [`close_open`]'s.
 pub async fn enter(
     conn: &mut PgConnection,
     recovery_id: Uuid,
     phase: RecoveryPhase,
     progress: Option<&RecoveryProgress>,
 ) -> sqlx::Result<()> {
+    if matches!(
+        phase,
+        RecoveryPhase::Done | RecoveryPhase::Failed | RecoveryPhase::TimedOut
+    ) {
+        return Ok(());
+    }
     let newest: Option<i32> =
         sqlx::query_scalar("SELECT max(rank) FROM recovery_phases WHERE recovery_id = $1")
             .bind(recovery_id)

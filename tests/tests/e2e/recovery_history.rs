@@ -51,6 +51,28 @@ async fn recoveries_are_listed_newest_first_with_timed_phases_outcome_and_error_
         .as_str()
         .context("recovery id")?
         .to_string();
+    // While it runs, its progress carries the time-left estimate (a number once measurable).
+    let running = wait_until(
+        "the running recovery's progress",
+        Duration::from_secs(60),
+        || async {
+            let (_, one) = stack
+                .get_a(&format!("/instances/{id}/recoveries/{done_id}"))
+                .await?;
+            let shown = stack.instance(id).await?;
+            let progress = &shown["recovery"]["progress"];
+            Ok(
+                (one["recovery"]["state"] == "RUNNING" && progress.is_object())
+                    .then(|| (one, progress.clone())),
+            )
+        },
+    )
+    .await?;
+    for p in [&running.0["recovery"]["progress"], &running.1] {
+        let left = p.get("time_left_secs").context("time_left_secs shown")?;
+        assert!(left.is_null() || left.is_u64(), "{p}");
+    }
+    assert_eq!(running.0["recovery"]["finished"], Value::Null);
     stack.wait_active(id).await?;
     assert_eq!(stack.recovery_state(&done_id).await?, "COMPLETED");
     let store = stack.store()?;

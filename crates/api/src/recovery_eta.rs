@@ -3,7 +3,7 @@
 //! Formula: in a phase that moves a measured quantity `q` toward a known goal `g` (bytes of the
 //! archive in `fetching`/`verifying`: `bytes_done` toward `bytes_total`; WAL in `replaying`:
 //! `replayed_lsn` toward `target_lsn`, else `store_end_lsn`), take the first sample of the phase
-//! `(q0, t0)` and the latest `(q1, t1)`:
+//! that carries `q`, `(q0, t0)`, and the latest `(q1, t1)`:
 //!
 //! ```text
 //! rate = (q1 - q0) / (t1 - t0)

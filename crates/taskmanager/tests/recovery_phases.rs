@@ -91,6 +91,8 @@ async fn redelivered_and_late_reports_leave_one_row_per_phase_in_order() -> Resu
     use RecoveryPhase::*;
     use RecoveryState::Running;
 
+    // The guest's first report of a phase carries no measure yet.
+    report(&h, &r, Running, Fetching, Some(RecoveryProgress::default())).await?;
     report(&h, &r, Running, Fetching, bytes(10)).await?;
     report(&h, &r, Running, Fetching, bytes(40)).await?;
     // Redelivered, then a late report of an earlier phase after a newer one.
@@ -105,7 +107,8 @@ async fn redelivered_and_late_reports_leave_one_row_per_phase_in_order() -> Resu
     let open: Vec<bool> = rows.iter().map(|p| p.2.is_none()).collect();
     assert_eq!(open, [false, false, true]);
     assert!(rows.windows(2).all(|w| w[0].2 <= Some(w[1].1)));
-    // The rate's base is the phase's first progress, not a redelivered or later one.
+    // The rate's base is the phase's first progress that measures it, not an empty one, a
+    // redelivered one or a later one.
     assert_eq!(rows[1].3.as_ref().map(|p| p.0.bytes_done), Some(Some(10)));
     Ok(())
 }

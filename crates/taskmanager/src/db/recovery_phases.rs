@@ -43,11 +43,15 @@ pub async fn enter(
         .execute(&mut *conn)
         .await?;
     }
-    // The first progress seen in a phase is the base its rate is measured from.
+    // The first progress seen in a phase is the base its rate is measured from. A base that
+    // lacks a measure the new report carries (the guest's first report of a phase is often
+    // empty) measures nothing, so the first report carrying it takes its place.
     if let Some(p) = progress {
         sqlx::query(
             "UPDATE recovery_phases SET first_progress = $3, first_progress_at = now() \
-             WHERE recovery_id = $1 AND phase = $2 AND first_progress IS NULL AND ended_at IS NULL",
+             WHERE recovery_id = $1 AND phase = $2 AND ended_at IS NULL AND (first_progress IS NULL \
+             OR (NOT first_progress ? 'bytes_done' AND $3 ? 'bytes_done') \
+             OR (NOT first_progress ? 'replayed_lsn' AND $3 ? 'replayed_lsn'))",
         )
         .bind(recovery_id)
         .bind(phase)

@@ -11,6 +11,7 @@ pub mod instance_status;
 pub mod limits;
 pub mod path_params;
 pub mod quota;
+pub mod recovery_eta;
 pub mod recovery_request;
 pub mod recovery_window;
 pub mod request_id;

@@ -161,13 +161,27 @@ pub fn instance_detail(
         obj.insert("volume".into(), volume);
     }
     if let Some(id) = row.recovery_id {
+        let mut progress = row.recovery_progress.as_ref().map(|p| p.0.clone());
+        if let (Some(Value::Object(p)), Some(phase), Some(updated)) =
+            (progress.as_mut(), row.recovery_phase, row.recovery_updated)
+        {
+            let left = crate::recovery_eta::from_stored(
+                phase.as_str(),
+                row.recovery_progress.as_ref().map(|p| &p.0),
+                updated,
+                row.recovery_first_progress.as_ref().map(|p| &p.0),
+                row.recovery_first_progress_at,
+                chrono::Utc::now(),
+            );
+            p.insert("time_left_secs".into(), json!(left));
+        }
         obj.insert(
             "recovery".into(),
             json!({
                 "id": id,
                 "backup": row.recovery_backup_id,
                 "phase": row.recovery_phase,
-                "progress": row.recovery_progress.as_ref().map(|p| p.0.clone()),
+                "progress": progress,
             }),
         );
     }

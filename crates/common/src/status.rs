@@ -285,6 +285,18 @@ crate::text_enum! {
     }
 }
 
+impl RecoveryPhase {
+    /// The phase's place in the order a recovery moves through (the declaration order), as
+    /// `recovery_phases.rank` records it: a report ranked below the newest one is late.
+    pub fn rank(self) -> i32 {
+        let i = Self::ALL
+            .iter()
+            .position(|p| *p == self)
+            .expect("every phase is in ALL");
+        i32::try_from(i).expect("a handful of phases")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,7 @@ impl TaskManager {
                     phase: RecoveryPhase::TimedOut,
                     error: Some("the recovery did not finish before its deadline"),
                     outcome: None,
+                    error_code: Some(FaultCode::RecoveryTimeout),
                 },
             )
             .await?;

@@ -19,6 +19,7 @@ mod pitr;
 mod pitr_refusals;
 mod quotas;
 mod recover;
+mod recovery_history;
 mod refusals;
 mod resize;
 mod restore;

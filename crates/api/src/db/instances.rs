@@ -36,6 +36,11 @@ pub struct InstanceRow {
     pub recovery_phase: Option<RecoveryPhase>,
     pub recovery_progress: Option<Json<serde_json::Value>>,
     pub recovery_backup_id: Option<Uuid>,
+    /// When the running recovery last reported, and the first progress of its current phase
+    /// with its time: what its time left is estimated from.
+    pub recovery_updated: Option<DateTime<Utc>>,
+    pub recovery_first_progress: Option<Json<serde_json::Value>>,
+    pub recovery_first_progress_at: Option<DateTime<Utc>>,
     pub backup_running: bool,
     /// The instance's retention override (null = the operator's default for that key).
     pub retention_window_secs: Option<i64>,
@@ -61,7 +66,9 @@ SELECT i.id, i.name, i.tenant_id, i.flavor_id, i.volume_size, i.task_id, i.addre
        f.message AS fault_message, f.created AS fault_created, f.details AS fault_details,
        f.error_code AS fault_error_code,
        r.id AS recovery_id, r.phase AS recovery_phase, r.progress AS recovery_progress,
-       r.backup_id AS recovery_backup_id,
+       r.backup_id AS recovery_backup_id, r.updated AS recovery_updated,
+       r.first_progress AS recovery_first_progress,
+       r.first_progress_at AS recovery_first_progress_at,
        EXISTS (SELECT 1 FROM backups b WHERE b.instance_id = i.id AND NOT b.deleted
                AND b.state = ANY($1)) AS backup_running,
        i.retention_window_secs, i.retention_min_backups,
@@ -77,8 +84,11 @@ JOIN datastore_versions dv ON dv.id = i.datastore_version_id
 JOIN datastores d ON d.id = dv.datastore_id
 LEFT JOIN LATERAL (SELECT message, created, details, error_code FROM instance_faults
                    WHERE instance_id = i.id AND NOT deleted ORDER BY created DESC LIMIT 1) f ON true
-LEFT JOIN LATERAL (SELECT id, phase, progress, backup_id FROM recoveries
-                   WHERE instance_id = i.id AND state = ANY($2) LIMIT 1) r ON true
+LEFT JOIN LATERAL (SELECT rc.id, rc.phase, rc.progress, rc.backup_id, rc.updated,
+                          rp.first_progress, rp.first_progress_at
+                   FROM recoveries rc
+                   LEFT JOIN recovery_phases rp ON rp.recovery_id = rc.id AND rp.phase = rc.phase
+                   WHERE rc.instance_id = i.id AND rc.state = ANY($2) LIMIT 1) r ON true
 "#;
 
 /// `sql` (which extends [`COLUMNS`] and [`FROM`]) with the states they read bound as `$1` and `$2`; the

@@ -49,7 +49,14 @@ pub async fn insert(conn: &mut PgConnection, r: &NewRecovery) -> sqlx::Result<()
     .bind(RecoveryState::New)
     .bind(RecoveryPhase::Queued)
     .bind(r.deadline)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    // The history starts with the wait for the taskmanager.
+    sqlx::query("INSERT INTO recovery_phases (recovery_id, phase, rank) VALUES ($1, $2, $3)")
+        .bind(r.id)
+        .bind(RecoveryPhase::Queued)
+        .bind(RecoveryPhase::Queued.rank())
+        .execute(conn)
+        .await?;
     Ok(())
 }

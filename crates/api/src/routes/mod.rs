@@ -15,6 +15,7 @@ pub mod mgmt_instances;
 pub mod openapi;
 pub mod quotas;
 pub mod recover;
+pub mod recoveries;
 pub mod recovery_window;
 pub mod table;
 pub mod versions;
@@ -35,6 +36,7 @@ pub fn tenant() -> Routes {
     instances::routes()
         .merge(instance_actions::routes())
         .merge(recover::routes())
+        .merge(recoveries::routes())
         .merge(recovery_window::routes())
         .merge(backups::routes())
         .merge(datastores::routes())

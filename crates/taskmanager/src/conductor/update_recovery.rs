@@ -63,6 +63,7 @@ impl TaskManager {
                         phase: RecoveryPhase::Done,
                         error: None,
                         outcome: outcome.as_ref(),
+                        error_code: None,
                     },
                 )
                 .await?;
@@ -82,6 +83,7 @@ impl TaskManager {
                 let why = error
                     .as_deref()
                     .unwrap_or("the guest agent reported a failure");
+                let code = error_code.map_or(FaultCode::Internal, FaultCode::from);
                 recoveries::finish(
                     &mut tx,
                     recovery_id,
@@ -90,13 +92,13 @@ impl TaskManager {
                         phase,
                         error: Some(why),
                         outcome: outcome.as_ref(),
+                        error_code: Some(code),
                     },
                 )
                 .await?;
                 if recovering {
                     instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
                 }
-                let code = error_code.map_or(FaultCode::Internal, FaultCode::from);
                 // The guest's text names host paths and carries tool output and server log
                 // lines: details, for admins. Everyone reads the phase and the code.
                 faults::record(

@@ -7,4 +7,5 @@ pub mod faults;
 pub mod hosts;
 pub mod instances;
 pub mod recoveries;
+pub mod recovery_phases;
 pub mod retention;

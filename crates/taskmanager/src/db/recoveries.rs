@@ -3,10 +3,13 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, types::Json};
 use trove_common::{
+    fault::FaultCode,
     recovery::{RecoveryOutcome, RecoveryProgress},
     status::{RecoveryPhase, RecoveryState},
 };
 use uuid::Uuid;
+
+use super::recovery_phases;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Recovery {
@@ -44,9 +47,9 @@ pub async fn set_running(
         .bind(id)
         .bind(RecoveryState::Running)
         .bind(phase)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    recovery_phases::enter(conn, id, phase, None).await
 }
 
 pub async fn set_progress(
@@ -61,9 +64,9 @@ pub async fn set_progress(
     .bind(id)
     .bind(phase)
     .bind(progress.map(Json))
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    recovery_phases::enter(conn, id, phase, progress).await
 }
 
 /// How a recovery ended.
@@ -73,18 +76,27 @@ pub struct Finish<'a> {
     pub error: Option<&'a str>,
     /// What the guest reported it reached; kept when it reported nothing (the sweeper's timeout).
     pub outcome: Option<&'a RecoveryOutcome>,
+    /// The stable code of a failure, as the instance's fault carries it.
+    pub error_code: Option<FaultCode>,
 }
 
+/// Ends a recovery: the phase it failed in is recorded in its history (a guest may fail before
+/// reporting it), and whatever phase was open is closed.
 pub async fn finish(conn: &mut PgConnection, id: Uuid, f: Finish<'_>) -> sqlx::Result<()> {
+    if f.state == RecoveryState::Failed {
+        recovery_phases::enter(conn, id, f.phase, None).await?;
+    }
+    recovery_phases::close_open(conn, id).await?;
     sqlx::query(
         "UPDATE recoveries SET state = $2, phase = $3, error = $4, outcome = coalesce($5, outcome), \
-         finished = now(), updated = now() WHERE id = $1",
+         error_code = coalesce($6, error_code), finished = now(), updated = now() WHERE id = $1",
     )
     .bind(id)
     .bind(f.state)
     .bind(f.phase)
     .bind(f.error)
     .bind(f.outcome.map(Json))
+    .bind(f.error_code)
     .execute(conn)
     .await?;
     Ok(())

@@ -58,6 +58,7 @@ impl TaskManager {
                         phase: RecoveryPhase::Failed,
                         error: Some(&why),
                         outcome: None,
+                        error_code: Some(FaultCode::RecoveryRefused),
                     },
                 )
                 .await?;

@@ -1,0 +1,91 @@
+//! An instance's recoveries as its history shows them, each with its phases, newest first.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, types::Json};
+use uuid::Uuid;
+
+/// One phase a recovery went through; `ended_at` is null while it runs.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PhaseRow {
+    pub phase: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The first progress reported in the phase and when: the base of the time-left estimate.
+    pub first_progress: Option<serde_json::Value>,
+    pub first_progress_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub id: Uuid,
+    pub backup_id: Uuid,
+    /// Kept as text: a kind this build does not know is shown, not a failed read.
+    pub target_kind: String,
+    pub target_time: Option<DateTime<Utc>>,
+    pub target_timeline: Option<i32>,
+    pub state: String,
+    pub phase: String,
+    pub progress: Option<Json<serde_json::Value>>,
+    pub outcome: Option<Json<serde_json::Value>>,
+    pub error: Option<String>,
+    pub error_code: Option<String>,
+    pub created: DateTime<Utc>,
+    /// When the last report arrived: the time of the latest progress sample.
+    pub updated: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    pub phases: Json<Vec<PhaseRow>>,
+}
+
+const SELECT: &str = r#"
+SELECT r.id, r.backup_id, r.target_kind, r.target_time, r.target_timeline, r.state, r.phase,
+       r.progress, r.outcome, r.error, r.error_code, r.created, r.updated, r.finished,
+       (SELECT coalesce(json_agg(json_build_object(
+                   'phase', p.phase, 'started_at', p.started_at, 'ended_at', p.ended_at,
+                   'first_progress', p.first_progress, 'first_progress_at', p.first_progress_at)
+                   ORDER BY p.rank), '[]'::json)
+        FROM recovery_phases p WHERE p.recovery_id = r.id) AS phases
+FROM recoveries r
+"#;
+
+/// A page of `instance`'s recoveries, newest first, after `marker` (the last id seen).
+pub async fn list(
+    conn: &mut PgConnection,
+    instance: Uuid,
+    marker: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<HistoryRow>> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE r.instance_id = $1 AND ($2::uuid IS NULL OR (r.created, r.id) < \
+         (SELECT m.created, m.id FROM recoveries m WHERE m.id = $2)) \
+         ORDER BY r.created DESC, r.id DESC LIMIT $3"
+    ))
+    .bind(instance)
+    .bind(marker)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Whether `id` is one of `instance`'s recoveries.
+pub async fn exists(conn: &mut PgConnection, instance: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM recoveries WHERE id = $1 AND instance_id = $2)",
+    )
+    .bind(id)
+    .bind(instance)
+    .fetch_one(conn)
+    .await
+}
+
+/// One of `instance`'s recoveries; another instance's is not found.
+pub async fn find(
+    conn: &mut PgConnection,
+    instance: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<HistoryRow>> {
+    sqlx::query_as(&format!("{SELECT} WHERE r.instance_id = $1 AND r.id = $2"))
+        .bind(instance)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}

@@ -47,6 +47,7 @@ mod spec;
 mod sql;
 mod staging;
 mod steps;
+mod stop_line;
 mod wal_fetch;
 mod wal_index;
 mod wal_plan;

@@ -71,6 +71,84 @@ pub fn parse_stop_point(v: &Value) -> ApiResult<StopPoint> {
         })
 }
 
+/// Parses `target`, the stop points besides a time: `{"lsn": "X/Y"}`, or
+/// `{"xid": n, "inclusive": bool}` (stop just after the transaction when `inclusive` is true, the
+/// default as in PostgreSQL, or just before it). Exactly one kind per target.
+pub fn parse_target(v: &Value, what: &str) -> ApiResult<StopPoint> {
+    let obj = v.as_object().ok_or_else(|| {
+        bad(format!(
+            "Validation error: {what}['target'] must be an object naming one of lsn or xid"
+        ))
+    })?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "lsn" | "xid" | "inclusive"))
+    {
+        return Err(bad(format!(
+            "Validation error: {what}['target'] has an unknown key '{k}' (allowed: lsn, xid, inclusive)."
+        )));
+    }
+    let inclusive = match obj.get("inclusive") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return Err(bad(format!(
+                "Validation error: {what}['target']['inclusive'] must be true or false"
+            )));
+        }
+    };
+    match (obj.get("lsn"), obj.get("xid")) {
+        (Some(_), Some(_)) => Err(bad(format!(
+            "{what}['target'] names two targets (lsn and xid); name one."
+        ))),
+        (Some(lsn), None) => {
+            if inclusive.is_some() {
+                return Err(bad(format!(
+                    "{what}['target']['inclusive'] applies to an xid target only; an LSN target stops after the first record at or after it."
+                )));
+            }
+            parse_lsn_text(lsn, what).map(StopPoint::Lsn)
+        }
+        (None, Some(xid)) => Ok(StopPoint::Xid {
+            xid: parse_xid(xid, what)?,
+            inclusive: inclusive.unwrap_or(true),
+        }),
+        (None, None) => Err(bad(format!(
+            "Validation error: {what}['target'] must name one of lsn or xid"
+        ))),
+    }
+}
+
+/// `X/Y` as PostgreSQL prints an LSN: two groups of 1 to 8 hex digits, nothing else.
+fn parse_lsn_text(v: &Value, what: &str) -> ApiResult<u64> {
+    let refuse = || {
+        bad(format!(
+            "Validation error: {what}['target']['lsn'] must be an LSN like \"0/3000028\" (two groups of 1 to 8 hex digits)"
+        ))
+    };
+    let s = v.as_str().ok_or_else(refuse)?;
+    let hex = |p: &str| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit());
+    match s.split_once('/') {
+        Some((hi, lo)) if hex(hi) && hex(lo) => {
+            trove_common::recovery::parse_lsn(s).ok_or_else(refuse)
+        }
+        _ => Err(refuse()),
+    }
+}
+
+/// A 32-bit transaction id as a JSON integer. 0 to 2 are PostgreSQL's special ids (invalid,
+/// bootstrap, frozen), which no transaction commits with.
+fn parse_xid(v: &Value, what: &str) -> ApiResult<u32> {
+    v.as_u64()
+        .and_then(|x| u32::try_from(x).ok())
+        .filter(|x| *x >= 3)
+        .ok_or_else(|| {
+            bad(format!(
+                "Validation error: {what}['target']['xid'] must be a transaction id: an integer from 3 to 4294967295"
+            ))
+        })
+}
+
 /// What a backup is wanted for, which words its refusal.
 #[derive(Debug, Clone, Copy)]
 pub enum BackupUse {
@@ -148,6 +226,57 @@ mod tests {
             parse_stop_point(&json!("2026-11-25T17:00:00.25+01:00")),
             Ok(StopPoint::Time(_))
         ));
+    }
+
+    #[test]
+    fn a_target_names_exactly_one_lsn_or_xid() {
+        let t = |v: Value| parse_target(&v, "recovery");
+        assert_eq!(
+            t(json!({"lsn": "0/3000028"})).ok(),
+            Some(StopPoint::Lsn(0x300_0028))
+        );
+        assert_eq!(
+            t(json!({"lsn": "1/FFFFFFFF"})).ok(),
+            Some(StopPoint::Lsn(0x1_FFFF_FFFF))
+        );
+        assert_eq!(
+            t(json!({"xid": 735})).ok(),
+            Some(StopPoint::Xid {
+                xid: 735,
+                inclusive: true
+            })
+        );
+        assert_eq!(
+            t(json!({"xid": 735, "inclusive": false})).ok(),
+            Some(StopPoint::Xid {
+                xid: 735,
+                inclusive: false
+            })
+        );
+        for refused in [
+            json!({"lsn": "0/3000028", "xid": 735}),
+            json!({}),
+            json!("0/3000028"),
+            json!({"lsn": "3000028"}),
+            json!({"lsn": " 0/1"}),
+            json!({"lsn": "0/123456789"}),
+            json!({"lsn": "0/xyz"}),
+            json!({"lsn": "/1"}),
+            json!({"lsn": 5}),
+            json!({"lsn": "0/1", "inclusive": false}),
+            json!({"xid": 2}),
+            json!({"xid": -1}),
+            json!({"xid": 4_294_967_296_i64}),
+            json!({"xid": "735"}),
+            json!({"xid": 1.5}),
+            json!({"xid": 735, "inclusive": "no"}),
+            json!({"time": "2026-11-25T17:00:00Z"}),
+        ] {
+            assert!(
+                matches!(t(refused.clone()), Err(ApiError::BadRequest(_))),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

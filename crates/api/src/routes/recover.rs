@@ -8,7 +8,9 @@ use axum::{
 };
 use serde_json::{Value, json};
 use trove_common::{
-    recovery::TargetKind, rpc::taskmanager::TaskManagerMethod, status::InstanceTask,
+    recovery::{StopPoint, TargetKind, format_lsn},
+    rpc::taskmanager::TaskManagerMethod,
+    status::InstanceTask,
     timefmt::trove_time,
 };
 use uuid::Uuid;
@@ -53,11 +55,11 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
     if let Some(k) = r.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "instance" | "backup" | "point_in_time" | "timeline"
+            "instance" | "backup" | "point_in_time" | "target" | "timeline"
         )
     }) {
         return Err(bad(format!(
-            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup, point_in_time, timeline)."
+            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup, point_in_time, target, timeline)."
         )));
     }
     if let Some(i) = r.get("instance") {
@@ -68,13 +70,22 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
             )));
         }
     }
-    let point = PointInTime::parse(r, "recovery")?;
+    let mut point = PointInTime::parse(r, "recovery")?;
+    // `target` is the other way to say where replay stops; one request names one stop point.
+    if let Some(t) = r.get("target").filter(|t| !t.is_null()) {
+        if point.stop.is_some() {
+            return Err(bad(
+                "recovery names two targets (point_in_time and target); name one.",
+            ));
+        }
+        point.stop = Some(recovery_request::parse_target(t, "recovery")?);
+    }
     point.check_timeline("recovery")?;
     let backup_id = match r.get("backup") {
         None | Some(Value::Null) if point.stop.is_some() => None,
         None | Some(Value::Null) => {
             return Err(bad(
-                "Validation error: recovery needs 'backup', or 'point_in_time' (a time with a zone offset, or \"latest\")",
+                "Validation error: recovery needs 'backup', 'point_in_time' (a time with a zone offset, or \"latest\"), or 'target' (an lsn or an xid)",
             ));
         }
         Some(b) => Some(validate::uuid_strict(b, "recovery['backup']")?),
@@ -135,7 +146,7 @@ async fn recover_instance(
             p.target.stop.kind(),
             p.target.stop.time(),
             Some(p.target.timeline),
-            Some(recovery_window::rfc3339(p.point_in_time)),
+            p.point_in_time.map(recovery_window::rfc3339),
         ),
         None => (
             TargetKind::Backup,
@@ -153,6 +164,8 @@ async fn recover_instance(
             target_kind: kind,
             target_time,
             target_timeline: timeline,
+            target_lsn: plan.as_ref().and_then(|p| p.target.stop.lsn()),
+            target_xid: plan.as_ref().and_then(|p| p.target.stop.xid()),
             deadline,
         },
     )
@@ -175,10 +188,20 @@ async fn recover_instance(
             "datastore": inst_row.ds_name,
             "recovered_from_backup": backup.id,
             "point_in_time": point_in_time,
+            "target": plan.as_ref().and_then(|p| target_view(p.target.stop)),
             "timeline": timeline,
             "recovery_id": recovery_id,
         }})),
     ))
+}
+
+/// The `target` a response echoes: the LSN or transaction replay stops at; None for a time.
+fn target_view(stop: StopPoint) -> Option<Value> {
+    match stop {
+        StopPoint::Lsn(l) => Some(json!({"lsn": format_lsn(l)})),
+        StopPoint::Xid { xid, inclusive } => Some(json!({"xid": xid, "inclusive": inclusive})),
+        StopPoint::Time(_) | StopPoint::Latest => None,
+    }
 }
 
 /// A backup can serve a recovery of `instance` only when it is of the instance's datastore.
@@ -235,5 +258,19 @@ mod tests {
         );
         assert!(parse(&json!({"recovery": {"backup": "not-a-uuid"}}), p).is_err());
         assert!(parse(&json!({"recover": {}}), p).is_err());
+        assert!(
+            parse(
+                &json!({"recovery": {"target": {"lsn": "0/3000028"}, "timeline": 1}}),
+                p
+            )
+            .is_ok()
+        );
+        assert!(
+            parse(
+                &json!({"recovery": {"target": {"xid": 735}, "point_in_time": "latest"}}),
+                p
+            )
+            .is_err()
+        );
     }
 }

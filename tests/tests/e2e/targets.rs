@@ -1,0 +1,160 @@
+//! Recovery in place to the targets besides a time: a WAL position (LSN) and a transaction,
+//! checked by the rows inside the managed database; refusals of such targets change nothing.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use trove_e2e::{ALL, Stack, ids};
+use uuid::Uuid;
+
+/// A stack with an ACTIVE instance that has a base backup and a table `marks` with ids 1 to 10,
+/// committed after the backup.
+async fn marked_after_a_backup(name: &str) -> Result<(Stack, Uuid, PgConnection)> {
+    let stack = Stack::start(ALL).await?;
+    let (id, _) = stack.active_instance(name).await?;
+    stack.backup(id, "base").await?;
+    let mut conn = stack.connect_instance(id).await?;
+    sqlx::query("CREATE TABLE marks (id int PRIMARY KEY)")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("INSERT INTO marks SELECT generate_series(1, 10)")
+        .execute(&mut conn)
+        .await?;
+    Ok((stack, id, conn))
+}
+
+/// Commits one more row (id 1000), then waits until the store holds WAL past that commit, so a
+/// target before it lies inside the recoverable window.
+async fn commit_later_and_wait_for_the_store(
+    stack: &Stack,
+    id: Uuid,
+    conn: &mut PgConnection,
+) -> Result<()> {
+    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO marks VALUES (1000)")
+        .execute(&mut *conn)
+        .await?;
+    stack.wait_window_past(id, before).await?;
+    Ok(())
+}
+
+/// Sends each refused body and checks its status; the instance stays ACTIVE with the same rows.
+async fn refused_change_nothing(
+    stack: &Stack,
+    id: Uuid,
+    cases: &[(Value, StatusCode)],
+) -> Result<()> {
+    let mut conn = stack.connect_instance(id).await?;
+    let rows = ids(&mut conn, "marks").await?;
+    for (body, want) in cases {
+        let (status, answer) = stack.recover(id, body.clone()).await?;
+        assert_eq!(status, *want, "{body} answered {answer}");
+    }
+    assert_eq!(stack.instance(id).await?["status"], "ACTIVE");
+    assert_eq!(ids(&mut conn, "marks").await?, rows);
+    Ok(())
+}
+
+async fn wait_recovered(stack: &Stack, id: Uuid) -> Result<Value> {
+    let after = stack
+        .wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(120))
+        .await?;
+    assert!(after.get("fault").is_none(), "{after}");
+    Ok(after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recover_to_an_lsn_keeps_what_committed_before_it() -> Result<()> {
+    let (stack, id, mut conn) = marked_after_a_backup("pg-lsn").await?;
+    // Right after the commit of 1..10: the next record (the insert of 1000) is past it.
+    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(&mut conn)
+        .await?;
+    commit_later_and_wait_for_the_store(&stack, id, &mut conn).await?;
+
+    refused_change_nothing(
+        &stack,
+        id,
+        &[
+            // Before the backup ended, and after everything shipped.
+            (
+                json!({"target": {"lsn": "0/1"}}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                json!({"target": {"lsn": "FF/0"}}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (json!({"target": {"lsn": "0/zz"}}), StatusCode::BAD_REQUEST),
+            (
+                json!({"target": {"lsn": lsn, "xid": 900}}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                json!({"target": {"lsn": lsn}, "point_in_time": "latest"}),
+                StatusCode::BAD_REQUEST,
+            ),
+        ],
+    )
+    .await?;
+
+    let body = stack
+        .recover_accepted(id, json!({"target": {"lsn": lsn}}))
+        .await?;
+    assert_eq!(body["recovery"]["target"], json!({"lsn": lsn}), "{body}");
+    wait_recovered(&stack, id).await?;
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recover_to_just_before_a_transaction_brings_back_the_rows_it_deleted() -> Result<()> {
+    let (stack, id, mut conn) = marked_after_a_backup("pg-xid").await?;
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    sqlx::query("DELETE FROM marks WHERE id > 5")
+        .execute(&mut *tx)
+        .await?;
+    let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    commit_later_and_wait_for_the_store(&stack, id, &mut conn).await?;
+    let xid = u32::try_from(xid).context("a transaction id of the first epoch")?;
+
+    refused_change_nothing(
+        &stack,
+        id,
+        &[
+            (json!({"target": {"xid": 2}}), StatusCode::BAD_REQUEST),
+            (json!({"target": {"xid": "735"}}), StatusCode::BAD_REQUEST),
+            (
+                json!({"target": {"xid": xid, "inclusive": "no"}}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                json!({"target": {"xid": xid}, "point_in_time": "latest"}),
+                StatusCode::BAD_REQUEST,
+            ),
+        ],
+    )
+    .await?;
+
+    let body = stack
+        .recover_accepted(id, json!({"target": {"xid": xid, "inclusive": false}}))
+        .await?;
+    assert_eq!(
+        body["recovery"]["target"],
+        json!({"xid": xid, "inclusive": false}),
+        "{body}"
+    );
+    wait_recovered(&stack, id).await?;
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
+    stack.finish().await
+}

@@ -158,3 +158,34 @@ async fn recover_to_just_before_a_transaction_brings_back_the_rows_it_deleted() 
     assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
     stack.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restore_an_lsn_into_a_new_instance_leaves_the_source_as_it_is() -> Result<()> {
+    let (stack, src, mut conn) = marked_after_a_backup("pg-lsn-src").await?;
+    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+        .fetch_one(&mut conn)
+        .await?;
+    commit_later_and_wait_for_the_store(&stack, src, &mut conn).await?;
+
+    let (status, body) = stack
+        .post_a(
+            "/instances",
+            json!({"instance": {
+                "name": "pg-at-lsn", "flavorRef": "1",
+                "restorePoint": {"instanceRef": src.to_string(), "target": {"lsn": lsn}},
+            }}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let copy = Uuid::parse_str(body["instance"]["id"].as_str().context("id")?)?;
+    stack.wait_active(copy).await?;
+    let mut copy_conn = stack.connect_instance(copy).await?;
+    assert_eq!(
+        ids(&mut copy_conn, "marks").await?,
+        (1..=10).collect::<Vec<_>>()
+    );
+    let mut want: Vec<i32> = (1..=10).collect();
+    want.push(1000);
+    assert_eq!(ids(&mut conn, "marks").await?, want);
+    stack.finish().await
+}

@@ -4,7 +4,11 @@
 
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
-use trove_common::{recovery::StopPoint, status::BackupState};
+use trove_common::{
+    recovery::{StopPoint, parse_lsn},
+    restore_point::RestorePointName,
+    status::BackupState,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -71,21 +75,29 @@ pub fn parse_stop_point(v: &Value) -> ApiResult<StopPoint> {
         })
 }
 
-/// Parses `target`, the stop points besides a time: `{"lsn": "X/Y"}`, or
+/// A `target` as a request names it; a restore point is looked up by name before planning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    Stop(StopPoint),
+    RestorePoint(RestorePointName),
+}
+
+/// Parses `target`, the stop points besides a time: `{"lsn": "X/Y"}`,
 /// `{"xid": n, "inclusive": bool}` (stop just after the transaction when `inclusive` is true, the
-/// default as in PostgreSQL, or just before it). Exactly one kind per target.
-pub fn parse_target(v: &Value, what: &str) -> ApiResult<StopPoint> {
+/// default as in PostgreSQL, or just before it), or `{"restore_point": "<name>"}`. Exactly one
+/// kind per target.
+pub fn parse_target(v: &Value, what: &str) -> ApiResult<Target> {
     let obj = v.as_object().ok_or_else(|| {
         bad(format!(
-            "Validation error: {what}['target'] must be an object naming one of lsn or xid"
+            "Validation error: {what}['target'] must be an object naming one of lsn, xid or restore_point"
         ))
     })?;
     if let Some(k) = obj
         .keys()
-        .find(|k| !matches!(k.as_str(), "lsn" | "xid" | "inclusive"))
+        .find(|k| !matches!(k.as_str(), "lsn" | "xid" | "inclusive" | "restore_point"))
     {
         return Err(bad(format!(
-            "Validation error: {what}['target'] has an unknown key '{k}' (allowed: lsn, xid, inclusive)."
+            "Validation error: {what}['target'] has an unknown key '{k}' (allowed: lsn, xid, inclusive, restore_point)."
         )));
     }
     let inclusive = match obj.get("inclusive") {
@@ -97,24 +109,60 @@ pub fn parse_target(v: &Value, what: &str) -> ApiResult<StopPoint> {
             )));
         }
     };
-    match (obj.get("lsn"), obj.get("xid")) {
-        (Some(_), Some(_)) => Err(bad(format!(
-            "{what}['target'] names two targets (lsn and xid); name one."
-        ))),
-        (Some(lsn), None) => {
-            if inclusive.is_some() {
-                return Err(bad(format!(
-                    "{what}['target']['inclusive'] applies to an xid target only; an LSN target stops after the first record at or after it."
-                )));
-            }
-            parse_lsn_text(lsn, what).map(StopPoint::Lsn)
-        }
-        (None, Some(xid)) => Ok(StopPoint::Xid {
+    let named: Vec<&str> = ["lsn", "xid", "restore_point"]
+        .into_iter()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
+    if named.len() > 1 {
+        return Err(bad(format!(
+            "{what}['target'] names two targets ({}); name one.",
+            named.join(" and ")
+        )));
+    }
+    if inclusive.is_some() && !obj.contains_key("xid") {
+        return Err(bad(format!(
+            "{what}['target']['inclusive'] applies to an xid target only."
+        )));
+    }
+    if let Some(lsn) = obj.get("lsn") {
+        return parse_lsn_text(lsn, what).map(|l| Target::Stop(StopPoint::Lsn(l)));
+    }
+    if let Some(xid) = obj.get("xid") {
+        return Ok(Target::Stop(StopPoint::Xid {
             xid: parse_xid(xid, what)?,
             inclusive: inclusive.unwrap_or(true),
-        }),
-        (None, None) => Err(bad(format!(
-            "Validation error: {what}['target'] must name one of lsn or xid"
+        }));
+    }
+    if let Some(name) = obj.get("restore_point") {
+        return crate::routes::restore_points::parse_name(
+            Some(name),
+            &format!("{what}['target']['restore_point']"),
+        )
+        .map(Target::RestorePoint);
+    }
+    Err(bad(format!(
+        "Validation error: {what}['target'] must name one of lsn, xid or restore_point"
+    )))
+}
+
+/// The stop point of a completed restore point of `instance`: 404 when it has none of that name,
+/// 422 while it is not completed (its position is not known yet, or it failed).
+pub async fn resolve_restore_point(
+    conn: &mut PgConnection,
+    instance: Uuid,
+    name: RestorePointName,
+) -> ApiResult<StopPoint> {
+    let row = crate::db::restore_points::find_by_name(conn, instance, name.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "Instance {instance} has no restore point named '{name}'."
+            ))
+        })?;
+    match (row.state.as_str(), row.lsn.as_deref().and_then(parse_lsn)) {
+        ("COMPLETED", Some(lsn)) => Ok(StopPoint::RestorePoint { name, lsn }),
+        (state, _) => Err(ApiError::Unprocessable(format!(
+            "Restore point '{name}' of instance {instance} is {state}, not COMPLETED."
         ))),
     }
 }
@@ -230,7 +278,12 @@ mod tests {
 
     #[test]
     fn a_target_names_exactly_one_lsn_or_xid() {
-        let t = |v: Value| parse_target(&v, "recovery");
+        let t = |v: Value| {
+            parse_target(&v, "recovery").map(|t| match t {
+                Target::Stop(s) => s,
+                Target::RestorePoint(_) => StopPoint::Latest,
+            })
+        };
         assert_eq!(
             t(json!({"lsn": "0/3000028"})).ok(),
             Some(StopPoint::Lsn(0x300_0028))
@@ -271,12 +324,23 @@ mod tests {
             json!({"xid": 1.5}),
             json!({"xid": 735, "inclusive": "no"}),
             json!({"time": "2026-11-25T17:00:00Z"}),
+            json!({"restore_point": "a'b"}),
+            json!({"restore_point": "p1", "lsn": "0/1"}),
+            json!({"restore_point": "p1", "inclusive": true}),
         ] {
             assert!(
                 matches!(t(refused.clone()), Err(ApiError::BadRequest(_))),
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn a_restore_point_target_is_a_strict_name() {
+        assert_eq!(
+            parse_target(&json!({"restore_point": "before-v2"}), "recovery").ok(),
+            RestorePointName::parse("before-v2").map(Target::RestorePoint)
+        );
     }
 
     #[test]

@@ -143,7 +143,8 @@ pub fn plan(w: &Window, stop: StopPoint, requested_backup: Option<Uuid>) -> Resu
         StopPoint::Time(_) | StopPoint::Latest => {
             by_time(w, stop, earliest, latest, requested_backup)?
         }
-        StopPoint::Lsn(lsn) => by_lsn(w, lsn, requested_backup)?,
+        StopPoint::Lsn(lsn) => by_lsn(w, lsn, false, requested_backup)?,
+        StopPoint::RestorePoint { lsn, .. } => by_lsn(w, lsn, true, requested_backup)?,
         StopPoint::Xid { .. } => by_xid(w, requested_backup)?,
     };
     let start_seg = backup.start_lsn.as_deref().and_then(lsn_segment);
@@ -167,7 +168,7 @@ pub fn plan(w: &Window, stop: StopPoint, requested_backup: Option<Uuid>) -> Resu
         point_in_time: match stop {
             StopPoint::Time(t) => Some(t),
             StopPoint::Latest => Some(latest),
-            StopPoint::Lsn(_) | StopPoint::Xid { .. } => None,
+            StopPoint::Lsn(_) | StopPoint::Xid { .. } | StopPoint::RestorePoint { .. } => None,
         },
     })
 }
@@ -179,6 +180,7 @@ fn describe_stop(stop: StopPoint, latest: DateTime<Utc>) -> String {
         StopPoint::Latest => rfc3339(latest),
         StopPoint::Lsn(l) => format!("LSN {}", format_lsn(l)),
         StopPoint::Xid { xid, .. } => format!("transaction {xid}"),
+        StopPoint::RestorePoint { name, .. } => format!("restore point {name}"),
     }
 }
 
@@ -250,11 +252,20 @@ fn by_time(
 
 /// An LSN: it must lie before the end of the WAL held (replay stops after the first record at or
 /// after it, so a record must start there), and a backup must end at or before it; the newest
-/// such backup replays the least.
-fn by_lsn(w: &Window, lsn: u64, requested_backup: Option<Uuid>) -> Result<BackupPoint, ApiError> {
+/// such backup replays the least. For a restore point (`record_end`), `lsn` is where its record
+/// ends: the store must hold up to there, and a backup must end before it (a backup ending right
+/// after the record would only be consistent past the point).
+fn by_lsn(
+    w: &Window,
+    lsn: u64,
+    record_end: bool,
+    requested_backup: Option<Uuid>,
+) -> Result<BackupPoint, ApiError> {
     let target = format_lsn(lsn);
+    let held = |end: u64| if record_end { lsn <= end } else { lsn < end };
+    let after_backup = |stop: u64| if record_end { stop < lsn } else { stop <= lsn };
     match w.latest_lsn {
-        Some(end) if lsn < end => {}
+        Some(end) if held(end) => {}
         Some(end) => {
             return Err(ApiError::Unprocessable(format!(
                 "LSN {target} is not before the end of the archived WAL at {}: {}.",
@@ -274,7 +285,7 @@ fn by_lsn(w: &Window, lsn: u64, requested_backup: Option<Uuid>) -> Result<Backup
         Some(id) => {
             let b = on_lineage(w, id)?;
             match stop_of(b) {
-                Some(stop) if stop <= lsn => Ok(b.clone()),
+                Some(stop) if after_backup(stop) => Ok(b.clone()),
                 _ => Err(ApiError::Unprocessable(format!(
                     "Backup {id} ends at {}, which is after LSN {target}; choose an older backup or omit it.",
                     b.stop_lsn.as_deref().unwrap_or("an unknown position")
@@ -284,7 +295,7 @@ fn by_lsn(w: &Window, lsn: u64, requested_backup: Option<Uuid>) -> Result<Backup
         None => w
             .backups
             .iter()
-            .filter(|b| stop_of(b).is_some_and(|s| s <= lsn))
+            .filter(|b| stop_of(b).is_some_and(after_backup))
             .max_by_key(|b| stop_of(b))
             .cloned()
             .ok_or_else(|| {

@@ -20,6 +20,12 @@ pub enum StopPoint {
     /// The state just before (`inclusive: false`) or just after (`true`) the commit or abort of
     /// this transaction (`recovery_target_xid`).
     Xid { xid: u32, inclusive: bool },
+    /// The named restore point (`recovery_target_name`); `lsn` is where its record ends, which
+    /// planning checks against the backups and the archive.
+    RestorePoint {
+        name: crate::restore_point::RestorePointName,
+        lsn: u64,
+    },
 }
 
 impl StopPoint {
@@ -30,10 +36,18 @@ impl StopPoint {
         }
     }
 
-    /// The LSN of an LSN target.
+    /// The LSN of an LSN target, or where a restore point's record ends.
     pub fn lsn(self) -> Option<u64> {
         match self {
-            Self::Lsn(l) => Some(l),
+            Self::Lsn(l) | Self::RestorePoint { lsn: l, .. } => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The name of a restore point target.
+    pub fn restore_point(self) -> Option<crate::restore_point::RestorePointName> {
+        match self {
+            Self::RestorePoint { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -59,6 +73,7 @@ impl StopPoint {
             Self::Latest => TargetKind::Latest,
             Self::Lsn(_) => TargetKind::Lsn,
             Self::Xid { .. } => TargetKind::Xid,
+            Self::RestorePoint { .. } => TargetKind::RestorePoint,
         }
     }
 }
@@ -104,6 +119,8 @@ mod stop_on_wire {
         xid: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         inclusive: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_point: Option<crate::restore_point::RestorePointName>,
     }
 
     pub fn serialize<S: serde::Serializer>(stop: &StopPoint, s: S) -> Result<S::Ok, S::Error> {
@@ -112,6 +129,7 @@ mod stop_on_wire {
             lsn: stop.lsn().map(format_lsn),
             xid: stop.xid().map(|(x, _)| x),
             inclusive: stop.xid().map(|(_, i)| i),
+            restore_point: stop.restore_point(),
         }
         .serialize(s)
     }
@@ -119,13 +137,16 @@ mod stop_on_wire {
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StopPoint, D::Error> {
         use serde::de::Error as _;
         let w = Wire::deserialize(d)?;
-        Ok(match (w.time, w.lsn, w.xid) {
-            (Some(t), None, None) => StopPoint::Time(t),
-            (None, None, None) => StopPoint::Latest,
-            (None, Some(l), None) => StopPoint::Lsn(
-                parse_lsn(&l).ok_or_else(|| D::Error::custom(format!("bad lsn {l:?}")))?,
-            ),
-            (None, None, Some(xid)) => StopPoint::Xid {
+        let lsn = w
+            .lsn
+            .map(|l| parse_lsn(&l).ok_or_else(|| D::Error::custom(format!("bad lsn {l:?}"))))
+            .transpose()?;
+        Ok(match (w.time, lsn, w.xid, w.restore_point) {
+            (Some(t), None, None, None) => StopPoint::Time(t),
+            (None, None, None, None) => StopPoint::Latest,
+            (None, Some(l), None, None) => StopPoint::Lsn(l),
+            (None, Some(lsn), None, Some(name)) => StopPoint::RestorePoint { name, lsn },
+            (None, None, Some(xid), None) => StopPoint::Xid {
                 xid,
                 inclusive: w.inclusive.unwrap_or(true),
             },
@@ -152,6 +173,8 @@ crate::text_enum! {
         Lsn => "lsn",
         /// Before or after a transaction (`target_xid`, `target_inclusive`).
         Xid => "xid",
+        /// A named restore point (`target_name`, whose record ends at `target_lsn`).
+        RestorePoint => "restore_point",
     }
 }
 
@@ -178,6 +201,8 @@ pub struct StoredTarget<'a> {
     /// `xid` (a `bigint` column holding a 32-bit transaction id).
     pub xid: Option<i64>,
     pub inclusive: Option<bool>,
+    /// A restore point's name.
+    pub name: Option<&'a str>,
 }
 
 /// Rebuilds the target a `recoveries` row describes, replaying `source`'s WAL: `None` for a plain
@@ -193,6 +218,7 @@ pub fn stored_target(
         lsn,
         xid,
         inclusive,
+        name,
     } = *row;
     let kind =
         TargetKind::parse(kind).ok_or_else(|| StoredTargetError::UnknownKind(kind.into()))?;
@@ -209,6 +235,14 @@ pub fn stored_target(
                 .and_then(|x| u32::try_from(x).ok())
                 .ok_or(StoredTargetError::Missing(kind, "xid"))?,
             inclusive: inclusive.ok_or(StoredTargetError::Missing(kind, "inclusive"))?,
+        },
+        TargetKind::RestorePoint => StopPoint::RestorePoint {
+            name: name
+                .and_then(crate::restore_point::RestorePointName::parse)
+                .ok_or(StoredTargetError::Missing(kind, "name"))?,
+            lsn: lsn
+                .and_then(parse_lsn)
+                .ok_or(StoredTargetError::Missing(kind, "lsn"))?,
         },
     };
     let timeline = timeline.ok_or(StoredTargetError::Missing(kind, "timeline"))?;
@@ -482,6 +516,33 @@ mod tests {
             ),
             Err(StoredTargetError::Missing(TargetKind::Xid, "inclusive"))
         );
+        let named = StoredTarget {
+            name: Some("before-upgrade"),
+            lsn: Some("0/3000100"),
+            ..row("restore_point", None, Some(1))
+        };
+        let name = crate::restore_point::RestorePointName::parse("before-upgrade").expect("name");
+        assert_eq!(
+            stored_target(&named, src),
+            Ok(Some(RecoveryTarget::new(
+                StopPoint::RestorePoint {
+                    name,
+                    lsn: 0x300_0100
+                },
+                1,
+                src
+            )))
+        );
+        assert_eq!(
+            stored_target(
+                &StoredTarget {
+                    name: None,
+                    ..named
+                },
+                src
+            ),
+            Err(StoredTargetError::Missing(TargetKind::RestorePoint, "name"))
+        );
         assert_eq!(
             stored_target(&row("time", None, Some(1)), src),
             Err(StoredTargetError::Missing(TargetKind::Time, "time"))
@@ -526,6 +587,23 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<RecoveryTarget>(v).expect("parses"),
             x
+        );
+        let named = RecoveryTarget::new(
+            StopPoint::RestorePoint {
+                name: crate::restore_point::RestorePointName::parse("p1").expect("name"),
+                lsn: 0x28,
+            },
+            1,
+            src,
+        );
+        let v = serde_json::to_value(&named).expect("serializes");
+        assert_eq!(
+            (v["restore_point"].clone(), v["lsn"].clone()),
+            (serde_json::json!("p1"), serde_json::json!("0/28"))
+        );
+        assert_eq!(
+            serde_json::from_value::<RecoveryTarget>(v).expect("parses"),
+            named
         );
         assert!(
             serde_json::from_value::<RecoveryTarget>(serde_json::json!(

@@ -189,3 +189,117 @@ async fn restore_an_lsn_into_a_new_instance_leaves_the_source_as_it_is() -> Resu
     assert_eq!(ids(&mut conn, "marks").await?, want);
     stack.finish().await
 }
+
+/// Waits until the instance lists restore point `name` as COMPLETED; returns it.
+async fn completed_restore_point(stack: &Stack, id: Uuid, name: &str) -> Result<Value> {
+    trove_e2e::wait_until(
+        &format!("restore point {name} to complete"),
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = stack
+                .get_a(&format!("/instances/{id}/restore-points"))
+                .await?;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let found = body["restore_points"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == name)
+                .cloned();
+            if let Some(p) = &found {
+                assert_ne!(p["status"], "FAILED", "{p}");
+            }
+            Ok(found.filter(|p| p["status"] == "COMPLETED"))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recover_to_a_named_restore_point_brings_back_what_came_after_it() -> Result<()> {
+    let (stack, id, mut conn) = marked_after_a_backup("pg-named").await?;
+    let path = format!("/instances/{id}/restore-points");
+
+    let (status, body) = stack
+        .post_a(&path, json!({"restore_point": {"name": "before-delete"}}))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["restore_point"]["name"], "before-delete");
+    let point = completed_restore_point(&stack, id, "before-delete").await?;
+    assert!(
+        point["lsn"].is_string() && point["time"].is_string(),
+        "{point}"
+    );
+    // The point is listed from the object store alone too.
+    let key = format!("wal/{id}/restore-points/before-delete.json");
+    let stored = stack
+        .store()?
+        .get(&key)
+        .await?
+        .context("no record in the store")?;
+    let stored: Value = serde_json::from_slice(&stored)?;
+    assert_eq!(
+        (&stored["name"], &stored["lsn"]),
+        (&point["name"], &point["lsn"])
+    );
+    // Refused names and a second point of the same name change nothing.
+    for (body, want) in [
+        (
+            json!({"restore_point": {"name": "a'b"}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"restore_point": {"name": ""}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"restore_point": {"name": "x", "lsn": "0/1"}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"restore_point": {"name": "before-delete"}}),
+            StatusCode::CONFLICT,
+        ),
+    ] {
+        let (status, answer) = stack.post_a(&path, body.clone()).await?;
+        assert_eq!(status, want, "{body} answered {answer}");
+    }
+    let (_, listed) = stack.get_a(&path).await?;
+    assert_eq!(listed["restore_points"].as_array().map(Vec::len), Some(1));
+
+    sqlx::query("DELETE FROM marks WHERE id > 5")
+        .execute(&mut conn)
+        .await?;
+    commit_later_and_wait_for_the_store(&stack, id, &mut conn).await?;
+    refused_change_nothing(
+        &stack,
+        id,
+        &[
+            (
+                json!({"target": {"restore_point": "no-such-point"}}),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                json!({"target": {"restore_point": "bad name"}}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                json!({"target": {"restore_point": "before-delete", "xid": 900}}),
+                StatusCode::BAD_REQUEST,
+            ),
+        ],
+    )
+    .await?;
+
+    let body = stack
+        .recover_accepted(id, json!({"target": {"restore_point": "before-delete"}}))
+        .await?;
+    assert_eq!(
+        body["recovery"]["target"]["restore_point"], "before-delete",
+        "{body}"
+    );
+    wait_recovered(&stack, id).await?;
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
+    stack.finish().await
+}

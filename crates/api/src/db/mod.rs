@@ -7,5 +7,6 @@ pub mod instance_detail;
 pub mod instances;
 pub mod quotas;
 pub mod recoveries;
+pub mod restore_points;
 pub mod retention;
 pub mod wal;

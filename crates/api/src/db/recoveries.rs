@@ -28,6 +28,7 @@ pub struct NewRecovery {
     pub target_lsn: Option<u64>,
     /// The transaction and whether the target includes it.
     pub target_xid: Option<(u32, bool)>,
+    pub target_name: Option<trove_common::restore_point::RestorePointName>,
     pub deadline: DateTime<Utc>,
 }
 
@@ -41,8 +42,8 @@ pub async fn insert(conn: &mut PgConnection, r: &NewRecovery) -> sqlx::Result<()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "INSERT INTO recoveries (id, instance_id, backup_id, target_time, target_kind, \
-         target_timeline, state, phase, deadline, target_lsn, target_xid, target_inclusive) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         target_timeline, state, phase, deadline, target_lsn, target_xid, target_inclusive, \
+         target_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(r.id)
     .bind(r.instance_id)
@@ -56,6 +57,7 @@ pub async fn insert(conn: &mut PgConnection, r: &NewRecovery) -> sqlx::Result<()
     .bind(r.target_lsn.map(format_lsn))
     .bind(r.target_xid.map(|(x, _)| i64::from(x)))
     .bind(r.target_xid.map(|(_, i)| i))
+    .bind(r.target_name.map(|n| n.to_string()))
     .execute(conn)
     .await?;
     Ok(())

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod quotas;
 pub mod recover;
 pub mod recovery_window;
+pub mod restore_points;
 pub mod table;
 pub mod versions;
 
@@ -36,6 +37,7 @@ pub fn tenant() -> Routes {
         .merge(instance_actions::routes())
         .merge(recover::routes())
         .merge(recovery_window::routes())
+        .merge(restore_points::routes())
         .merge(backups::routes())
         .merge(datastores::routes())
         .merge(flavors::routes())

@@ -9,6 +9,7 @@ use axum::{
 use serde_json::{Value, json};
 use trove_common::{
     recovery::{StopPoint, TargetKind, format_lsn},
+    restore_point::RestorePointName,
     rpc::taskmanager::TaskManagerMethod,
     status::InstanceTask,
     timefmt::trove_time,
@@ -20,7 +21,7 @@ use crate::{
     db::{backups, instances, recoveries},
     error::{ApiError, ApiResult},
     extract::JsonBody,
-    recovery_request::{self, BackupUse, PointInTime},
+    recovery_request::{self, BackupUse, PointInTime, Target},
     recovery_window,
     state::AppState,
     validate::{self, bad},
@@ -48,6 +49,8 @@ pub fn routes() -> Routes {
 struct RecoverRequest {
     backup_id: Option<Uuid>,
     point: PointInTime,
+    /// A restore point to look up; `point.stop` is set from it before planning.
+    restore_point: Option<RestorePointName>,
 }
 
 fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
@@ -71,6 +74,7 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
         }
     }
     let mut point = PointInTime::parse(r, "recovery")?;
+    let mut restore_point = None;
     // `target` is the other way to say where replay stops; one request names one stop point.
     if let Some(t) = r.get("target").filter(|t| !t.is_null()) {
         if point.stop.is_some() {
@@ -78,7 +82,14 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
                 "recovery names two targets (point_in_time and target); name one.",
             ));
         }
-        point.stop = Some(recovery_request::parse_target(t, "recovery")?);
+        match recovery_request::parse_target(t, "recovery")? {
+            Target::Stop(stop) => point.stop = Some(stop),
+            Target::RestorePoint(name) => {
+                restore_point = Some(name);
+                // Stands in until the name is resolved, so the checks below see a target.
+                point.stop = Some(StopPoint::Latest);
+            }
+        }
     }
     point.check_timeline("recovery")?;
     let backup_id = match r.get("backup") {
@@ -90,7 +101,11 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
         }
         Some(b) => Some(validate::uuid_strict(b, "recovery['backup']")?),
     };
-    Ok(RecoverRequest { backup_id, point })
+    Ok(RecoverRequest {
+        backup_id,
+        point,
+        restore_point,
+    })
 }
 
 async fn recover_instance(
@@ -100,7 +115,7 @@ async fn recover_instance(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = path_uuid(&id)?;
-    let req = parse(&body, id)?;
+    let mut req = parse(&body, id)?;
 
     let mut tx = state.pool.begin().await?;
     let inst = instances::lock(&mut tx, id, Some(&tenant))
@@ -113,6 +128,9 @@ async fn recover_instance(
         let backup =
             recovery_request::requested_backup(&mut tx, &tenant, bid, BackupUse::Recovery).await?;
         same_datastore(&backup, &inst_row.ds_name, id)?;
+    }
+    if let Some(name) = req.restore_point {
+        req.point.stop = Some(recovery_request::resolve_restore_point(&mut tx, id, name).await?);
     }
     // The point-in-time plan (or the plain backup) decides which backup is restored.
     let plan = match req.point.stop {
@@ -166,6 +184,7 @@ async fn recover_instance(
             target_timeline: timeline,
             target_lsn: plan.as_ref().and_then(|p| p.target.stop.lsn()),
             target_xid: plan.as_ref().and_then(|p| p.target.stop.xid()),
+            target_name: plan.as_ref().and_then(|p| p.target.stop.restore_point()),
             deadline,
         },
     )
@@ -200,6 +219,9 @@ fn target_view(stop: StopPoint) -> Option<Value> {
     match stop {
         StopPoint::Lsn(l) => Some(json!({"lsn": format_lsn(l)})),
         StopPoint::Xid { xid, inclusive } => Some(json!({"xid": xid, "inclusive": inclusive})),
+        StopPoint::RestorePoint { name, lsn } => {
+            Some(json!({"restore_point": name.as_str(), "lsn": format_lsn(lsn)}))
+        }
         StopPoint::Time(_) | StopPoint::Latest => None,
     }
 }

@@ -63,6 +63,11 @@ fn target_settings(stop: StopPoint) -> String {
         ),
         StopPoint::Lsn(lsn) => (format!("recovery_target_lsn = '{}'", format_lsn(lsn)), true),
         StopPoint::Xid { xid, inclusive } => (format!("recovery_target_xid = '{xid}'"), inclusive),
+        // The name is narrow (letters, digits, `_.-`), and quoted all the same.
+        StopPoint::RestorePoint { name, .. } => (
+            format!("recovery_target_name = {}", conf_string(name.as_str())),
+            true,
+        ),
     };
     format!(
         "{target}\nrecovery_target_inclusive = {}\nrecovery_target_action = 'pause'\n",
@@ -122,6 +127,11 @@ mod tests {
                 inclusive: false
             }),
             "recovery_target_xid = '735'\nrecovery_target_inclusive = off\nrecovery_target_action = 'pause'\n"
+        );
+        let name = trove_common::restore_point::RestorePointName::parse("pre-v2").expect("name");
+        assert!(
+            target_settings(StopPoint::RestorePoint { name, lsn: 1 })
+                .starts_with("recovery_target_name = 'pre-v2'\n")
         );
     }
 }

@@ -250,7 +250,7 @@ async fn wait_for_target(
     let until = tokio::time::Instant::now() + RECOVERY_DEADLINE;
     let target_lsn = match replay.stop {
         StopPoint::Latest => plan.store_end.map(format_lsn),
-        StopPoint::Lsn(lsn) => Some(format_lsn(lsn)),
+        StopPoint::Lsn(lsn) | StopPoint::RestorePoint { lsn, .. } => Some(format_lsn(lsn)),
         StopPoint::Time(_) | StopPoint::Xid { .. } => None,
     };
     let mut conn: Option<PgConnection> = None;

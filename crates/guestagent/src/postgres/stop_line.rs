@@ -25,6 +25,14 @@ pub(super) fn verify(log: &str, stop: StopPoint) -> Result<()> {
         StopPoint::Time(target) => verify_time(line, target),
         StopPoint::Lsn(target) => verify_lsn(line, target),
         StopPoint::Xid { xid, inclusive } => verify_xid(line, xid, inclusive),
+        StopPoint::RestorePoint { name, .. } => {
+            let want = format!("recovery stopping at restore point \"{name}\",");
+            ensure!(
+                line.contains(&want),
+                "replay did not stop at restore point {name}: {line:?}"
+            );
+            Ok(())
+        }
     }
 }
 
@@ -130,5 +138,10 @@ mod tests {
         let after =
             "LOG:  recovery stopping after abort of transaction 736, time 2026-11-25 17:04:58+00\n";
         assert!(verify(after, xid(736, true)).is_ok());
+        let name = trove_common::restore_point::RestorePointName::parse("p1").expect("a name");
+        let at_point =
+            "LOG:  recovery stopping at restore point \"p1\", time 2026-11-25 17:04:58+00\n";
+        assert!(verify(at_point, StopPoint::RestorePoint { name, lsn: 1 }).is_ok());
+        assert!(verify(before, StopPoint::RestorePoint { name, lsn: 1 }).is_err());
     }
 }

@@ -7,4 +7,5 @@ pub mod faults;
 pub mod hosts;
 pub mod instances;
 pub mod recoveries;
+pub mod restore_points;
 pub mod retention;

@@ -123,6 +123,7 @@ fn what_to_send(
             lsn: rec.target_lsn.as_deref(),
             xid: rec.target_xid,
             inclusive: rec.target_inclusive,
+            name: rec.target_name.as_deref(),
         },
         rec.instance_id,
     )

@@ -322,7 +322,14 @@ fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
                 "restorePoint names two targets (point_in_time and target); name one.",
             ));
         }
-        point.stop = Some(recovery_request::parse_target(t, "restorePoint")?);
+        point.stop = Some(match recovery_request::parse_target(t, "restorePoint")? {
+            recovery_request::Target::Stop(stop) => stop,
+            recovery_request::Target::RestorePoint(_) => {
+                return Err(bad(
+                    "restorePoint['target']['restore_point'] is not supported for a new instance yet; recover the instance in place to it.",
+                ));
+            }
+        });
     }
     if backup.is_none() && instance.is_none() {
         return Err(bad(

@@ -6,7 +6,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 pub use trove_common::recovery::lineage;
 use trove_common::recovery::{
-    RecoveryTarget, StopPoint, WalTimeline, lsn_segment, segment_number, serves_lineage,
+    RecoveryTarget, StopPoint, WalTimeline, format_lsn, lsn_segment, parse_lsn, segment_number,
+    serves_lineage,
 };
 use uuid::Uuid;
 
@@ -30,6 +31,8 @@ pub struct Window {
     pub lineage: Vec<u32>,
     pub earliest: Option<DateTime<Utc>>,
     pub latest: Option<DateTime<Utc>>,
+    /// End of the WAL the store holds on this timeline: an LSN target must lie before it.
+    pub latest_lsn: Option<u64>,
     /// Backups usable on this lineage, oldest first.
     pub backups: Vec<BackupPoint>,
     /// (timeline, first missing segment, last missing segment).
@@ -62,10 +65,11 @@ pub fn window(
         .cloned()
         .collect();
     usable.sort_by_key(|b| b.stop_time);
-    let latest = timelines
-        .iter()
-        .find(|t| t.timeline == timeline)
-        .and_then(|t| t.latest_commit);
+    let current = timelines.iter().find(|t| t.timeline == timeline);
+    let latest = current.and_then(|t| t.latest_commit);
+    let latest_lsn = current
+        .and_then(|t| t.latest_lsn.as_deref())
+        .and_then(parse_lsn);
     let gaps = timelines
         .iter()
         .filter(|t| lineage.contains(&t.timeline))
@@ -83,6 +87,7 @@ pub fn window(
             .map(|b| b.stop_time)
             .filter(|_| latest.is_some()),
         latest,
+        latest_lsn,
         lineage,
         backups: usable,
         gaps,
@@ -119,8 +124,9 @@ pub struct Plan {
     pub backup: Uuid,
     /// Where replay of the window's instance's WAL stops, on the window's timeline.
     pub target: RecoveryTarget,
-    /// What the response calls the point in time: the target, or the latest commit for "latest".
-    pub point_in_time: DateTime<Utc>,
+    /// What the response calls the point in time: the target, or the latest commit for "latest";
+    /// None for an LSN or transaction target, whose time is known only once replay reaches it.
+    pub point_in_time: Option<DateTime<Utc>>,
 }
 
 /// Chooses the backup and checks the target against the window, refusing before anything is
@@ -133,6 +139,69 @@ pub fn plan(w: &Window, stop: StopPoint, requested_backup: Option<Uuid>) -> Resu
             w.describe()
         )));
     };
+    let backup = match stop {
+        StopPoint::Time(_) | StopPoint::Latest => {
+            by_time(w, stop, earliest, latest, requested_backup)?
+        }
+        StopPoint::Lsn(lsn) => by_lsn(w, lsn, false, requested_backup)?,
+        StopPoint::RestorePoint { lsn, .. } => by_lsn(w, lsn, true, requested_backup)?,
+        StopPoint::Xid { .. } => by_xid(w, requested_backup)?,
+    };
+    let start_seg = backup.start_lsn.as_deref().and_then(lsn_segment);
+    if let Some((tl, from, to)) = w.gaps.iter().find(|(_, _, to)| {
+        match (start_seg, segment_number(to)) {
+            (Some(s), Some(g)) => g >= s,
+            // Unknown positions: any gap may matter.
+            _ => true,
+        }
+    }) {
+        return Err(ApiError::Conflict(format!(
+            "The WAL archive has a gap on timeline {tl} (segments {from} to {to}) after backup {}; replay could not reach {}. {}.",
+            backup.id,
+            describe_stop(stop, latest),
+            w.describe()
+        )));
+    }
+    Ok(Plan {
+        backup: backup.id,
+        target: RecoveryTarget::new(stop, w.timeline, w.instance_id),
+        point_in_time: match stop {
+            StopPoint::Time(t) => Some(t),
+            StopPoint::Latest => Some(latest),
+            StopPoint::Lsn(_) | StopPoint::Xid { .. } | StopPoint::RestorePoint { .. } => None,
+        },
+    })
+}
+
+/// How a refusal names the target.
+fn describe_stop(stop: StopPoint, latest: DateTime<Utc>) -> String {
+    match stop {
+        StopPoint::Time(t) => rfc3339(t),
+        StopPoint::Latest => rfc3339(latest),
+        StopPoint::Lsn(l) => format!("LSN {}", format_lsn(l)),
+        StopPoint::Xid { xid, .. } => format!("transaction {xid}"),
+        StopPoint::RestorePoint { name, .. } => format!("restore point {name}"),
+    }
+}
+
+/// The requested backup, when it serves the window's lineage.
+fn on_lineage(w: &Window, id: Uuid) -> Result<&BackupPoint, ApiError> {
+    w.backups.iter().find(|b| b.id == id).ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "Backup {id} is not on the lineage of timeline {} (timelines {:?}); choose another backup or omit it.",
+            w.timeline, w.lineage
+        ))
+    })
+}
+
+/// A time or "latest": the newest backup that ends before the target time (or the last commit).
+fn by_time(
+    w: &Window,
+    stop: StopPoint,
+    earliest: DateTime<Utc>,
+    latest: DateTime<Utc>,
+    requested_backup: Option<Uuid>,
+) -> Result<BackupPoint, ApiError> {
     let when = stop.time().unwrap_or(latest);
     if let StopPoint::Time(t) = stop {
         // A target equal to a backup's stop time is already too early (pgbackrest#1168).
@@ -153,14 +222,9 @@ pub fn plan(w: &Window, stop: StopPoint, requested_backup: Option<Uuid>) -> Resu
             )));
         }
     }
-    let backup = match requested_backup {
+    match requested_backup {
         Some(id) => {
-            let b = w.backups.iter().find(|b| b.id == id).ok_or_else(|| {
-                ApiError::Unprocessable(format!(
-                    "Backup {id} is not on the lineage of timeline {} (timelines {:?}); choose another backup or omit it.",
-                    w.timeline, w.lineage
-                ))
-            })?;
+            let b = on_lineage(w, id)?;
             if b.stop_time >= when {
                 return Err(ApiError::Unprocessable(format!(
                     "Backup {id} ends at {}, which is not before the target {}; choose an older backup or omit it.",
@@ -168,7 +232,7 @@ pub fn plan(w: &Window, stop: StopPoint, requested_backup: Option<Uuid>) -> Resu
                     rfc3339(when)
                 )));
             }
-            b.clone()
+            Ok(b.clone())
         }
         None => w
             .backups
@@ -182,28 +246,81 @@ pub fn plan(w: &Window, stop: StopPoint, requested_backup: Option<Uuid>) -> Resu
                     rfc3339(when),
                     w.describe()
                 ))
-            })?,
-    };
-    let start_seg = backup.start_lsn.as_deref().and_then(lsn_segment);
-    if let Some((tl, from, to)) = w.gaps.iter().find(|(_, _, to)| {
-        match (start_seg, segment_number(to)) {
-            (Some(s), Some(g)) => g >= s,
-            // Unknown positions: any gap may matter.
-            _ => true,
-        }
-    }) {
-        return Err(ApiError::Conflict(format!(
-            "The WAL archive has a gap on timeline {tl} (segments {from} to {to}) after backup {}; replay could not reach {}. {}.",
-            backup.id,
-            rfc3339(when),
-            w.describe()
-        )));
+            }),
     }
-    Ok(Plan {
-        backup: backup.id,
-        target: RecoveryTarget::new(stop, w.timeline, w.instance_id),
-        point_in_time: when,
-    })
+}
+
+/// An LSN: it must lie before the end of the WAL held (replay stops after the first record at or
+/// after it, so a record must start there), and a backup must end at or before it; the newest
+/// such backup replays the least. For a restore point (`record_end`), `lsn` is where its record
+/// ends: the store must hold up to there, and a backup must end before it (a backup ending right
+/// after the record would only be consistent past the point).
+fn by_lsn(
+    w: &Window,
+    lsn: u64,
+    record_end: bool,
+    requested_backup: Option<Uuid>,
+) -> Result<BackupPoint, ApiError> {
+    let target = format_lsn(lsn);
+    let held = |end: u64| if record_end { lsn <= end } else { lsn < end };
+    let after_backup = |stop: u64| if record_end { stop < lsn } else { stop <= lsn };
+    match w.latest_lsn {
+        Some(end) if held(end) => {}
+        Some(end) => {
+            return Err(ApiError::Unprocessable(format!(
+                "LSN {target} is not before the end of the archived WAL at {}: {}.",
+                format_lsn(end),
+                w.describe()
+            )));
+        }
+        None => {
+            return Err(ApiError::Unprocessable(format!(
+                "The end of the archived WAL on timeline {} is not known yet, so LSN {target} cannot be checked; retry once the WAL archive has reported.",
+                w.timeline
+            )));
+        }
+    }
+    let stop_of = |b: &BackupPoint| b.stop_lsn.as_deref().and_then(parse_lsn);
+    match requested_backup {
+        Some(id) => {
+            let b = on_lineage(w, id)?;
+            match stop_of(b) {
+                Some(stop) if after_backup(stop) => Ok(b.clone()),
+                _ => Err(ApiError::Unprocessable(format!(
+                    "Backup {id} ends at {}, which is after LSN {target}; choose an older backup or omit it.",
+                    b.stop_lsn.as_deref().unwrap_or("an unknown position")
+                ))),
+            }
+        }
+        None => w
+            .backups
+            .iter()
+            .filter(|b| stop_of(b).is_some_and(after_backup))
+            .max_by_key(|b| stop_of(b))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::Unprocessable(format!(
+                    "LSN {target} is before the recoverable window: no backup ends at or before it; {}.",
+                    w.describe()
+                ))
+            }),
+    }
+}
+
+/// A transaction: where its commit lies is not known before replay finds it, so the requested
+/// backup is trusted, and without one the oldest backup of the lineage is used, the only one that
+/// precedes every transaction the window holds. A transaction outside the replayed WAL ends the
+/// recovery with `target_not_reached`, leaving the instance as it was.
+fn by_xid(w: &Window, requested_backup: Option<Uuid>) -> Result<BackupPoint, ApiError> {
+    match requested_backup {
+        Some(id) => on_lineage(w, id).cloned(),
+        None => w.backups.first().cloned().ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "Cannot recover to a transaction: {}.",
+                w.describe()
+            ))
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -308,8 +425,77 @@ mod tests {
         let latest = plan(&w, StopPoint::Latest, None).expect("latest");
         assert_eq!(
             (latest.backup, latest.target.stop, latest.point_in_time),
-            (b2.id, StopPoint::Latest, now)
+            (b2.id, StopPoint::Latest, Some(now))
         );
+    }
+
+    #[test]
+    fn an_lsn_target_takes_the_newest_backup_ending_at_or_before_it_inside_the_archive() {
+        let now = Utc::now();
+        let mut t1 = tl(1, None, Some(now));
+        t1.latest_lsn = Some("0/9000000".into());
+        let mut old = backup(now - Duration::minutes(10), 1);
+        old.stop_lsn = Some("0/3000100".into());
+        let mut new = backup(now - Duration::minutes(5), 1);
+        new.stop_lsn = Some("0/6000100".into());
+        let w = window(INSTANCE, 1, &[t1], &[old.clone(), new.clone()]);
+        let plan_to = |lsn, b| plan(&w, StopPoint::Lsn(lsn), b);
+        let p = plan_to(0x700_0000, None).expect("inside");
+        assert_eq!(
+            (p.backup, p.target.stop, p.point_in_time),
+            (new.id, StopPoint::Lsn(0x700_0000), None)
+        );
+        assert_eq!(
+            plan_to(0x600_0100, None).ok().map(|p| p.backup),
+            Some(new.id)
+        );
+        assert_eq!(
+            plan_to(0x500_0000, None).ok().map(|p| p.backup),
+            Some(old.id)
+        );
+        assert_eq!(
+            plan_to(0x700_0000, Some(old.id)).ok().map(|p| p.backup),
+            Some(old.id)
+        );
+        for refused in [
+            plan_to(0x300_0000, None),
+            plan_to(0x900_0000, None),
+            plan_to(0xA00_0000, None),
+            plan_to(0x500_0000, Some(new.id)),
+            plan_to(0x700_0000, Some(Uuid::new_v4())),
+        ] {
+            assert!(
+                matches!(refused, Err(ApiError::Unprocessable(_))),
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transaction_target_replays_from_the_oldest_backup_unless_one_is_named() {
+        let now = Utc::now();
+        let old = backup(now - Duration::minutes(10), 1);
+        let new = backup(now - Duration::minutes(5), 1);
+        let w = window(
+            INSTANCE,
+            1,
+            &[tl(1, None, Some(now))],
+            &[new.clone(), old.clone()],
+        );
+        let xid = StopPoint::Xid {
+            xid: 900,
+            inclusive: false,
+        };
+        assert_eq!(plan(&w, xid, None).ok().map(|p| p.backup), Some(old.id));
+        assert_eq!(
+            plan(&w, xid, Some(new.id)).ok().map(|p| p.backup),
+            Some(new.id)
+        );
+        let empty = window(INSTANCE, 1, &[tl(1, None, None)], &[old]);
+        assert!(matches!(
+            plan(&empty, xid, None),
+            Err(ApiError::Unprocessable(_))
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod fault;
 pub mod outbox;
 pub mod overrides;
 pub mod recovery;
+pub mod restore_point;
 pub mod retention;
 pub mod rpc;
 pub mod schema;

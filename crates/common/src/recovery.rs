@@ -14,14 +14,56 @@ pub enum StopPoint {
     /// Everything the store holds. Replay runs without a target, since a time of "now" fails on
     /// an idle database (`docs/postgres-recovery.md` §3.5).
     Latest,
+    /// The state after the first WAL record that starts at or after this position
+    /// (`recovery_target_lsn`, inclusive).
+    Lsn(u64),
+    /// The state just before (`inclusive: false`) or just after (`true`) the commit or abort of
+    /// this transaction (`recovery_target_xid`).
+    Xid { xid: u32, inclusive: bool },
+    /// The named restore point (`recovery_target_name`); `lsn` is where its record ends, which
+    /// planning checks against the backups and the archive.
+    RestorePoint {
+        name: crate::restore_point::RestorePointName,
+        lsn: u64,
+    },
 }
 
 impl StopPoint {
     pub fn time(self) -> Option<DateTime<Utc>> {
         match self {
             Self::Time(t) => Some(t),
-            Self::Latest => None,
+            _ => None,
         }
+    }
+
+    /// The LSN of an LSN target, or where a restore point's record ends.
+    pub fn lsn(self) -> Option<u64> {
+        match self {
+            Self::Lsn(l) | Self::RestorePoint { lsn: l, .. } => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The name of a restore point target.
+    pub fn restore_point(self) -> Option<crate::restore_point::RestorePointName> {
+        match self {
+            Self::RestorePoint { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The transaction id and inclusiveness of a transaction target.
+    pub fn xid(self) -> Option<(u32, bool)> {
+        match self {
+            Self::Xid { xid, inclusive } => Some((xid, inclusive)),
+            _ => None,
+        }
+    }
+
+    /// Whether replay pauses at a target that must be proven before promotion (everything but
+    /// "latest", which replays to the end and promotes by itself).
+    pub fn pauses(self) -> bool {
+        !matches!(self, Self::Latest)
     }
 
     /// The kind a `recoveries` row records for this stop point.
@@ -29,6 +71,9 @@ impl StopPoint {
         match self {
             Self::Time(_) => TargetKind::Time,
             Self::Latest => TargetKind::Latest,
+            Self::Lsn(_) => TargetKind::Lsn,
+            Self::Xid { .. } => TargetKind::Xid,
+            Self::RestorePoint { .. } => TargetKind::RestorePoint,
         }
     }
 }
@@ -38,8 +83,9 @@ impl StopPoint {
 /// new instance (`prepare`) carry exactly this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryTarget {
-    /// On the wire: `time`, null for "latest".
-    #[serde(rename = "time", with = "stop_as_time")]
+    /// On the wire: `time` (null for "latest" and the other kinds), plus `lsn` (`X/Y`) or `xid`
+    /// and `inclusive` when the target is one of those; absent keys keep older messages valid.
+    #[serde(flatten, with = "stop_on_wire")]
     pub stop: StopPoint,
     /// The timeline whose history replay follows (the source instance's current one, or one the
     /// user named).
@@ -59,18 +105,52 @@ impl RecoveryTarget {
     }
 }
 
-/// `time: Option<DateTime>` on the wire, as the messages have always carried it.
-mod stop_as_time {
+/// The stop point as wire fields: `time` as the messages have always carried it (null for
+/// "latest"), and `lsn` or `xid` + `inclusive` only for those targets.
+mod stop_on_wire {
     use super::*;
 
+    #[derive(Serialize, Deserialize)]
+    struct Wire {
+        time: Option<DateTime<Utc>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lsn: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        xid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inclusive: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restore_point: Option<crate::restore_point::RestorePointName>,
+    }
+
     pub fn serialize<S: serde::Serializer>(stop: &StopPoint, s: S) -> Result<S::Ok, S::Error> {
-        stop.time().serialize(s)
+        Wire {
+            time: stop.time(),
+            lsn: stop.lsn().map(format_lsn),
+            xid: stop.xid().map(|(x, _)| x),
+            inclusive: stop.xid().map(|(_, i)| i),
+            restore_point: stop.restore_point(),
+        }
+        .serialize(s)
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StopPoint, D::Error> {
-        Ok(match Option::<DateTime<Utc>>::deserialize(d)? {
-            Some(t) => StopPoint::Time(t),
-            None => StopPoint::Latest,
+        use serde::de::Error as _;
+        let w = Wire::deserialize(d)?;
+        let lsn = w
+            .lsn
+            .map(|l| parse_lsn(&l).ok_or_else(|| D::Error::custom(format!("bad lsn {l:?}"))))
+            .transpose()?;
+        Ok(match (w.time, lsn, w.xid, w.restore_point) {
+            (Some(t), None, None, None) => StopPoint::Time(t),
+            (None, None, None, None) => StopPoint::Latest,
+            (None, Some(l), None, None) => StopPoint::Lsn(l),
+            (None, Some(lsn), None, Some(name)) => StopPoint::RestorePoint { name, lsn },
+            (None, None, Some(xid), None) => StopPoint::Xid {
+                xid,
+                inclusive: w.inclusive.unwrap_or(true),
+            },
+            _ => return Err(D::Error::custom("a target names one of time, lsn and xid")),
         })
     }
 }
@@ -89,6 +169,12 @@ crate::text_enum! {
         Time => "time",
         /// Everything archived on the lineage of `target_timeline`.
         Latest => "latest",
+        /// A WAL position (`target_lsn`) on the lineage of `target_timeline`.
+        Lsn => "lsn",
+        /// Before or after a transaction (`target_xid`, `target_inclusive`).
+        Xid => "xid",
+        /// A named restore point (`target_name`, whose record ends at `target_lsn`).
+        RestorePoint => "restore_point",
     }
 }
 
@@ -104,20 +190,60 @@ pub enum StoredTargetError {
     BadTimeline(i32),
 }
 
+/// The target columns of a `recoveries` row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredTarget<'a> {
+    pub kind: &'a str,
+    pub time: Option<DateTime<Utc>>,
+    pub timeline: Option<i32>,
+    /// `X/Y`.
+    pub lsn: Option<&'a str>,
+    /// `xid` (a `bigint` column holding a 32-bit transaction id).
+    pub xid: Option<i64>,
+    pub inclusive: Option<bool>,
+    /// A restore point's name.
+    pub name: Option<&'a str>,
+}
+
 /// Rebuilds the target a `recoveries` row describes, replaying `source`'s WAL: `None` for a plain
 /// recovery to the end of a backup.
 pub fn stored_target(
-    kind: &str,
-    time: Option<DateTime<Utc>>,
-    timeline: Option<i32>,
+    row: &StoredTarget<'_>,
     source: Uuid,
 ) -> Result<Option<RecoveryTarget>, StoredTargetError> {
+    let StoredTarget {
+        kind,
+        time,
+        timeline,
+        lsn,
+        xid,
+        inclusive,
+        name,
+    } = *row;
     let kind =
         TargetKind::parse(kind).ok_or_else(|| StoredTargetError::UnknownKind(kind.into()))?;
     let stop = match kind {
         TargetKind::Backup => return Ok(None),
         TargetKind::Time => StopPoint::Time(time.ok_or(StoredTargetError::Missing(kind, "time"))?),
         TargetKind::Latest => StopPoint::Latest,
+        TargetKind::Lsn => StopPoint::Lsn(
+            lsn.and_then(parse_lsn)
+                .ok_or(StoredTargetError::Missing(kind, "lsn"))?,
+        ),
+        TargetKind::Xid => StopPoint::Xid {
+            xid: xid
+                .and_then(|x| u32::try_from(x).ok())
+                .ok_or(StoredTargetError::Missing(kind, "xid"))?,
+            inclusive: inclusive.ok_or(StoredTargetError::Missing(kind, "inclusive"))?,
+        },
+        TargetKind::RestorePoint => StopPoint::RestorePoint {
+            name: name
+                .and_then(crate::restore_point::RestorePointName::parse)
+                .ok_or(StoredTargetError::Missing(kind, "name"))?,
+            lsn: lsn
+                .and_then(parse_lsn)
+                .ok_or(StoredTargetError::Missing(kind, "lsn"))?,
+        },
     };
     let timeline = timeline.ok_or(StoredTargetError::Missing(kind, "timeline"))?;
     let timeline = u32::try_from(timeline)
@@ -329,30 +455,161 @@ mod tests {
     fn stored_targets_are_rebuilt_or_refused_never_downgraded() {
         let src = Uuid::from_u128(7);
         let at = Utc::now();
-        assert_eq!(stored_target("backup", Some(at), None, src), Ok(None));
+        let row = |kind, time, timeline| StoredTarget {
+            kind,
+            time,
+            timeline,
+            ..Default::default()
+        };
+        assert_eq!(stored_target(&row("backup", Some(at), None), src), Ok(None));
         assert_eq!(
-            stored_target("time", Some(at), Some(2), src),
+            stored_target(&row("time", Some(at), Some(2)), src),
             Ok(Some(RecoveryTarget::new(StopPoint::Time(at), 2, src)))
         );
         assert_eq!(
-            stored_target("latest", None, Some(1), src),
+            stored_target(&row("latest", None, Some(1)), src),
             Ok(Some(RecoveryTarget::new(StopPoint::Latest, 1, src)))
         );
         assert_eq!(
-            stored_target("lsn", None, Some(1), src),
-            Err(StoredTargetError::UnknownKind("lsn".into()))
+            stored_target(&row("name", None, Some(1)), src),
+            Err(StoredTargetError::UnknownKind("name".into()))
         );
         assert_eq!(
-            stored_target("time", None, Some(1), src),
+            stored_target(&row("lsn", None, Some(1)), src),
+            Err(StoredTargetError::Missing(TargetKind::Lsn, "lsn"))
+        );
+        let lsn = StoredTarget {
+            lsn: Some("0/3000028"),
+            ..row("lsn", None, Some(1))
+        };
+        assert_eq!(
+            stored_target(&lsn, src),
+            Ok(Some(RecoveryTarget::new(
+                StopPoint::Lsn(0x300_0028),
+                1,
+                src
+            )))
+        );
+        let xid = StoredTarget {
+            xid: Some(735),
+            inclusive: Some(false),
+            ..row("xid", None, Some(3))
+        };
+        assert_eq!(
+            stored_target(&xid, src),
+            Ok(Some(RecoveryTarget::new(
+                StopPoint::Xid {
+                    xid: 735,
+                    inclusive: false
+                },
+                3,
+                src
+            )))
+        );
+        assert_eq!(
+            stored_target(
+                &StoredTarget {
+                    inclusive: None,
+                    ..xid
+                },
+                src
+            ),
+            Err(StoredTargetError::Missing(TargetKind::Xid, "inclusive"))
+        );
+        let named = StoredTarget {
+            name: Some("before-upgrade"),
+            lsn: Some("0/3000100"),
+            ..row("restore_point", None, Some(1))
+        };
+        let name = crate::restore_point::RestorePointName::parse("before-upgrade").expect("name");
+        assert_eq!(
+            stored_target(&named, src),
+            Ok(Some(RecoveryTarget::new(
+                StopPoint::RestorePoint {
+                    name,
+                    lsn: 0x300_0100
+                },
+                1,
+                src
+            )))
+        );
+        assert_eq!(
+            stored_target(
+                &StoredTarget {
+                    name: None,
+                    ..named
+                },
+                src
+            ),
+            Err(StoredTargetError::Missing(TargetKind::RestorePoint, "name"))
+        );
+        assert_eq!(
+            stored_target(&row("time", None, Some(1)), src),
             Err(StoredTargetError::Missing(TargetKind::Time, "time"))
         );
         assert_eq!(
-            stored_target("latest", None, None, src),
+            stored_target(&row("latest", None, None), src),
             Err(StoredTargetError::Missing(TargetKind::Latest, "timeline"))
         );
         assert_eq!(
-            stored_target("latest", None, Some(0), src),
+            stored_target(&row("latest", None, Some(0)), src),
             Err(StoredTargetError::BadTimeline(0))
+        );
+    }
+
+    #[test]
+    fn lsn_and_xid_targets_travel_as_extra_keys() {
+        let src = Uuid::from_u128(1);
+        let t = RecoveryTarget::new(StopPoint::Lsn(0x1_0000_0028), 2, src);
+        let v = serde_json::to_value(&t).expect("serializes");
+        assert_eq!(
+            v,
+            serde_json::json!({"time": null, "lsn": "1/28", "timeline": 2,
+                "wal_location": "wal/00000000-0000-0000-0000-000000000001"})
+        );
+        assert_eq!(
+            serde_json::from_value::<RecoveryTarget>(v).expect("parses"),
+            t
+        );
+        let x = RecoveryTarget::new(
+            StopPoint::Xid {
+                xid: 735,
+                inclusive: false,
+            },
+            1,
+            src,
+        );
+        let v = serde_json::to_value(&x).expect("serializes");
+        assert_eq!(
+            (v["xid"].clone(), v["inclusive"].clone()),
+            (serde_json::json!(735), serde_json::json!(false))
+        );
+        assert_eq!(
+            serde_json::from_value::<RecoveryTarget>(v).expect("parses"),
+            x
+        );
+        let named = RecoveryTarget::new(
+            StopPoint::RestorePoint {
+                name: crate::restore_point::RestorePointName::parse("p1").expect("name"),
+                lsn: 0x28,
+            },
+            1,
+            src,
+        );
+        let v = serde_json::to_value(&named).expect("serializes");
+        assert_eq!(
+            (v["restore_point"].clone(), v["lsn"].clone()),
+            (serde_json::json!("p1"), serde_json::json!("0/28"))
+        );
+        assert_eq!(
+            serde_json::from_value::<RecoveryTarget>(v).expect("parses"),
+            named
+        );
+        assert!(
+            serde_json::from_value::<RecoveryTarget>(serde_json::json!(
+                {"time": "2026-11-25T17:00:00Z", "lsn": "0/1", "timeline": 1, "wal_location": "w"}
+            ))
+            .is_err()
         );
     }
 

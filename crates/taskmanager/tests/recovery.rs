@@ -189,11 +189,16 @@ async fn a_redelivered_dispatch_sends_nothing_more() -> Result<()> {
 #[tokio::test]
 async fn an_unknown_stored_target_fails_the_recovery_with_a_fault() -> Result<()> {
     let h = Harness::start().await?;
-    let q = queue(&h, Stored::raw("lsn", None, Some(1))).await?;
+    let q = queue(&h, Stored::raw("name", None, Some(1))).await?;
 
     dispatch(&h, &q).await?;
 
-    assert_refused(&h, &q, "the recovery's stored target kind 'lsn' is unknown").await
+    assert_refused(
+        &h,
+        &q,
+        "the recovery's stored target kind 'name' is unknown",
+    )
+    .await
 }
 
 #[tokio::test]

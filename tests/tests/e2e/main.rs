@@ -26,4 +26,5 @@ mod restore;
 mod retention;
 mod retention_live;
 mod sealed_secrets;
+mod targets;
 mod two_hosts;

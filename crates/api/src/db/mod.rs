@@ -8,5 +8,6 @@ pub mod instances;
 pub mod quotas;
 pub mod recoveries;
 pub mod recovery_history;
+pub mod restore_points;
 pub mod retention;
 pub mod wal;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use trove_common::{
-    recovery::TargetKind,
+    recovery::{TargetKind, format_lsn},
     status::{RecoveryPhase, RecoveryState},
 };
 use uuid::Uuid;
@@ -25,6 +25,10 @@ pub struct NewRecovery {
     pub target_kind: TargetKind,
     pub target_time: Option<DateTime<Utc>>,
     pub target_timeline: Option<u32>,
+    pub target_lsn: Option<u64>,
+    /// The transaction and whether the target includes it.
+    pub target_xid: Option<(u32, bool)>,
+    pub target_name: Option<trove_common::restore_point::RestorePointName>,
     pub deadline: DateTime<Utc>,
 }
 
@@ -38,7 +42,8 @@ pub async fn insert(conn: &mut PgConnection, r: &NewRecovery) -> sqlx::Result<()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "INSERT INTO recoveries (id, instance_id, backup_id, target_time, target_kind, \
-         target_timeline, state, phase, deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         target_timeline, state, phase, deadline, target_lsn, target_xid, target_inclusive, \
+         target_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(r.id)
     .bind(r.instance_id)
@@ -49,6 +54,10 @@ pub async fn insert(conn: &mut PgConnection, r: &NewRecovery) -> sqlx::Result<()
     .bind(RecoveryState::New)
     .bind(RecoveryPhase::Queued)
     .bind(r.deadline)
+    .bind(r.target_lsn.map(format_lsn))
+    .bind(r.target_xid.map(|(x, _)| i64::from(x)))
+    .bind(r.target_xid.map(|(_, i)| i))
+    .bind(r.target_name.map(|n| n.to_string()))
     .execute(&mut *conn)
     .await?;
     // The history starts with the wait for the taskmanager.

@@ -17,6 +17,7 @@ pub mod quotas;
 pub mod recover;
 pub mod recoveries;
 pub mod recovery_window;
+pub mod restore_points;
 pub mod table;
 pub mod versions;
 
@@ -38,6 +39,7 @@ pub fn tenant() -> Routes {
         .merge(recover::routes())
         .merge(recoveries::routes())
         .merge(recovery_window::routes())
+        .merge(restore_points::routes())
         .merge(backups::routes())
         .merge(datastores::routes())
         .merge(flavors::routes())

@@ -8,7 +8,10 @@ use axum::{
 };
 use serde_json::{Value, json};
 use trove_common::{
-    recovery::TargetKind, rpc::taskmanager::TaskManagerMethod, status::InstanceTask,
+    recovery::{StopPoint, TargetKind, format_lsn},
+    restore_point::RestorePointName,
+    rpc::taskmanager::TaskManagerMethod,
+    status::InstanceTask,
     timefmt::trove_time,
 };
 use uuid::Uuid;
@@ -18,7 +21,7 @@ use crate::{
     db::{backups, instances, recoveries},
     error::{ApiError, ApiResult},
     extract::JsonBody,
-    recovery_request::{self, BackupUse, PointInTime},
+    recovery_request::{self, BackupUse, PointInTime, Target},
     recovery_window,
     state::AppState,
     validate::{self, bad},
@@ -46,6 +49,8 @@ pub fn routes() -> Routes {
 struct RecoverRequest {
     backup_id: Option<Uuid>,
     point: PointInTime,
+    /// A restore point to look up; `point.stop` is set from it before planning.
+    restore_point: Option<RestorePointName>,
 }
 
 fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
@@ -53,11 +58,11 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
     if let Some(k) = r.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "instance" | "backup" | "point_in_time" | "timeline"
+            "instance" | "backup" | "point_in_time" | "target" | "timeline"
         )
     }) {
         return Err(bad(format!(
-            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup, point_in_time, timeline)."
+            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup, point_in_time, target, timeline)."
         )));
     }
     if let Some(i) = r.get("instance") {
@@ -68,18 +73,39 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
             )));
         }
     }
-    let point = PointInTime::parse(r, "recovery")?;
+    let mut point = PointInTime::parse(r, "recovery")?;
+    let mut restore_point = None;
+    // `target` is the other way to say where replay stops; one request names one stop point.
+    if let Some(t) = r.get("target").filter(|t| !t.is_null()) {
+        if point.stop.is_some() {
+            return Err(bad(
+                "recovery names two targets (point_in_time and target); name one.",
+            ));
+        }
+        match recovery_request::parse_target(t, "recovery")? {
+            Target::Stop(stop) => point.stop = Some(stop),
+            Target::RestorePoint(name) => {
+                restore_point = Some(name);
+                // Stands in until the name is resolved, so the checks below see a target.
+                point.stop = Some(StopPoint::Latest);
+            }
+        }
+    }
     point.check_timeline("recovery")?;
     let backup_id = match r.get("backup") {
         None | Some(Value::Null) if point.stop.is_some() => None,
         None | Some(Value::Null) => {
             return Err(bad(
-                "Validation error: recovery needs 'backup', or 'point_in_time' (a time with a zone offset, or \"latest\")",
+                "Validation error: recovery needs 'backup', 'point_in_time' (a time with a zone offset, or \"latest\"), or 'target' (an lsn or an xid)",
             ));
         }
         Some(b) => Some(validate::uuid_strict(b, "recovery['backup']")?),
     };
-    Ok(RecoverRequest { backup_id, point })
+    Ok(RecoverRequest {
+        backup_id,
+        point,
+        restore_point,
+    })
 }
 
 async fn recover_instance(
@@ -89,7 +115,7 @@ async fn recover_instance(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = path_uuid(&id)?;
-    let req = parse(&body, id)?;
+    let mut req = parse(&body, id)?;
 
     let mut tx = state.pool.begin().await?;
     let inst = instances::lock(&mut tx, id, Some(&tenant))
@@ -102,6 +128,9 @@ async fn recover_instance(
         let backup =
             recovery_request::requested_backup(&mut tx, &tenant, bid, BackupUse::Recovery).await?;
         same_datastore(&backup, &inst_row.ds_name, id)?;
+    }
+    if let Some(name) = req.restore_point {
+        req.point.stop = Some(recovery_request::resolve_restore_point(&mut tx, id, name).await?);
     }
     // The point-in-time plan (or the plain backup) decides which backup is restored.
     let plan = match req.point.stop {
@@ -135,7 +164,7 @@ async fn recover_instance(
             p.target.stop.kind(),
             p.target.stop.time(),
             Some(p.target.timeline),
-            Some(recovery_window::rfc3339(p.point_in_time)),
+            p.point_in_time.map(recovery_window::rfc3339),
         ),
         None => (
             TargetKind::Backup,
@@ -153,6 +182,9 @@ async fn recover_instance(
             target_kind: kind,
             target_time,
             target_timeline: timeline,
+            target_lsn: plan.as_ref().and_then(|p| p.target.stop.lsn()),
+            target_xid: plan.as_ref().and_then(|p| p.target.stop.xid()),
+            target_name: plan.as_ref().and_then(|p| p.target.stop.restore_point()),
             deadline,
         },
     )
@@ -175,10 +207,23 @@ async fn recover_instance(
             "datastore": inst_row.ds_name,
             "recovered_from_backup": backup.id,
             "point_in_time": point_in_time,
+            "target": plan.as_ref().and_then(|p| target_view(p.target.stop)),
             "timeline": timeline,
             "recovery_id": recovery_id,
         }})),
     ))
+}
+
+/// The `target` a response echoes: the LSN or transaction replay stops at; None for a time.
+fn target_view(stop: StopPoint) -> Option<Value> {
+    match stop {
+        StopPoint::Lsn(l) => Some(json!({"lsn": format_lsn(l)})),
+        StopPoint::Xid { xid, inclusive } => Some(json!({"xid": xid, "inclusive": inclusive})),
+        StopPoint::RestorePoint { name, lsn } => {
+            Some(json!({"restore_point": name.as_str(), "lsn": format_lsn(lsn)}))
+        }
+        StopPoint::Time(_) | StopPoint::Latest => None,
+    }
 }
 
 /// A backup can serve a recovery of `instance` only when it is of the instance's datastore.
@@ -235,5 +280,19 @@ mod tests {
         );
         assert!(parse(&json!({"recovery": {"backup": "not-a-uuid"}}), p).is_err());
         assert!(parse(&json!({"recover": {}}), p).is_err());
+        assert!(
+            parse(
+                &json!({"recovery": {"target": {"lsn": "0/3000028"}, "timeline": 1}}),
+                p
+            )
+            .is_ok()
+        );
+        assert!(
+            parse(
+                &json!({"recovery": {"target": {"xid": 735}, "point_in_time": "latest"}}),
+                p
+            )
+            .is_err()
+        );
     }
 }

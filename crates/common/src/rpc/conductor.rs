@@ -62,6 +62,19 @@ pub enum ConductorMethod {
         payload: HeartbeatPayload,
         sent: f64,
     },
+    /// Ours: the outcome of `create_restore_point`: its LSN, timeline and time, or an error.
+    UpdateRestorePoint {
+        instance_id: Uuid,
+        restore_point_id: Uuid,
+        #[serde(default)]
+        lsn: Option<String>,
+        #[serde(default)]
+        timeline: Option<u32>,
+        #[serde(default)]
+        time: Option<chrono::DateTime<chrono::Utc>>,
+        #[serde(default)]
+        error: Option<String>,
+    },
     UpdateBackup {
         instance_id: Uuid,
         backup_id: Uuid,

@@ -54,6 +54,11 @@ pub enum GuestMethod {
         #[serde(default, skip_serializing_if = "Overrides::is_empty")]
         overrides: Overrides,
     },
+    /// Ours: `pg_create_restore_point(name)`, then its record into the object store.
+    CreateRestorePoint {
+        restore_point_id: Uuid,
+        name: crate::restore_point::RestorePointName,
+    },
     CreateBackup {
         backup_info: TakeBackupInfo,
     },

@@ -63,6 +63,13 @@ pub enum TaskManagerMethod {
     Restart {
         instance_id: Uuid,
     },
+    /// Ours: create the named restore point `restore_point_id` (a `restore_points` row) on the
+    /// instance's running server.
+    CreateRestorePoint {
+        instance_id: Uuid,
+        restore_point_id: Uuid,
+        name: crate::restore_point::RestorePointName,
+    },
     CreateBackup {
         backup_info: NewBackupInfo,
         instance_id: Uuid,

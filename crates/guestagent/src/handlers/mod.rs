@@ -9,6 +9,7 @@ mod lifecycle;
 mod prepare;
 mod recovery;
 mod recovery_source;
+mod restore_point;
 
 use std::sync::Arc;
 
@@ -86,6 +87,13 @@ impl Agent {
                 target,
             } => {
                 self.do_recovery(&h, recovery_id, backup_info, target, rid)
+                    .await
+            }
+            GuestMethod::CreateRestorePoint {
+                restore_point_id,
+                name,
+            } => {
+                self.create_restore_point(&h, restore_point_id, name, rid)
                     .await
             }
             GuestMethod::Restart {} => self.restart(&h, rid).await,

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use trove_common::recovery::StopPoint;
+use trove_common::recovery::{StopPoint, format_lsn};
 
 use super::cluster::Cluster;
 use super::config::{self, RECOVERY_CONF, conf_string};
@@ -48,6 +48,33 @@ pub(super) async fn write_backup_end_settings(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
+/// The `recovery_target_*` lines for `stop`; none for "latest". Every kind pauses at its target so
+/// the stop point can be checked before promotion (P8). The values are numbers the guest formats
+/// itself (a time, `X/Y`, a 32-bit xid), never text from a request.
+fn target_settings(stop: StopPoint) -> String {
+    let (target, inclusive) = match stop {
+        StopPoint::Latest => return String::new(),
+        StopPoint::Time(time) => (
+            format!(
+                "recovery_target_time = '{}'",
+                time.format("%Y-%m-%d %H:%M:%S%.6f+00")
+            ),
+            true,
+        ),
+        StopPoint::Lsn(lsn) => (format!("recovery_target_lsn = '{}'", format_lsn(lsn)), true),
+        StopPoint::Xid { xid, inclusive } => (format!("recovery_target_xid = '{xid}'"), inclusive),
+        // The name is narrow (letters, digits, `_.-`), and quoted all the same.
+        StopPoint::RestorePoint { name, .. } => (
+            format!("recovery_target_name = {}", conf_string(name.as_str())),
+            true,
+        ),
+    };
+    format!(
+        "{target}\nrecovery_target_inclusive = {}\nrecovery_target_action = 'pause'\n",
+        if inclusive { "on" } else { "off" }
+    )
+}
+
 /// `recovery.signal` plus `trove-recovery.conf` for this target (docs/postgres-recovery.md §3.3):
 /// - the target time is written in UTC with an explicit offset, so the server's `timezone` cannot
 ///   shift it (P4), and the log prints times in UTC for `replay::verify_stop_line`;
@@ -72,14 +99,7 @@ pub(super) async fn write_target_settings(
         command = conf_string(&command),
         tli = replay.timeline,
     );
-    if let StopPoint::Time(time) = replay.stop {
-        settings.push_str(&format!(
-            "recovery_target_time = '{}'\n\
-             recovery_target_inclusive = on\n\
-             recovery_target_action = 'pause'\n",
-            time.format("%Y-%m-%d %H:%M:%S%.6f+00")
-        ));
-    }
+    settings.push_str(&target_settings(replay.stop));
     write_owned(
         &data_dir.join(RECOVERY_CONF),
         settings.as_bytes(),
@@ -88,4 +108,30 @@ pub(super) async fn write_target_settings(
     )
     .await?;
     write_owned(&data_dir.join("recovery.signal"), b"", 0o600, owner).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_target_kind_pauses_at_its_own_setting() {
+        assert_eq!(target_settings(StopPoint::Latest), "");
+        assert_eq!(
+            target_settings(StopPoint::Lsn(0x1_0300_0028)),
+            "recovery_target_lsn = '1/3000028'\nrecovery_target_inclusive = on\nrecovery_target_action = 'pause'\n"
+        );
+        assert_eq!(
+            target_settings(StopPoint::Xid {
+                xid: 735,
+                inclusive: false
+            }),
+            "recovery_target_xid = '735'\nrecovery_target_inclusive = off\nrecovery_target_action = 'pause'\n"
+        );
+        let name = trove_common::restore_point::RestorePointName::parse("pre-v2").expect("name");
+        assert!(
+            target_settings(StopPoint::RestorePoint { name, lsn: 1 })
+                .starts_with("recovery_target_name = 'pre-v2'\n")
+        );
+    }
 }

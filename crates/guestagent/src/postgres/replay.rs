@@ -25,6 +25,7 @@ use super::recovery_conf::{write_backup_end_settings, write_target_settings};
 use super::request::Replay;
 use super::restore_command::{RESTORE_CHECKSUM_MISMATCH, RESTORE_FETCH_FAILED, remove_script};
 use super::steps::Steps;
+use super::stop_line;
 use super::wal_fetch::{Fetched, Prefetch};
 use super::wal_index::{format_lsn, history_name, parse_lsn, timeline_dir};
 use super::wal_plan::{Plan, early_needed, preflight};
@@ -231,14 +232,14 @@ async fn in_recovery(cluster: &Cluster) -> Result<bool> {
 /// How replay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reached {
-    /// Paused at the target time, still in recovery.
+    /// Paused at its target (time, LSN or transaction), still in recovery.
     Paused,
     /// Replayed to the end of WAL and promoted (no target).
     Promoted,
 }
 
 /// Polls the recovering server, reporting progress, until replay pauses at the target (time
-/// targets) or the server has promoted (`Latest`). A server that dies on the way (target not
+/// and the other targets) or the server has promoted (`Latest`). A server that dies on the way (target not
 /// reached, restore command failed) fails this with its log tail.
 async fn wait_for_target(
     restored: &Cluster,
@@ -249,7 +250,8 @@ async fn wait_for_target(
     let until = tokio::time::Instant::now() + RECOVERY_DEADLINE;
     let target_lsn = match replay.stop {
         StopPoint::Latest => plan.store_end.map(format_lsn),
-        StopPoint::Time(_) => None,
+        StopPoint::Lsn(lsn) | StopPoint::RestorePoint { lsn, .. } => Some(format_lsn(lsn)),
+        StopPoint::Time(_) | StopPoint::Xid { .. } => None,
     };
     let mut conn: Option<PgConnection> = None;
     let mut last_reported: Option<String> = None;
@@ -284,8 +286,8 @@ async fn wait_for_target(
                     last_reported = Some(lsn);
                 }
                 match (replay.stop, in_recovery, pause_state.as_str()) {
-                    (StopPoint::Time(_), true, "paused") => return Ok(Reached::Paused),
-                    (StopPoint::Time(_), false, _) => bail!(
+                    (s, true, "paused") if s.pauses() => return Ok(Reached::Paused),
+                    (s, false, _) if s.pauses() => bail!(
                         "the server ended recovery without pausing at the target (server log tail: {})",
                         restored.log_tail().await
                     ),
@@ -325,15 +327,22 @@ async fn verify_and_promote(
 ) -> Result<RecoveryOutcome> {
     let (stop_lsn, last_commit) = replay_position(restored).await?;
     match (replay.stop, reached) {
-        (StopPoint::Time(target), Reached::Paused) => {
-            if let Some(last) = last_commit {
+        (stop, Reached::Paused) if stop.pauses() => {
+            if let (StopPoint::Time(target), Some(last)) = (stop, last_commit) {
                 ensure!(
                     last <= target,
                     "replay went past the target: last replayed commit at {last}, target {target}"
                 );
             }
+            if let StopPoint::Lsn(target) = stop {
+                ensure!(
+                    parse_lsn(&stop_lsn)? >= target,
+                    "replay paused at {stop_lsn}, before the target {}",
+                    format_lsn(target)
+                );
+            }
             let log = read_log_from(restored, log_start).await?;
-            verify_stop_line(&log, target)?;
+            stop_line::verify(&log, stop)?;
             let mut conn = restored.connect().await?;
             sqlx::query("SELECT pg_wal_replay_resume()")
                 .execute(&mut conn)
@@ -386,32 +395,6 @@ async fn replay_position(restored: &Cluster) -> Result<(String, Option<DateTime<
     Ok((lsn.context("the server replayed no WAL")?, last))
 }
 
-/// The server log must show where recovery stopped and why: `recovery stopping before commit of
-/// transaction 735, time 2026-11-25 17:04:57.209137+00`, with that time after the target. Without
-/// such a line no target was applied (docs/postgres-recovery.md §3.6).
-fn verify_stop_line(log: &str, target: DateTime<Utc>) -> Result<()> {
-    if log.contains("recovery ended before configured recovery target was reached") {
-        bail!("recovery ended before the target was reached: the WAL store ends too early");
-    }
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("recovery stopping before "))
-        .context("the server log shows no recovery stop point, so no target was applied")?;
-    let stamp = line
-        .rsplit_once(", time ")
-        .map(|(_, s)| s.trim())
-        .with_context(|| format!("no time in stop line {line:?}"))?;
-    let stopped = DateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.f%#z")
-        .with_context(|| format!("bad time in stop line {line:?}"))?
-        .with_timezone(&Utc);
-    ensure!(
-        stopped > target,
-        "recovery stopped before a transaction at {stopped}, which is not after the target {target}"
-    );
-    Ok(())
-}
-
 async fn log_len(cluster: &Cluster) -> u64 {
     tokio::fs::metadata(&cluster.spec().log_file)
         .await
@@ -449,19 +432,6 @@ async fn store_history(restored: &Cluster, dest: &Path, tli: u32) -> Result<()> 
 mod tests {
     use super::*;
 
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("valid time")
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn verify_stop_line_accepts_a_stop_after_the_target() {
-        let log = "2026-11-25 17:06:20.698 UTC [1] LOG:  recovery stopping before commit of transaction 735, time 2026-11-25 17:04:57.209137+00\n";
-        assert!(verify_stop_line(log, at("2026-11-25T17:04:57.2+00:00")).is_ok());
-        assert!(verify_stop_line(log, at("2026-11-25T17:04:57.3+00:00")).is_err());
-    }
-
     #[test]
     fn a_stopped_replay_is_classified_by_what_the_server_logged() {
         let damaged = "FATAL:  could not restore file\ntrove restore_command: checksum mismatch for /s/tl1/x\n";
@@ -475,13 +445,5 @@ mod tests {
             Some(GuestErrorCode::TargetNotReached)
         );
         assert_eq!(replay_failure_code("LOG:  redo starts"), None);
-    }
-
-    #[test]
-    fn verify_stop_line_rejects_a_log_without_a_stop_point() {
-        let log =
-            "LOG:  consistent recovery state reached at 0/5000100\nLOG:  redo done at 0/5000100\n";
-        let err = verify_stop_line(log, at("2026-11-25T17:04:57+00:00")).expect_err("no stop line");
-        assert!(format!("{err:#}").contains("no recovery stop point"));
     }
 }

@@ -11,6 +11,7 @@ mod sent;
 mod update_access;
 mod update_backup;
 mod update_recovery;
+mod update_restore_point;
 mod update_wal;
 
 use sqlx::PgConnection;
@@ -66,6 +67,9 @@ impl TaskManager {
             }
             ConductorMethod::UpdateBackup { .. } => self.update_backup(host, method).await,
             ConductorMethod::UpdateRecovery { .. } => self.update_recovery(host, method).await,
+            ConductorMethod::UpdateRestorePoint { .. } => {
+                self.update_restore_point(host, method).await
+            }
             ConductorMethod::HostHeartbeat {
                 host: named,
                 address,

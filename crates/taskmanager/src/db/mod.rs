@@ -8,4 +8,5 @@ pub mod hosts;
 pub mod instances;
 pub mod recoveries;
 pub mod recovery_phases;
+pub mod restore_points;
 pub mod retention;

@@ -24,10 +24,14 @@ pub struct Recovery {
     pub target_kind: String,
     pub target_time: Option<DateTime<Utc>>,
     pub target_timeline: Option<i32>,
+    pub target_lsn: Option<String>,
+    pub target_xid: Option<i64>,
+    pub target_inclusive: Option<bool>,
+    pub target_name: Option<String>,
 }
 
-const COLUMNS: &str =
-    "id, instance_id, backup_id, state, phase, target_kind, target_time, target_timeline";
+const COLUMNS: &str = "id, instance_id, backup_id, state, phase, target_kind, target_time, \
+     target_timeline, target_lsn, target_xid, target_inclusive, target_name";
 
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Recovery>> {
     sqlx::query_as(&format!(

@@ -7,6 +7,7 @@ mod delete_instance;
 mod recovery;
 mod resize;
 mod restart;
+mod restore_points;
 mod update_access;
 mod update_configuration;
 
@@ -60,6 +61,14 @@ impl TaskManager {
                 instance_id,
             } => self.create_backup(ctx, backup_info, instance_id).await,
             TaskManagerMethod::DeleteBackup { backup_id } => self.delete_backup(backup_id).await,
+            TaskManagerMethod::CreateRestorePoint {
+                instance_id,
+                restore_point_id,
+                name,
+            } => {
+                self.create_restore_point(ctx, instance_id, restore_point_id, name)
+                    .await
+            }
             TaskManagerMethod::DoInstanceRecovery {
                 instance_id,
                 backup_id,

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use trove_common::{
     fault::FaultCode,
-    recovery::stored_target,
+    recovery::{StoredTarget, stored_target},
     rpc::{
         RequestContext,
         guest::{BackupLocation, GuestMethod, RecoveryTarget},
@@ -117,9 +117,15 @@ fn what_to_send(
     let backup = backup.ok_or("the backup no longer exists")?;
     let location = backup.restorable().ok_or("the backup is not complete")?;
     let target = stored_target(
-        &rec.target_kind,
-        rec.target_time,
-        rec.target_timeline,
+        &StoredTarget {
+            kind: &rec.target_kind,
+            time: rec.target_time,
+            timeline: rec.target_timeline,
+            lsn: rec.target_lsn.as_deref(),
+            xid: rec.target_xid,
+            inclusive: rec.target_inclusive,
+            name: rec.target_name.as_deref(),
+        },
         rec.instance_id,
     )
     .map_err(|e| e.to_string())?;

@@ -314,7 +314,23 @@ fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
     };
     let backup = uuid_ref("backupRef")?;
     let instance = uuid_ref("instanceRef")?;
-    let point = PointInTime::parse(rp, "restorePoint")?;
+    let mut point = PointInTime::parse(rp, "restorePoint")?;
+    // `target` (an LSN or a transaction) is the other way to say where replay stops.
+    if let Some(t) = rp.get("target").filter(|t| !t.is_null()) {
+        if point.stop.is_some() {
+            return Err(bad(
+                "restorePoint names two targets (point_in_time and target); name one.",
+            ));
+        }
+        point.stop = Some(match recovery_request::parse_target(t, "restorePoint")? {
+            recovery_request::Target::Stop(stop) => stop,
+            recovery_request::Target::RestorePoint(_) => {
+                return Err(bad(
+                    "restorePoint['target']['restore_point'] is not supported for a new instance yet; recover the instance in place to it.",
+                ));
+            }
+        });
+    }
     if backup.is_none() && instance.is_none() {
         return Err(bad(
             "Validation error: restorePoint needs 'backupRef', or 'instanceRef' with 'point_in_time'",
@@ -322,7 +338,7 @@ fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
     }
     if instance.is_some() && point.stop.is_none() {
         return Err(bad(
-            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\").",
+            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\") or 'target' (an lsn or an xid).",
         ));
     }
     point.check_timeline("restorePoint")?;
@@ -391,6 +407,8 @@ async fn lock_backup(conn: &mut sqlx::PgConnection, b: &backups::BackupRow) -> A
 mod tests {
     use super::*;
 
+    use trove_common::recovery::StopPoint;
+
     fn restore_point(v: Value) -> ApiResult<Option<RestorePoint>> {
         parse_restore_point(Some(&v))
     }
@@ -426,7 +444,23 @@ mod tests {
         // Which refusal wins when a body has several faults is part of the contract.
         assert_eq!(
             message(restore_point(json!({"instanceRef": id, "timeline": 2}))),
-            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\")."
+            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\") or 'target' (an lsn or an xid)."
+        );
+        assert!(matches!(
+            restore_point(json!({"instanceRef": id, "target": {"lsn": "0/3000028"}})),
+            Ok(Some(RestorePoint {
+                point: PointInTime {
+                    stop: Some(StopPoint::Lsn(0x300_0028)),
+                    ..
+                },
+                ..
+            }))
+        ));
+        assert_eq!(
+            message(restore_point(
+                json!({"instanceRef": id, "target": {"xid": 900}, "point_in_time": "latest"})
+            )),
+            "restorePoint names two targets (point_in_time and target); name one."
         );
         assert_eq!(
             message(restore_point(json!({"backupRef": id, "timeline": 2}))),

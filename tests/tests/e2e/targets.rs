@@ -110,6 +110,14 @@ async fn recover_to_an_lsn_keeps_what_committed_before_it() -> Result<()> {
     wait_recovered(&stack, id).await?;
     let mut conn = stack.connect_instance(id).await?;
     assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
+    // The history names the target.
+    let (_, history) = stack.get_a(&format!("/instances/{id}/recoveries")).await?;
+    let target = &history["recoveries"][0]["target"];
+    assert_eq!(
+        (&target["kind"], &target["lsn"]),
+        (&json!("lsn"), &json!(lsn)),
+        "{history}"
+    );
     stack.finish().await
 }
 

@@ -23,6 +23,12 @@ pub struct HistoryRow {
     pub target_kind: String,
     pub target_time: Option<DateTime<Utc>>,
     pub target_timeline: Option<i32>,
+    /// The targets beyond a time: an LSN (`X/Y`), a transaction (and whether it is included),
+    /// a restore point's name.
+    pub target_lsn: Option<String>,
+    pub target_xid: Option<i64>,
+    pub target_inclusive: Option<bool>,
+    pub target_name: Option<String>,
     pub state: String,
     pub phase: String,
     pub progress: Option<Json<serde_json::Value>>,
@@ -37,7 +43,8 @@ pub struct HistoryRow {
 }
 
 const SELECT: &str = r#"
-SELECT r.id, r.backup_id, r.target_kind, r.target_time, r.target_timeline, r.state, r.phase,
+SELECT r.id, r.backup_id, r.target_kind, r.target_time, r.target_timeline,
+       r.target_lsn, r.target_xid, r.target_inclusive, r.target_name, r.state, r.phase,
        r.progress, r.outcome, r.error, r.error_code, r.created, r.updated, r.finished,
        (SELECT coalesce(json_agg(json_build_object(
                    'phase', p.phase, 'started_at', p.started_at, 'ended_at', p.ended_at,

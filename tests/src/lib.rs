@@ -670,6 +670,25 @@ impl Stack {
         Ok(PgConnection::connect_with(&opts).await?)
     }
 
+    /// `SHOW name` inside the managed server, over the agent's socket, on a fresh session (so a
+    /// reload is seen).
+    pub async fn setting(&self, id: Uuid, name: &str) -> Result<String> {
+        let mut conn = self.connect_superuser(id, "postgres").await?;
+        Ok(sqlx::query_scalar(&format!("SHOW {name}"))
+            .fetch_one(&mut conn)
+            .await?)
+    }
+
+    /// Waits (up to two minutes) until the server shows `want` for `name`.
+    pub async fn wait_setting(&self, id: Uuid, name: &str, want: &str) -> Result<()> {
+        wait_until(
+            &format!("{name} = {want}"),
+            Duration::from_secs(120),
+            || async { Ok((self.setting(id, name).await? == want).then_some(())) },
+        )
+        .await
+    }
+
     /// The instance's rows, as the control database holds them, for nothing-changed checks.
     pub async fn snapshot(&self, id: Uuid) -> Result<Value> {
         let row: (i32, String, chrono::DateTime<chrono::Utc>, i64, i64, i64) = sqlx::query_as(

@@ -10,21 +10,6 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// `SHOW name` inside the managed server, on a fresh session (so a reload is seen).
-async fn show(stack: &Stack, id: Uuid, name: &str) -> Result<String> {
-    let mut conn = stack.connect_superuser(id, "postgres").await?;
-    Ok(sqlx::query_scalar(&format!("SHOW {name}"))
-        .fetch_one(&mut conn)
-        .await?)
-}
-
-async fn wait_setting(stack: &Stack, id: Uuid, name: &str, want: &str) -> Result<()> {
-    wait_until(&format!("{name} = {want}"), WAIT, || async {
-        Ok((show(stack, id, name).await? == want).then_some(()))
-    })
-    .await
-}
-
 /// Waits until the instance shows `status` through the CLI.
 async fn wait_cli_status(cli: &Cli, id: &str, status: &str) -> Result<Value> {
     wait_until(&format!("{id} to be {status}"), WAIT, || async {
@@ -126,7 +111,7 @@ async fn cli_configuration_groups_apply_inside_the_server() -> Result<()> {
         .to_string();
     let id = Uuid::parse_str(&inst)?;
     stack.wait_active(id).await?;
-    assert_eq!(show(&stack, id, "work_mem").await?, "8MB");
+    assert_eq!(stack.setting(id, "work_mem").await?, "8MB");
     let members = cli
         .ok(&["configuration", "instances", &gid, "-f", "json"])
         .await?;
@@ -146,7 +131,7 @@ async fn cli_configuration_groups_apply_inside_the_server() -> Result<()> {
     wait_cli_status(&cli, &inst, "RESTART_REQUIRED").await?;
     cli.ok(&["instance", "restart", &inst]).await?;
     wait_cli_status(&cli, &inst, "ACTIVE").await?;
-    assert_eq!(show(&stack, id, "max_connections").await?, "150");
+    assert_eq!(stack.setting(id, "max_connections").await?, "150");
 
     // `set` replaces the values.
     cli.ok(&[
@@ -156,7 +141,7 @@ async fn cli_configuration_groups_apply_inside_the_server() -> Result<()> {
         r#"{"work_mem": "16MB", "max_connections": 150}"#,
     ])
     .await?;
-    wait_setting(&stack, id, "work_mem", "16MB").await?;
+    stack.wait_setting(id, "work_mem", "16MB").await?;
     let effective = cli
         .ok(&["configuration", "default", &inst, "-f", "json"])
         .await?;
@@ -164,14 +149,14 @@ async fn cli_configuration_groups_apply_inside_the_server() -> Result<()> {
 
     cli.ok(&["configuration", "detach", &inst]).await?;
     wait_until("work_mem back to its default", WAIT, || async {
-        Ok((show(&stack, id, "work_mem").await? != "16MB").then_some(()))
+        Ok((stack.setting(id, "work_mem").await? != "16MB").then_some(()))
     })
     .await?;
     cli.ok(&["configuration", "attach", &inst, &gid]).await?;
-    wait_setting(&stack, id, "work_mem", "16MB").await?;
+    stack.wait_setting(id, "work_mem", "16MB").await?;
     cli.ok(&["configuration", "detach", &inst]).await?;
     wait_until("work_mem back to its default again", WAIT, || async {
-        Ok((show(&stack, id, "work_mem").await? != "16MB").then_some(()))
+        Ok((stack.setting(id, "work_mem").await? != "16MB").then_some(()))
     })
     .await?;
     cli.ok(&["configuration", "delete", &gid]).await?;
@@ -187,7 +172,7 @@ async fn cli_resizes_change_memory_and_the_volume() -> Result<()> {
     let cli = stack.cli_a();
     let inst = id.to_string();
     // m1.tiny's memory settings, then m1.small's.
-    assert_eq!(show(&stack, id, "shared_buffers").await?, "128MB");
+    assert_eq!(stack.setting(id, "shared_buffers").await?, "128MB");
     cli.ok(&["instance", "resize", "flavor", &inst, "2"])
         .await?;
     let v = wait_until("the new flavor", WAIT, || async {
@@ -195,7 +180,7 @@ async fn cli_resizes_change_memory_and_the_volume() -> Result<()> {
         Ok((v["status"] == "ACTIVE" && v["flavor"] == "2").then_some(v))
     })
     .await?;
-    assert_eq!(show(&stack, id, "shared_buffers").await?, "512MB", "{v}");
+    assert_eq!(stack.setting(id, "shared_buffers").await?, "512MB", "{v}");
 
     cli.ok(&["instance", "resize", "volume", &inst, "3"])
         .await?;

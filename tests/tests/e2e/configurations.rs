@@ -8,31 +8,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::PgConnection;
 use trove_e2e::{
     ALL, API_ONLY, Stack, envelope::assert_fault, fixtures::idle_instance, wait_until,
 };
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-/// `SHOW name` inside the managed server, over the agent's socket, on a fresh session (so a
-/// reload is seen).
-async fn show(stack: &Stack, id: Uuid, name: &str) -> Result<String> {
-    let mut conn: PgConnection = stack.connect_superuser(id, "postgres").await?;
-    let v: String = sqlx::query_scalar(&format!("SHOW {name}"))
-        .fetch_one(&mut conn)
-        .await?;
-    Ok(v)
-}
-
-/// Waits until the server shows `want` for `name`.
-async fn wait_setting(stack: &Stack, id: Uuid, name: &str, want: &str) -> Result<()> {
-    wait_until(&format!("{name} = {want}"), WAIT, || async {
-        Ok((show(stack, id, name).await? == want).then_some(()))
-    })
-    .await
-}
 
 async fn create_group(stack: &Stack, name: &str, values: Value) -> Result<(StatusCode, Value)> {
     stack
@@ -119,14 +100,14 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
     let id = Uuid::parse_str(v["instance"]["id"].as_str().context("no id")?)?;
     let shown = stack.wait_active(id).await?;
     assert_eq!(shown["configuration"]["id"], group.as_str(), "{shown}");
-    assert_eq!(show(&stack, id, "work_mem").await?, "8MB");
+    assert_eq!(stack.setting(id, "work_mem").await?, "8MB");
     // Quotes and backslashes arrive as values, not as configuration syntax.
     assert_eq!(
-        show(&stack, id, "log_line_prefix").await?,
+        stack.setting(id, "log_line_prefix").await?,
         "%m it's \\ [%p] "
     );
     // The flavor's memory settings (m1.tiny, 512 MB) are there too.
-    assert_eq!(show(&stack, id, "shared_buffers").await?, "128MB");
+    assert_eq!(stack.setting(id, "shared_buffers").await?, "128MB");
 
     let (_, attached) = stack
         .get_a(&format!("/configurations/{group}/instances"))
@@ -155,9 +136,9 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
     stack
         .wait_status(id, "RESTART_REQUIRED", "RESTART_REQUIRED", WAIT)
         .await?;
-    assert_eq!(show(&stack, id, "max_connections").await?, "100");
+    assert_eq!(stack.setting(id, "max_connections").await?, "100");
     assert_eq!(
-        show(&stack, id, "work_mem").await?,
+        stack.setting(id, "work_mem").await?,
         "8MB",
         "merged, not replaced"
     );
@@ -166,7 +147,7 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     stack.wait_active(id).await?;
-    assert_eq!(show(&stack, id, "max_connections").await?, "150");
+    assert_eq!(stack.setting(id, "max_connections").await?, "150");
 
     // `configuration set` (PUT): exactly the new values, reloaded without a restart.
     let (status, body) = stack
@@ -179,7 +160,7 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
         )
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    wait_setting(&stack, id, "work_mem", "16MB").await?;
+    stack.wait_setting(id, "work_mem", "16MB").await?;
     let (_, detail) = stack.get_a(&format!("/configurations/{group}")).await?;
     assert_eq!(
         detail["configuration"]["values"],
@@ -199,7 +180,7 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
 
     // A value the rules let through but the server refuses at reload: the previous values stay
     // in force and the instance shows why.
-    let timezone = show(&stack, id, "timezone").await?;
+    let timezone = stack.setting(id, "timezone").await?;
     let (status, body) = stack
         .call_a(
             Method::PATCH,
@@ -214,8 +195,8 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
     })
     .await?;
     assert_eq!(faulted["status"], "ACTIVE", "{faulted}");
-    assert_eq!(show(&stack, id, "timezone").await?, timezone);
-    assert_eq!(show(&stack, id, "work_mem").await?, "16MB");
+    assert_eq!(stack.setting(id, "timezone").await?, timezone);
+    assert_eq!(stack.setting(id, "work_mem").await?, "16MB");
 
     // `configuration detach`: the defaults come back; max_connections at the next restart.
     let (status, body) = stack
@@ -229,7 +210,7 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
     stack
         .wait_status(id, "RESTART_REQUIRED", "RESTART_REQUIRED", WAIT)
         .await?;
-    assert_ne!(show(&stack, id, "work_mem").await?, "16MB");
+    assert_ne!(stack.setting(id, "work_mem").await?, "16MB");
     let detached = stack.instance(id).await?;
     assert!(detached.get("configuration").is_none(), "{detached}");
     assert!(
@@ -259,7 +240,7 @@ async fn a_group_is_applied_reloaded_restarted_and_detached_inside_the_server() 
         )
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    wait_setting(&stack, id, "statement_timeout", "4s").await?;
+    stack.wait_setting(id, "statement_timeout", "4s").await?;
     stack.finish().await
 }
 
@@ -420,7 +401,7 @@ async fn a_group_the_server_cannot_start_with_is_set_aside_at_restart() -> Resul
     .await?;
     assert_eq!(shown["operating_status"], "HEALTHY");
     assert_eq!(
-        show(&stack, id, "superuser_reserved_connections").await?,
+        stack.setting(id, "superuser_reserved_connections").await?,
         "3"
     );
     let mut conn = stack.connect_instance(id).await?;

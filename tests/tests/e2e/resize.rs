@@ -12,13 +12,6 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-async fn show(stack: &Stack, id: Uuid, name: &str) -> Result<String> {
-    let mut conn = stack.connect_superuser(id, "postgres").await?;
-    Ok(sqlx::query_scalar(&format!("SHOW {name}"))
-        .fetch_one(&mut conn)
-        .await?)
-}
-
 async fn resize(
     stack: &Stack,
     id: Uuid,
@@ -38,9 +31,9 @@ async fn resizes_change_memory_settings_and_grow_the_volume() -> Result<()> {
     let (id, shown) = stack.active_instance("sized").await?;
     // m1.tiny: 512 MB of RAM.
     assert_eq!(shown["flavor"]["id"], "1");
-    assert_eq!(show(&stack, id, "shared_buffers").await?, "128MB");
-    assert_eq!(show(&stack, id, "effective_cache_size").await?, "384MB");
-    assert_eq!(show(&stack, id, "max_connections").await?, "100");
+    assert_eq!(stack.setting(id, "shared_buffers").await?, "128MB");
+    assert_eq!(stack.setting(id, "effective_cache_size").await?, "384MB");
+    assert_eq!(stack.setting(id, "max_connections").await?, "100");
     // The data directory's size is reported, in GB.
     let used = shown["volume"]["used"].as_f64().context("no volume.used")?;
     assert!(used > 0.0 && used < 1.0, "{shown}");
@@ -69,7 +62,7 @@ async fn resizes_change_memory_settings_and_grow_the_volume() -> Result<()> {
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     wait_until("work_mem from the group", WAIT, || async {
-        Ok((show(&stack, id, "work_mem").await? == "3MB").then_some(()))
+        Ok((stack.setting(id, "work_mem").await? == "3MB").then_some(()))
     })
     .await?;
 
@@ -82,10 +75,14 @@ async fn resizes_change_memory_settings_and_grow_the_volume() -> Result<()> {
     })
     .await?;
     assert_eq!(after["operating_status"], "HEALTHY");
-    assert_eq!(show(&stack, id, "shared_buffers").await?, "512MB");
-    assert_eq!(show(&stack, id, "effective_cache_size").await?, "1536MB");
-    assert_eq!(show(&stack, id, "max_connections").await?, "128");
-    assert_eq!(show(&stack, id, "work_mem").await?, "3MB", "the group wins");
+    assert_eq!(stack.setting(id, "shared_buffers").await?, "512MB");
+    assert_eq!(stack.setting(id, "effective_cache_size").await?, "1536MB");
+    assert_eq!(stack.setting(id, "max_connections").await?, "128");
+    assert_eq!(
+        stack.setting(id, "work_mem").await?,
+        "3MB",
+        "the group wins"
+    );
 
     // Refusals change nothing.
     let (status, body) = resize(&stack, id, json!({"flavorRef": "2"})).await?;

@@ -55,6 +55,12 @@ async fn reset_status_is_admin_only_and_clears_task_backups_and_recovery() -> Re
     .bind(done)
     .execute(&stack.pool)
     .await?;
+    sqlx::query(
+        "INSERT INTO recovery_phases (recovery_id, phase, rank) VALUES ($1, 'replaying', 5)",
+    )
+    .bind(recovery)
+    .execute(&stack.pool)
+    .await?;
 
     // The create's message leaves the outbox in the background; the snapshot counts the outbox.
     wait_until("the outbox to drain", Duration::from_secs(30), || async {
@@ -100,6 +106,13 @@ async fn reset_status_is_admin_only_and_clears_task_backups_and_recovery() -> Re
     let (_, b) = stack.get_a(&format!("/backups/{done}")).await?;
     assert_eq!(b["backup"]["status"], "COMPLETED", "{b}");
     assert_eq!(stack.recovery_state(&recovery.to_string()).await?, "FAILED");
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM recovery_phases WHERE recovery_id = $1 AND ended_at IS NULL",
+    )
+    .bind(recovery)
+    .fetch_one(&stack.pool)
+    .await?;
+    assert_eq!(open, 0, "the reset recovery's phase is closed");
 
     // Only admins reach another project's instance by id.
     let foreign = format!("/v1.0/{TENANT_B}/instances/{id}");

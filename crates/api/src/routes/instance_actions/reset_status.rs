@@ -98,6 +98,14 @@ async fn fail_active_recoveries(conn: &mut PgConnection, id: Uuid) -> sqlx::Resu
     .bind(RecoveryPhase::Failed)
     .bind(REASON)
     .bind(RecoveryState::ACTIVE)
+    .execute(&mut *conn)
+    .await?;
+    // Their history ends here too: no phase stays open.
+    sqlx::query(
+        "UPDATE recovery_phases p SET ended_at = now() FROM recoveries r \
+         WHERE p.recovery_id = r.id AND r.instance_id = $1 AND p.ended_at IS NULL",
+    )
+    .bind(id)
     .execute(conn)
     .await?;
     Ok(r.rows_affected())

@@ -248,3 +248,45 @@ async fn concurrent_creates_never_exceed_the_quota() -> Result<()> {
     stack.shutdown().await;
     Ok(())
 }
+
+/// A resize that would take the project over its volume or RAM quota is refused, and the
+/// instance keeps its size, flavor and task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resizes_over_quota_are_413_and_change_nothing() -> Result<()> {
+    let stack = Stack::start(API_ONLY).await?;
+    let id = idle_instance(&stack, TENANT_A, None).await?;
+    sqlx::query("UPDATE instances SET volume_size = 2 WHERE id = $1")
+        .bind(id)
+        .execute(&stack.pool)
+        .await?;
+    // m1.tiny has 512 MB (flavor 1), m1.small 2048 MB (flavor 2).
+    set_quotas(&stack, json!({"volumes": 3, "ram": 1024})).await?;
+    let action = format!("/instances/{id}/action");
+    let before = stack.snapshot(id).await?;
+    let (status, v) = stack
+        .post_a(&action, json!({"resize": {"volume": {"size": 4}}}))
+        .await?;
+    assert_over(status, &v, "['volumes']");
+    let (status, v) = stack
+        .post_a(&action, json!({"resize": {"flavorRef": "2"}}))
+        .await?;
+    assert_over(status, &v, "['ram']");
+    assert_eq!(
+        stack.snapshot(id).await?,
+        before,
+        "a refused resize changed the instance"
+    );
+    let (size, flavor): (Option<i32>, String) =
+        sqlx::query_as("SELECT volume_size, flavor_id FROM instances WHERE id = $1")
+            .bind(id)
+            .fetch_one(&stack.pool)
+            .await?;
+    assert_eq!((size, flavor.as_str()), (Some(2), "1"));
+    // Within the quota it is accepted.
+    let (status, v) = stack
+        .post_a(&action, json!({"resize": {"volume": {"size": 3}}}))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    stack.shutdown().await;
+    Ok(())
+}

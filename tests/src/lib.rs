@@ -670,6 +670,16 @@ impl Stack {
         Ok(PgConnection::connect_with(&opts).await?)
     }
 
+    /// Tenant A's `configuration attach`: `PUT /instances/{id}` with the group's id.
+    pub async fn attach_configuration(&self, id: Uuid, group: &str) -> Result<(StatusCode, Value)> {
+        self.call_a(
+            Method::PUT,
+            &format!("/instances/{id}"),
+            Some(json!({"instance": {"configuration": group}})),
+        )
+        .await
+    }
+
     /// `SHOW name` inside the managed server, over the agent's socket, on a fresh session (so a
     /// reload is seen).
     pub async fn setting(&self, id: Uuid, name: &str) -> Result<String> {

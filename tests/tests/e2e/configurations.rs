@@ -340,13 +340,7 @@ async fn bad_values_are_refused_naming_the_parameter_and_change_nothing() -> Res
         .bind(Uuid::parse_str(&group)?)
         .execute(&stack.pool)
         .await?;
-    let (status, body) = stack
-        .call_a(
-            Method::PUT,
-            &format!("/instances/{instance}"),
-            Some(json!({"instance": {"configuration": group}})),
-        )
-        .await?;
+    let (status, body) = stack.attach_configuration(instance, &group).await?;
     assert_fault(status, &body, StatusCode::BAD_REQUEST, "a second attach");
     let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
         .fetch_one(&stack.pool)
@@ -375,13 +369,7 @@ async fn a_group_the_server_cannot_start_with_is_set_aside_at_restart() -> Resul
         .as_str()
         .context("no id")?
         .to_string();
-    let (status, body) = stack
-        .call_a(
-            Method::PUT,
-            &format!("/instances/{id}"),
-            Some(json!({"instance": {"configuration": group}})),
-        )
-        .await?;
+    let (status, body) = stack.attach_configuration(id, &group).await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     stack
         .wait_status(id, "RESTART_REQUIRED", "RESTART_REQUIRED", WAIT)

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use trove_e2e::{ALL, Stack, envelope::assert_fault, wait_until};
 use uuid::Uuid;
@@ -53,18 +53,9 @@ async fn resizes_change_memory_settings_and_grow_the_volume() -> Result<()> {
         .as_str()
         .context("no id")?
         .to_string();
-    let (status, body) = stack
-        .call_a(
-            Method::PUT,
-            &format!("/instances/{id}"),
-            Some(json!({"instance": {"configuration": group}})),
-        )
-        .await?;
+    let (status, body) = stack.attach_configuration(id, &group).await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    wait_until("work_mem from the group", WAIT, || async {
-        Ok((stack.setting(id, "work_mem").await? == "3MB").then_some(()))
-    })
-    .await?;
+    stack.wait_setting(id, "work_mem", "3MB").await?;
 
     // `instance resize flavor sized 2`: m1.small, 2 GB.
     let (status, body) = resize(&stack, id, json!({"flavorRef": 2})).await?;

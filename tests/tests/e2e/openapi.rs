@@ -285,8 +285,21 @@ async fn the_api_survives_property_based_fuzzing() -> Result<()> {
     );
     assert!(
         out.status.success(),
-        "the fuzzer found failures (seed {seed}); see its report above"
+        "the fuzzer found failures (seed {seed}):\n{}",
+        failures_section(&stdout)
     );
     stack.shutdown().await;
     Ok(())
+}
+
+/// The report's FAILURES section alone, bounded: the panic message CI shows last.
+fn failures_section(stdout: &str) -> String {
+    let from = stdout.find("= FAILURES =").unwrap_or(0);
+    let rest = &stdout[from..];
+    let to = ["= WARNINGS =", "= SUMMARY ="]
+        .iter()
+        .filter_map(|h| rest.find(h))
+        .min()
+        .unwrap_or(rest.len());
+    rest[..to].chars().take(4000).collect()
 }

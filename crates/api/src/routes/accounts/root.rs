@@ -63,12 +63,18 @@ async fn enable_root(
     Path((tenant, id)): Path<(String, String)>,
     MaybeJsonBody(body): MaybeJsonBody,
 ) -> ApiResult<Json<Value>> {
+    // No body, `{}` or a null password: a generated one. Anything else must be an object.
     let given = match &body {
-        Some(b) => match b.get("password") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(b)) => match b.get("password") {
             None | Some(Value::Null) => None,
             v => Some(validate::password(v, ROOT_USER)?),
         },
-        None => None,
+        Some(_) => {
+            return Err(validate::bad(
+                "Validation error: the body must be an object, e.g. {\"password\": \"...\"}, or empty.",
+            ));
+        }
     };
     let password = Password::new(given.unwrap_or_else(generated_password));
     let (tx, inst) = lock_available(&state, &tenant, &id).await?;

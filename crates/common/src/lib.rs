@@ -22,3 +22,4 @@ pub mod telemetry;
 pub mod testkit;
 pub mod text_enum;
 pub mod timefmt;
+pub mod wal_activity;

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Mutex, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use trove_common::accounts::Accounts;
+use trove_common::{accounts::Accounts, wal_activity::RelationJournal};
 use uuid::Uuid;
 
 use crate::postgres::{Cluster, ClusterSpec, PgBinaries, Runner, SharedShipIndex, write_owned};
@@ -45,6 +45,9 @@ pub struct Hosted {
     /// The databases and users last reported, and when: a heartbeat carries them again only
     /// when they changed or a while has passed.
     pub last_accounts: Mutex<Option<(Accounts, Instant)>>,
+    /// The relation journal (loaded from the store on first use) and when the live catalog was
+    /// last read into it.
+    pub relations: Mutex<(Option<RelationJournal>, Option<Instant>)>,
 }
 
 /// Clears the disruptive flag when the operation ends, however it ends.
@@ -79,6 +82,7 @@ impl Hosted {
             last_wal_report: Mutex::new(None),
             shipped: SharedShipIndex::default(),
             last_accounts: Mutex::new(None),
+            relations: Mutex::new((None, None)),
         }
     }
 

@@ -7,6 +7,7 @@ mod handlers;
 mod heartbeat;
 pub mod hosted;
 pub mod postgres;
+mod relation_journal;
 mod report;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -26,6 +26,7 @@ impl Agent {
                 if let Err(e) = self.report_wal(&h).await {
                     tracing::debug!(instance.id = %h.id, error = %format!("{e:#}"), "WAL report skipped");
                 }
+                self.refresh_relations_if_due(&h).await;
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,

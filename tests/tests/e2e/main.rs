@@ -1,6 +1,7 @@
 //! End-to-end tests: the three daemons on the real broker, control database and managed servers.
 
 mod access;
+mod accidents;
 mod accounts;
 mod all_projects;
 mod api_basics;

@@ -19,6 +19,7 @@ pub mod recoveries;
 pub mod recovery_window;
 pub mod restore_points;
 pub mod table;
+pub mod transactions;
 pub mod versions;
 
 use chrono::{DateTime, Duration, Utc};
@@ -40,6 +41,7 @@ pub fn tenant() -> Routes {
         .merge(recoveries::routes())
         .merge(recovery_window::routes())
         .merge(restore_points::routes())
+        .merge(transactions::routes())
         .merge(backups::routes())
         .merge(datastores::routes())
         .merge(flavors::routes())

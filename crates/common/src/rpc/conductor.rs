@@ -62,6 +62,15 @@ pub enum ConductorMethod {
         payload: HeartbeatPayload,
         sent: f64,
     },
+    /// Ours: the outcome of `list_transactions`: the listing, or an error.
+    TransactionsListed {
+        instance_id: Uuid,
+        listing_id: Uuid,
+        #[serde(default)]
+        activity: Option<crate::wal_activity::Activity>,
+        #[serde(default)]
+        error: Option<String>,
+    },
     /// Ours: the outcome of `create_restore_point`: its LSN, timeline and time, or an error.
     UpdateRestorePoint {
         instance_id: Uuid,

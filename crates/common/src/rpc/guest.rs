@@ -54,6 +54,15 @@ pub enum GuestMethod {
         #[serde(default, skip_serializing_if = "Overrides::is_empty")]
         overrides: Overrides,
     },
+    /// Ours: the accident listing: what each transaction committed between `since` and `until`
+    /// did, read from the WAL store. Reported with the conductor's `transactions_listed`.
+    ListTransactions {
+        listing_id: Uuid,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+        #[serde(default)]
+        filter: crate::wal_activity::ActivityFilter,
+    },
     /// Ours: `pg_create_restore_point(name)`, then its record into the object store.
     CreateRestorePoint {
         restore_point_id: Uuid,

@@ -70,6 +70,12 @@ pub enum TaskManagerMethod {
         restore_point_id: Uuid,
         name: crate::restore_point::RestorePointName,
     },
+    /// Ours: hand the accident listing `listing_id` (a `wal_listings` row, which holds what to
+    /// list) to the instance's guest.
+    ListTransactions {
+        instance_id: Uuid,
+        listing_id: Uuid,
+    },
     CreateBackup {
         backup_info: NewBackupInfo,
         instance_id: Uuid,

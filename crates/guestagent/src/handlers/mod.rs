@@ -10,6 +10,7 @@ mod prepare;
 mod recovery;
 mod recovery_source;
 mod restore_point;
+mod transactions;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use trove_common::{
 };
 use uuid::Uuid;
 
-use crate::agent::Agent;
+use crate::{agent::Agent, postgres::ActivityRequest};
 
 impl Agent {
     pub async fn handle_host_message(self: &Arc<Self>, msg: RpcMessage) -> Outcome {
@@ -88,6 +89,19 @@ impl Agent {
             } => {
                 self.do_recovery(&h, recovery_id, backup_info, target, rid)
                     .await
+            }
+            GuestMethod::ListTransactions {
+                listing_id,
+                since,
+                until,
+                filter,
+            } => {
+                let req = ActivityRequest {
+                    since,
+                    until,
+                    filter,
+                };
+                self.list_transactions(&h, listing_id, req, rid).await
             }
             GuestMethod::CreateRestorePoint {
                 restore_point_id,

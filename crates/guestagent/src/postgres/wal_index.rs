@@ -249,8 +249,8 @@ pub(crate) struct SegmentSummary {
 
 /// What `pg_waldump` found in one segment.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Dumped {
-    last_commit: Option<DateTime<Utc>>,
+pub(crate) struct Dumped {
+    pub(crate) last_commit: Option<DateTime<Utc>>,
     /// End of valid WAL, when the dump stopped at invalid WAL (a `.partial`).
     end_of_wal: Option<u64>,
 }
@@ -553,7 +553,7 @@ async fn dump_partial(
 /// (and for a record running into the next segment), so whatever it printed is used.
 /// With `end`, the dump stops there (`-e`): commits after it are not counted, and the end of
 /// valid WAL is at most `end`.
-async fn waldump_commits(
+pub(crate) async fn waldump_commits(
     bins: &PgBinaries,
     runner: &Runner,
     segment: &Path,

@@ -8,6 +8,7 @@ mod host_heartbeat;
 mod instance_deleted;
 mod overrides_applied;
 mod sent;
+mod transactions_listed;
 mod update_access;
 mod update_backup;
 mod update_recovery;
@@ -67,6 +68,9 @@ impl TaskManager {
             }
             ConductorMethod::UpdateBackup { .. } => self.update_backup(host, method).await,
             ConductorMethod::UpdateRecovery { .. } => self.update_recovery(host, method).await,
+            ConductorMethod::TransactionsListed { .. } => {
+                self.transactions_listed(host, method).await
+            }
             ConductorMethod::UpdateRestorePoint { .. } => {
                 self.update_restore_point(host, method).await
             }

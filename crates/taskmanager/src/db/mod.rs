@@ -10,3 +10,4 @@ pub mod recoveries;
 pub mod recovery_phases;
 pub mod restore_points;
 pub mod retention;
+pub mod wal_listings;

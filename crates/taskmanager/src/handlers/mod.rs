@@ -4,6 +4,7 @@ mod apply_accounts;
 mod backups;
 mod create_instance;
 mod delete_instance;
+mod list_transactions;
 mod recovery;
 mod resize;
 mod restart;
@@ -69,6 +70,10 @@ impl TaskManager {
                 self.create_restore_point(ctx, instance_id, restore_point_id, name)
                     .await
             }
+            TaskManagerMethod::ListTransactions {
+                instance_id,
+                listing_id,
+            } => self.list_transactions(ctx, instance_id, listing_id).await,
             TaskManagerMethod::DoInstanceRecovery {
                 instance_id,
                 backup_id,

@@ -78,10 +78,11 @@ class RecoverArguments(unittest.TestCase):
             self.body("--lsn", "0/1", "--exclusive")
 
     def test_recover_posts_and_shows_the_answer(self):
-        answer = {"id": INST, "name": "pg1", "status": "BUILDING", "target": {"xid": 812, "inclusive": False},
-                  "recovery_id": "r1"}
+        answer = {"id": INST, "name": "pg1", "status": "BUILDING",
+                  "target": {"xid": 812, "inclusive": False}, "recovery_id": "r1"}
         http = FakeHttp({("POST", f"/instances/{INST}/recover"): {"recovery": answer}})
-        cmd, args = parse(recovery.RecoverInstance, [INST, "--xid", "812", "--exclusive"], app_with(http))
+        argv = [INST, "--xid", "812", "--exclusive"]
+        cmd, args = parse(recovery.RecoverInstance, argv, app_with(http))
         cols, values = cmd.take_action(args)
         self.assertEqual(http.sent, [("POST", f"/instances/{INST}/recover",
                                       {"recovery": {"target": {"xid": 812, "inclusive": False}}})])
@@ -120,19 +121,21 @@ class History(unittest.TestCase):
 
 class Transactions(unittest.TestCase):
     def test_arguments_and_query(self):
-        http = FakeHttp({f"/instances/{INST}/transactions?since=S&until=U&kind=DELETE&relation=public.orders":
-                         {"transactions": [{
-                             "xid": 812, "timeline": 1, "lsn": "0/3000A28", "commit_time": "T",
-                             "changes": [{"database": "shop", "relation": "public.orders", "kind": "DELETE", "rows": 120},
-                                         {"database": "shop", "relation": "public.items", "kind": "DROP", "rows": None}],
-                             "undo": {"xid": 812, "inclusive": False}}]}})
-        cmd, args = parse(transactions.ListTransactions,
-                          [INST, "--since", "S", "--until", "U", "--kind", "delete", "--relation", "public.orders"],
-                          app_with(http))
+        listed = {"transactions": [{
+            "xid": 812, "timeline": 1, "lsn": "0/3000A28", "commit_time": "T",
+            "changes": [
+                {"database": "shop", "relation": "public.orders", "kind": "DELETE", "rows": 120},
+                {"database": "shop", "relation": "public.items", "kind": "DROP", "rows": None}],
+            "undo": {"xid": 812, "inclusive": False}}]}
+        query = "since=S&until=U&kind=DELETE&relation=public.orders"
+        http = FakeHttp({f"/instances/{INST}/transactions?{query}": listed})
+        argv = [INST, "--since", "S", "--until", "U", "--kind", "delete", "--relation", "public.orders"]
+        cmd, args = parse(transactions.ListTransactions, argv, app_with(http))
         cols, rows = cmd.take_action(args)
         self.assertEqual(cols, transactions.COLUMNS)
-        self.assertEqual(rows, [(812, "T", "0/3000A28", "shop", "public.orders", "DELETE", 120, "--xid 812 --exclusive"),
-                                (812, "T", "0/3000A28", "shop", "public.items", "DROP", None, "--xid 812 --exclusive")])
+        head = (812, "T", "0/3000A28", "shop")
+        self.assertEqual(rows, [head + ("public.orders", "DELETE", 120, "--xid 812 --exclusive"),
+                                head + ("public.items", "DROP", None, "--xid 812 --exclusive")])
 
     def test_refused_arguments(self):
         for argv in ([INST, "--since", "S"], [INST, "--since", "S", "--until", "U", "--kind", "SELECT"]):
@@ -153,16 +156,15 @@ class Wait(unittest.TestCase):
         return out.getvalue()
 
     def test_draws_progress_until_active(self):
+        def running(phase, **progress):
+            return {"status": "RECOVER", "recovery": {"id": "r1", "phase": phase, "progress": progress}}
+
         views = [
-            {"status": "RECOVER", "recovery": {"id": "r1", "phase": "fetching",
-                                               "progress": {"bytes_done": 1048576, "bytes_total": 4194304,
-                                                            "time_left_secs": 3}}},
-            {"status": "RECOVER", "recovery": {"id": "r1", "phase": "replaying",
-                                               "progress": {"replayed_lsn": "0/1000000", "target_lsn": "0/3000000",
-                                                            "time_left_secs": None}}},
-            {"status": "RECOVER", "recovery": {"id": "r1", "phase": "replaying",
-                                               "progress": {"replayed_lsn": "0/2000000", "target_lsn": "0/3000000",
-                                                            "time_left_secs": 75}}},
+            running("fetching", bytes_done=1048576, bytes_total=4194304, time_left_secs=3),
+            running("replaying", replayed_lsn="0/1000000", target_lsn="0/3000000", time_left_secs=None),
+            running("replaying", replayed_lsn="0/2000000", target_lsn="0/3000000", time_left_secs=75),
+            running("cutting_over", bytes_done=4194304, bytes_total=4194304,
+                    replayed_lsn="0/3000000", target_lsn="0/3000000"),
             {"status": "ACTIVE"},
         ]
         out = self.run_wait(views, {"state": "COMPLETED", "phase": "done", "duration_ms": 4210})
@@ -171,6 +173,7 @@ class Wait(unittest.TestCase):
         self.assertIn("replaying [--------------------]   0% replayed 0/1000000 of 0/3000000", lines[1])
         self.assertIn("[##########----------]  50%", lines[2])
         self.assertIn("1 min 15 s left", lines[2])
+        self.assertEqual(lines[3], "recovery: cutting_over")
         self.assertEqual(lines[-1], "recovery: COMPLETED in 4.2 s")
 
     def test_a_failure_raises_with_the_fault(self):
@@ -182,8 +185,8 @@ class Wait(unittest.TestCase):
 
     def test_an_old_fault_is_not_this_recoverys(self):
         old = {"message": "old", "created": "before"}
-        out = self.run_wait([{"status": "ACTIVE", "fault": old}], {"state": "COMPLETED", "duration_ms": None},
-                            fault_before=old)
+        out = self.run_wait([{"status": "ACTIVE", "fault": old}],
+                            {"state": "COMPLETED", "duration_ms": None}, fault_before=old)
         self.assertIn("COMPLETED", out)
 
 
@@ -194,9 +197,10 @@ class RestorePoints(unittest.TestCase):
         http = FakeHttp({("POST", path): {"restore_point": new},
                          path: [{"restore_points": [new]},
                                 {"restore_points": [dict(new, status="COMPLETED", lsn="0/5")]}]})
-        cmd, args = parse(restore_points.CreateRestorePoint, [INST, "before", "--wait"], app_with(http))
-        restore_points.POLL_SECS = 0
-        cols, values = cmd.take_action(args)
+        argv = [INST, "before", "--wait"]
+        cmd, args = parse(restore_points.CreateRestorePoint, argv, app_with(http))
+        with unittest.mock.patch.object(restore_points, "POLL_SECS", 0):
+            cols, values = cmd.take_action(args)
         self.assertEqual(dict(zip(cols, values))["lsn"], "0/5")
         self.assertEqual(http.sent[0], ("POST", path, {"restore_point": {"name": "before"}}))
 

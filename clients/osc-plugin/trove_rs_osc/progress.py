@@ -1,10 +1,11 @@
 """Following a recovery in place to its end (`instance recover --wait`).
 
 Polls the instance (`GET /instances/{id}`): while its `recovery` key names this recovery, one line
-on stderr shows the phase, a bar of the bytes fetched or of the WAL replayed, and the time left in
-the phase. Once the key is gone, the recovery's record (`…/recoveries/{rid}`) tells how it ended:
-completed (the wait then lasts until the instance is ACTIVE again) or failed (the instance's fault
-says why). On a terminal the line is redrawn in place; otherwise each new line is printed once.
+on stderr shows the phase, a bar of the bytes fetched (`fetching`, `verifying`) or of the WAL
+replayed since the first poll of `replaying`, and the time left in the phase. Once the key is
+gone, the recovery's record (`…/recoveries/{rid}`) tells how it ended: completed (the wait then
+lasts until the instance is ACTIVE again) or failed (the instance's fault says why). On a
+terminal the line is redrawn in place; otherwise each new line is printed once.
 """
 
 import sys
@@ -14,7 +15,7 @@ from osc_lib import exceptions
 
 from trove_rs_osc import common
 
-POLL_SECS = 1.0
+POLL_SECS = 0.5
 BAR_WIDTH = 20
 
 
@@ -53,13 +54,13 @@ class Line:
         p = rec.get("progress") or {}
         text = f"recovery: {phase}"
         goal = p.get("target_lsn") or p.get("store_end_lsn")
-        if phase not in ("fetching", "verifying") and p.get("replayed_lsn") and goal:
+        if phase == "replaying" and p.get("replayed_lsn") and goal:
             at = lsn(p["replayed_lsn"])
             if self.replay_from is None:
                 self.replay_from = at
             text += (f" {bar(at - self.replay_from, lsn(goal) - self.replay_from)}"
                      f" replayed {p['replayed_lsn']} of {goal}")
-        elif p.get("bytes_total"):
+        elif phase in ("fetching", "verifying") and p.get("bytes_total"):
             done = p.get("bytes_done") or 0
             text += f" {bar(done, p['bytes_total'])} {mib(done)} of {mib(p['bytes_total'])}"
         if p.get("time_left_secs") is not None:
@@ -103,9 +104,10 @@ def wait(app, instance_id, recovery_id, fault_before=None, out=None, sleep=time.
         fault = inst.get("fault")
         new_fault = fault if fault and fault != fault_before else None
         if state != "COMPLETED" or new_fault or inst.get("status") == "ERROR":
-            why = (new_fault or {}).get("message") or f"error code {record.get('error_code')}"
             line.end(f"recovery: {state} in phase {record.get('phase')}")
-            raise exceptions.CommandError(f"Recovery {recovery_id} failed: {why}")
+            raise exceptions.CommandError((new_fault or {}).get("message") or (
+                f"Recovery {recovery_id} {state} in phase {record.get('phase')}"
+                f" (error code {record.get('error_code')}); instance status {inst.get('status')}"))
         if inst.get("status") == "ACTIVE":
             took = record.get("duration_ms")
             line.end("recovery: COMPLETED" + (f" in {took / 1000:.1f} s" if took is not None else ""))

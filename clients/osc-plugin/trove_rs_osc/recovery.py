@@ -7,6 +7,7 @@ it to the end (see `progress`).
 """
 
 from osc_lib import exceptions
+from osc_lib.cli import format_columns
 from osc_lib.command import command
 
 from trove_rs_osc import common, progress
@@ -80,7 +81,8 @@ class Phases(common.Lines):
 class Backups(common.Lines):
     @staticmethod
     def line(b):
-        return f"{b.get('id')}: stop {b.get('stop_time')}, timeline {b.get('timeline')}, start lsn {b.get('start_lsn')}"
+        return (f"{b.get('id')}: stop {b.get('stop_time')}, timeline {b.get('timeline')},"
+                f" start lsn {b.get('start_lsn')}")
 
 
 class Timelines(common.Lines):
@@ -194,5 +196,5 @@ class ShowRecoveryWindow(command.ShowOne):
         window = common.get(self.app, common.instance_path(inst.id, "recovery-window"),
                             timeline=args.timeline)
         return common.show(window["recovery_window"], WINDOW_FIELDS, {
-            "lineage": common.Lines, "gaps": common.Lines, "backups": Backups,
+            "lineage": format_columns.ListColumn, "gaps": common.Lines, "backups": Backups,
             "timelines": Timelines, "retention": common.Dict})

@@ -1,13 +1,17 @@
 //! The unchanged `openstack` CLI (python-openstackclient with python-troveclient's `database`
-//! commands, installed by `scripts/install-test-tools.sh`) pointed at a test stack, as a tenant
-//! or an operator runs it: `admin_token` auth against `/v1.0/{tenant}`.
+//! commands, and this repository's plugin `clients/osc-plugin`, installed by
+//! `scripts/install-test-tools.sh`) pointed at a test stack, as a tenant or an operator runs it:
+//! `admin_token` auth against `/v1.0/{tenant}`.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::{Stack, TENANT_A, TOKEN_A, TOKEN_ADMIN};
+
+/// How long one command may run: long enough for `instance recover --wait`.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The CLI, `TROVE_OPENSTACK` overriding where it is installed.
 pub fn openstack() -> PathBuf {
@@ -54,7 +58,9 @@ impl Stack {
 }
 
 impl Cli {
-    /// Runs `openstack database <args>` and returns what it printed, whatever its exit code.
+    /// Runs `openstack database <args>` and returns what it printed, whatever its exit code. A
+    /// command still running after [`CLI_TIMEOUT`] (a `--wait` that never ends) is killed and
+    /// fails the test.
     pub async fn run(&self, args: &[&str]) -> Result<Run> {
         let bin = openstack();
         anyhow::ensure!(
@@ -63,7 +69,7 @@ impl Cli {
              TROVE_OPENSTACK at an openstack binary with python-troveclient",
             bin.display()
         );
-        let out = tokio::process::Command::new(&bin)
+        let command = tokio::process::Command::new(&bin)
             .arg("database")
             .args(args)
             // Nothing from the machine's own OpenStack settings: only this stack.
@@ -75,8 +81,15 @@ impl Cli {
             .env("OS_ENDPOINT", &self.endpoint)
             .env("OS_TOKEN", &self.token)
             .kill_on_drop(true)
-            .output()
+            .output();
+        let out = tokio::time::timeout(CLI_TIMEOUT, command)
             .await
+            .with_context(|| {
+                format!(
+                    "openstack database {} ran past {CLI_TIMEOUT:?}",
+                    args.join(" ")
+                )
+            })?
             .with_context(|| format!("running {}", bin.display()))?;
         Ok(Run {
             ok: out.status.success(),

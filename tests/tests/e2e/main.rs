@@ -9,6 +9,7 @@ mod api_surface;
 mod cli;
 mod cli_configuration;
 mod cli_operator;
+mod cli_recovery;
 mod configurations;
 mod exposure;
 mod faults;

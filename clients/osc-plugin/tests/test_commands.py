@@ -121,12 +121,12 @@ class History(unittest.TestCase):
 
 class Transactions(unittest.TestCase):
     def test_arguments_and_query(self):
-        listed = {"transactions": [{
+        listed = {"listing": {"id": "L", "status": "COMPLETED", "transactions": [{
             "xid": 812, "timeline": 1, "lsn": "0/3000A28", "commit_time": "T",
             "changes": [
                 {"database": "shop", "relation": "public.orders", "kind": "DELETE", "rows": 120},
                 {"database": "shop", "relation": "public.items", "kind": "DROP", "rows": None}],
-            "undo": {"xid": 812, "inclusive": False}}]}
+            "undo": {"xid": 812, "inclusive": False}}]}}
         query = "since=S&until=U&kind=DELETE&relation=public.orders"
         http = FakeHttp({f"/instances/{INST}/transactions?{query}": listed})
         argv = [INST, "--since", "S", "--until", "U", "--kind", "delete", "--relation", "public.orders"]
@@ -138,7 +138,7 @@ class Transactions(unittest.TestCase):
                                 head + ("public.items", "DROP", None, "--xid 812 --exclusive")])
 
     def test_refused_arguments(self):
-        for argv in ([INST, "--since", "S"], [INST, "--since", "S", "--until", "U", "--kind", "SELECT"]):
+        for argv in ([INST, "--until", "U"], [INST, "--since", "S", "--until", "U", "--kind", "SELECT"]):
             with self.assertRaises(SystemExit), unittest.mock.patch("sys.stderr", io.StringIO()):
                 parse(transactions.ListTransactions, argv)
 

@@ -2,14 +2,22 @@
 one row per change (relation and kind), each with the `instance recover` flags that undo its
 transaction (recover to just before it).
 
-The API answers `GET /instances/{id}/transactions?since&until[&kind][&relation]` with
-`{"transactions": [{"xid", "timeline", "lsn", "commit_time", "changes": [{"database",
-"relation", "kind", "rows"}], "undo": {"xid", "inclusive"}}]}`.
+The API answers `GET /instances/{id}/transactions?since[&until][&kind][&relation]` with
+`{"listing": {"id", "status", "truncated", "transactions": [{"xid", "timeline", "lsn",
+"commit_time", "changes": [{"database", "relation", "kind", "rows"}], "undo": {"xid",
+"inclusive"}}]}}`; `status` is `RUNNING` (HTTP 202) while the guest still reads the WAL, and the
+listing is then read again by its id until it is `COMPLETED`.
 """
 
+import time
+
+from osc_lib import exceptions
 from osc_lib.command import command
 
 from trove_rs_osc import common
+
+#: How long and how often a listing still running is read again.
+POLL_FOR, POLL_EVERY = 300, 1.0
 
 KINDS = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "CREATE", "DROP", "ALTER")
 COLUMNS = ("XID", "Commit Time", "LSN", "Database", "Relation", "Kind", "Rows", "Undo")
@@ -41,8 +49,8 @@ class ListTransactions(command.Lister):
         parser.add_argument("instance", metavar="<instance>", help="Instance (name or ID)")
         parser.add_argument("--since", metavar="<time>", required=True,
                             help="From this time (RFC 3339 with a zone offset)")
-        parser.add_argument("--until", metavar="<time>", required=True,
-                            help="Up to this time (RFC 3339 with a zone offset)")
+        parser.add_argument("--until", metavar="<time>",
+                            help="Up to this time (RFC 3339 with a zone offset; default: now)")
         parser.add_argument("--kind", metavar="<kind>", type=str.upper, choices=KINDS,
                             help="Only changes of this kind: " + ", ".join(KINDS))
         parser.add_argument("--relation", metavar="<name>",
@@ -51,7 +59,17 @@ class ListTransactions(command.Lister):
 
     def take_action(self, args):
         inst = common.find_instance(self.app, args.instance)
-        listed = common.get(self.app, common.instance_path(inst.id, "transactions"),
-                            since=args.since, until=args.until, kind=args.kind,
-                            relation=args.relation)
-        return COLUMNS, rows(listed["transactions"])
+        path = common.instance_path(inst.id, "transactions")
+        listed = common.get(self.app, path, since=args.since, until=args.until,
+                            kind=args.kind, relation=args.relation)["listing"]
+        deadline = time.monotonic() + POLL_FOR
+        while listed.get("status") == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(POLL_EVERY)
+            listed = common.get(self.app, common.instance_path(inst.id, "transactions",
+                                                               listed["id"]))["listing"]
+        if listed.get("status") == "RUNNING":
+            raise exceptions.CommandError(
+                f"listing {listed['id']} is still running; read it later with the same command")
+        if listed.get("truncated"):
+            self.app.stderr.write("the listing was cut: narrow --since/--until or filter\n")
+        return COLUMNS, rows(listed.get("transactions") or [])

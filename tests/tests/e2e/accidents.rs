@@ -158,6 +158,40 @@ async fn the_listing_names_a_delete_and_a_drop_and_its_target_undoes_them() -> R
         "{audit}"
     );
 
+    // The same through the OpenStack CLI plugin (clients/osc-plugin), by instance name.
+    let cli = stack.cli_a();
+    let rows = cli
+        .json(&[
+            "instance",
+            "transactions",
+            "pg-accident",
+            "--since",
+            &since,
+            "--relation",
+            "audit",
+            "--kind",
+            "drop",
+        ])
+        .await?;
+    let rows = rows.as_array().expect("a JSON list");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["Relation"], "public.audit");
+    assert_eq!(rows[0]["XID"], drop["xid"]);
+    assert_eq!(
+        rows[0]["Undo"],
+        format!("--xid {} --exclusive", drop["xid"])
+    );
+    let refused = cli
+        .fails(&[
+            "instance",
+            "transactions",
+            "pg-accident",
+            "--since",
+            "yesterday",
+        ])
+        .await?;
+    assert!(refused.contains("RFC 3339"), "{refused}");
+
     // Refusals.
     for (path, want) in [
         (

@@ -311,3 +311,52 @@ async fn recover_to_a_named_restore_point_brings_back_what_came_after_it() -> Re
     assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
     stack.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restore_a_named_restore_point_into_a_new_instance() -> Result<()> {
+    let (stack, src, mut conn) = marked_after_a_backup("pg-named-src").await?;
+    let (status, body) = stack
+        .post_a(
+            &format!("/instances/{src}/restore-points"),
+            json!({"restore_point": {"name": "before-delete"}}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    completed_restore_point(&stack, src, "before-delete").await?;
+    sqlx::query("DELETE FROM marks WHERE id > 5")
+        .execute(&mut conn)
+        .await?;
+    commit_later_and_wait_for_the_store(&stack, src, &mut conn).await?;
+
+    let create = |name: &str, point: &str| {
+        json!({"instance": {
+            "name": name, "flavorRef": "1",
+            "restorePoint": {"instanceRef": src.to_string(),
+                             "target": {"restore_point": point}},
+        }})
+    };
+    let (status, body) = stack
+        .post_a("/instances", create("pg-nowhere", "no-such-point"))
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = stack
+        .post_a("/instances", create("pg-at-point", "before-delete"))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let copy = Uuid::parse_str(body["instance"]["id"].as_str().context("id")?)?;
+    stack.wait_active(copy).await?;
+    let mut copy_conn = stack.connect_instance(copy).await?;
+    assert_eq!(
+        ids(&mut copy_conn, "marks").await?,
+        (1..=10).collect::<Vec<_>>(),
+        "the copy stops at the point, before the delete"
+    );
+    let mut want: Vec<i32> = (1..=5).collect();
+    want.push(1000);
+    assert_eq!(
+        ids(&mut conn, "marks").await?,
+        want,
+        "the source is untouched"
+    );
+    stack.finish().await
+}

@@ -96,7 +96,7 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
         None | Some(Value::Null) if point.stop.is_some() => None,
         None | Some(Value::Null) => {
             return Err(bad(
-                "Validation error: recovery needs 'backup', 'point_in_time' (a time with a zone offset, or \"latest\"), or 'target' (an lsn or an xid)",
+                "Validation error: recovery needs 'backup', 'point_in_time' (a time with a zone offset, or \"latest\"), or 'target' (an lsn, an xid or a restore_point)",
             ));
         }
         Some(b) => Some(validate::uuid_strict(b, "recovery['backup']")?),

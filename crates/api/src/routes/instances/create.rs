@@ -9,7 +9,8 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 use trove_common::{
-    recovery::RecoveryTarget,
+    recovery::{RecoveryTarget, StopPoint},
+    restore_point::RestorePointName,
     rpc::taskmanager::{DatabaseSpec, FlavorRef, TaskManagerMethod, UserSpec},
     secrets::{Password, PublicKey, user_password_context},
     status::{InstanceTask, ServiceStatus},
@@ -294,6 +295,9 @@ struct RestorePoint {
     backup: Option<Uuid>,
     instance: Option<Uuid>,
     point: PointInTime,
+    /// A named restore point of the source (`target: {"restore_point": …}`); `point.stop` is
+    /// then a placeholder until the name is looked up.
+    named: Option<RestorePointName>,
 }
 
 fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
@@ -315,7 +319,9 @@ fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
     let backup = uuid_ref("backupRef")?;
     let instance = uuid_ref("instanceRef")?;
     let mut point = PointInTime::parse(rp, "restorePoint")?;
-    // `target` (an LSN or a transaction) is the other way to say where replay stops.
+    let mut named = None;
+    // `target` (an LSN, a transaction or a named restore point) is the other way to say where
+    // replay stops.
     if let Some(t) = rp.get("target").filter(|t| !t.is_null()) {
         if point.stop.is_some() {
             return Err(bad(
@@ -324,10 +330,10 @@ fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
         }
         point.stop = Some(match recovery_request::parse_target(t, "restorePoint")? {
             recovery_request::Target::Stop(stop) => stop,
-            recovery_request::Target::RestorePoint(_) => {
-                return Err(bad(
-                    "restorePoint['target']['restore_point'] is not supported for a new instance yet; recover the instance in place to it.",
-                ));
+            // Resolved by name on the source instance once it is known.
+            recovery_request::Target::RestorePoint(name) => {
+                named = Some(name);
+                StopPoint::Latest
             }
         });
     }
@@ -338,7 +344,7 @@ fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
     }
     if instance.is_some() && point.stop.is_none() {
         return Err(bad(
-            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\") or 'target' (an lsn or an xid).",
+            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\") or 'target' (an lsn, an xid or a restore_point).",
         ));
     }
     point.check_timeline("restorePoint")?;
@@ -346,6 +352,7 @@ fn parse_restore_point(v: Option<&Value>) -> ApiResult<Option<RestorePoint>> {
         backup,
         instance,
         point,
+        named,
     }))
 }
 
@@ -386,6 +393,10 @@ async fn resolve_restore_point(
     if !retention::restore_source_exists(conn, source, tenant).await? {
         return Err(ApiError::not_found(source));
     }
+    let stop = match rp.named {
+        Some(name) => recovery_request::resolve_restore_point(conn, source, name).await?,
+        None => stop,
+    };
     let plan = recovery_request::plan(conn, source, stop, rp.point.timeline, rp.backup).await?;
     let b = backups::find(conn, plan.backup, Some(tenant))
         .await?
@@ -444,7 +455,7 @@ mod tests {
         // Which refusal wins when a body has several faults is part of the contract.
         assert_eq!(
             message(restore_point(json!({"instanceRef": id, "timeline": 2}))),
-            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\") or 'target' (an lsn or an xid)."
+            "restorePoint['instanceRef'] needs 'point_in_time' (a time with a zone offset, or \"latest\") or 'target' (an lsn, an xid or a restore_point)."
         );
         assert!(matches!(
             restore_point(json!({"instanceRef": id, "target": {"lsn": "0/3000028"}})),
@@ -455,6 +466,10 @@ mod tests {
                 },
                 ..
             }))
+        ));
+        assert!(matches!(
+            restore_point(json!({"instanceRef": id, "target": {"restore_point": "before-v2"}})),
+            Ok(Some(RestorePoint { named: Some(n), .. })) if n.as_str() == "before-v2"
         ));
         assert_eq!(
             message(restore_point(

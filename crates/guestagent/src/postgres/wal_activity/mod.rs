@@ -91,7 +91,8 @@ pub async fn list_activity(
 }
 
 /// Every segment the store holds along `lineage`, in WAL order: for each segment number, the
-/// file of the newest timeline whose range covers it, as replay would read it.
+/// file of the newest timeline whose range covers it, as replay would read it (a missing one is
+/// a gap, skipped).
 fn lineage_segments(
     stored: &StoredWal,
     lineage: &[(u32, Option<u64>)],
@@ -120,11 +121,12 @@ fn lineage_segments(
     };
     (first..=last)
         .filter_map(|segno| {
+            // Only the newest covering timeline's file: an older one's holds an abandoned tail.
             ranges
                 .iter()
                 .rev()
-                .filter(|(_, from, to)| *from <= segno && to.is_none_or(|to| segno <= to))
-                .find(|(tli, _, _)| has(*tli, segno))
+                .find(|(_, from, to)| *from <= segno && to.is_none_or(|to| segno <= to))
+                .filter(|(tli, _, _)| has(*tli, segno))
                 .map(|&(tli, _, _)| (tli, segno))
         })
         .collect()
@@ -230,4 +232,44 @@ async fn dump_forward(
         truncated,
         segments: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use trove_common::store::wal_keys::{StoredSegment, StoredTimeline};
+
+    use super::*;
+
+    fn timeline(tli: u32, segnos: &[u64]) -> StoredTimeline {
+        StoredTimeline {
+            history: None,
+            segments: segnos
+                .iter()
+                .map(|&s| {
+                    (
+                        segment_name(tli, s, DEFAULT_SEGMENT_SIZE),
+                        StoredSegment::default(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_lineage_reads_each_segment_from_the_newest_timeline_that_covers_it() {
+        let mut stored = StoredWal::default();
+        stored.timelines.insert(1, timeline(1, &[1, 2, 3, 4, 5]));
+        // Branched inside segment 3; segment 5 of the branch is missing from the store.
+        stored.timelines.insert(2, timeline(2, &[3, 4, 6]));
+        // An abandoned branch off timeline 1 is not on timeline 2's lineage.
+        stored.timelines.insert(3, timeline(3, &[2, 3]));
+        let lineage = [(1, Some(0x0300_0100)), (2, None)];
+        assert_eq!(
+            lineage_segments(&stored, &lineage, DEFAULT_SEGMENT_SIZE),
+            vec![(1, 1), (1, 2), (2, 3), (2, 4), (2, 6)]
+        );
+        assert!(
+            lineage_segments(&StoredWal::default(), &[(1, None)], DEFAULT_SEGMENT_SIZE).is_empty()
+        );
+    }
 }

@@ -4,5 +4,6 @@
 
 mod accounts;
 mod identity;
+mod listings;
 mod poison;
 mod support;

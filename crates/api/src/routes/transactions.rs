@@ -256,6 +256,13 @@ async fn list_transactions(
             )));
         }
         None => {
+            // Listings are answers to questions, not records: a day later they go.
+            sqlx::query(
+                "DELETE FROM wal_listings WHERE instance_id = $1 AND created < now() - interval '1 day'",
+            )
+            .bind(inst.id)
+            .execute(&mut *tx)
+            .await?;
             let listing_id = Uuid::new_v4();
             sqlx::query(
                 "INSERT INTO wal_listings (id, instance_id, tenant_id, since, until, kind, relation) \

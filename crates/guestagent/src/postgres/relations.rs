@@ -9,6 +9,8 @@ use super::cluster::Cluster;
 /// More tables than this in one database are not journalled beyond it (a bound, not a limit
 /// anyone should meet).
 const MAX_PER_DATABASE: i64 = 10_000;
+/// Databases read per pass (by name): each costs a connection, and the pass runs every second.
+const MAX_DATABASES: i64 = 100;
 
 impl Cluster {
     /// Every table, partitioned table and materialized view of every database that takes
@@ -17,8 +19,9 @@ impl Cluster {
         let mut conn = self.connect().await?;
         let databases: Vec<(i64, String)> = sqlx::query_as(
             "SELECT oid::int8, datname FROM pg_database \
-             WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+             WHERE datallowconn AND NOT datistemplate ORDER BY datname LIMIT $1",
         )
+        .bind(MAX_DATABASES)
         .fetch_all(&mut conn)
         .await
         .context("listing databases")?;

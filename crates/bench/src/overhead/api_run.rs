@@ -15,8 +15,6 @@ use serde_json::{Value, json};
 use trove_e2e::{Stack, TENANT_A, TOKEN_A, rfc3339, time_of};
 use uuid::Uuid;
 
-/// How often the instance is polled for ACTIVE.
-const POLL: Duration = Duration::from_millis(10);
 /// How long one recovery may take before the run is abandoned.
 const LIMIT: Duration = Duration::from_secs(1800);
 /// A POST refused as busy (422) right after the previous run is tried again this often …
@@ -53,7 +51,13 @@ pub struct ApiRun {
 
 /// Recovers `instance` in place to `target` along timeline 1 (the WAL the driver and PostgreSQL
 /// alone replay) and measures it.
-pub async fn recover(stack: &Stack, instance: Uuid, target: DateTime<Utc>) -> Result<ApiRun> {
+/// The instance is polled every `poll` until it shows ACTIVE again.
+pub async fn recover(
+    stack: &Stack,
+    instance: Uuid,
+    target: DateTime<Utc>,
+    poll: Duration,
+) -> Result<ApiRun> {
     // Outside the timing: the previous run's instance settled and healthy.
     stack.wait_active(instance).await?;
     let url = format!(
@@ -90,7 +94,7 @@ pub async fn recover(stack: &Stack, instance: Uuid, target: DateTime<Utc>) -> Re
         .as_str()
         .context("the 202 names no recovery_id")?
         .to_owned();
-    let active = wait_active_again(stack, instance, sent).await?;
+    let active = wait_active_again(stack, instance, sent, poll).await?;
 
     let (status, history) = stack
         .get_a(&format!("/instances/{instance}/recoveries/{recovery}"))
@@ -101,14 +105,15 @@ pub async fn recover(stack: &Stack, instance: Uuid, target: DateTime<Utc>) -> Re
     split(&history["recovery"], sent, accepted, active)
 }
 
-/// Polls every [`POLL`] until the instance shows ACTIVE, no fault and no recovery; returns when
+/// Polls every `poll` until the instance shows ACTIVE, no fault and no recovery; returns when
 /// that answer arrived.
 async fn wait_active_again(
     stack: &Stack,
     instance: Uuid,
     sent: DateTime<Utc>,
+    poll: Duration,
 ) -> Result<DateTime<Utc>> {
-    let mut tick = tokio::time::interval(POLL);
+    let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -97,7 +97,9 @@ async fn bench(stack: &Stack, root: &TestRoot, args: &args::OverheadArgs) -> Res
             eprintln!("run {}: {} ...", run + 1, way.label());
             match way {
                 Way::Api => {
-                    let r = api_run::recover(stack, prepared.instance, prepared.target).await?;
+                    let poll = std::time::Duration::from_millis(args.poll_ms);
+                    let r =
+                        api_run::recover(stack, prepared.instance, prepared.target, poll).await?;
                     eprintln!(
                         "run {}: api {:.3} s (start {:.0} ms, end {:.0} ms, guest {:.3} s), stop {}, timeline {:?}",
                         run + 1,

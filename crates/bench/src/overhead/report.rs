@@ -130,7 +130,8 @@ pub fn print(args: &OverheadArgs, p: &Prepared, store: String, runs: &Runs) {
     println!();
     println!(
         "  start overhead: POST sent → the conductor recorded the guest's first phase; end overhead: \
-         the conductor recorded the guest's last report → GET showed ACTIVE (polled every 10 ms)"
+         the conductor recorded the guest's last report → GET showed ACTIVE (polled every {} ms)",
+        args.poll_ms
     );
     let phase_median = |name: &str| {
         median(
@@ -208,6 +209,7 @@ pub fn print(args: &OverheadArgs, p: &Prepared, store: String, runs: &Runs) {
         "scale": args.scale,
         "load_secs": args.load_secs,
         "clients": args.clients,
+        "poll_ms": args.poll_ms,
         "runs": args.runs,
         "data_mib": p.data_bytes as f64 / MIB,
         "tps": p.tps,

@@ -6,7 +6,7 @@
 # creates an instance, loads pgbench data, backs it up and writes more through the API, then
 # recovers the same backup and WAL to the same target through the API, by the driver alone and
 # by PostgreSQL alone, run by run in rotating order. Flags pass through:
-#   --scale N (10)  --load-secs N (20)  --runs N (3)  --clients N (4)
+#   --scale N (10)  --load-secs N (20)  --runs N (3)  --clients N (4)  --poll-ms N (10)
 # Runs as root (the guest agent and the driver switch to the postgres OS user themselves). The
 # binary stops its servers and removes its directories and objects at the end, also on error or
 # Ctrl-C; if it is killed outright, the cleanup below stops the servers it had announced.

@@ -12,11 +12,14 @@
 //! JSON line. Run as root (the driver switches to the `postgres` user itself) or as the `postgres`
 //! user; see `scripts/bench.sh`.
 //!
-//! `trove-bench api` measures the API instead (see [`api`] and `scripts/bench-api.sh`).
+//! `trove-bench api` measures the API instead (see [`api`] and `scripts/bench-api.sh`), and
+//! `trove-bench overhead` the control plane's overhead on a recovery through the whole stack
+//! (see [`overhead`] and `scripts/bench-overhead.sh`).
 
 mod api;
 mod args;
 mod local;
+mod overhead;
 mod pgbench;
 mod recovery;
 mod report;
@@ -36,6 +39,10 @@ async fn main() -> Result<()> {
     if argv.peek().map(String::as_str) == Some("api") {
         argv.next();
         return api::main(argv).await;
+    }
+    if argv.peek().map(String::as_str) == Some("overhead") {
+        argv.next();
+        return overhead::main(argv).await;
     }
     let Some(args) = args::parse(std::env::args().skip(1))? else {
         return Ok(());

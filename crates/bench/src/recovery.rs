@@ -240,7 +240,7 @@ async fn ours(
 /// `recovery_target_action = 'promote'`, `pg_ctl -w start`, then wait until
 /// `pg_is_in_recovery()` is false. The server is stopped (immediate) and the directory removed
 /// afterwards, outside the timing.
-async fn floor(
+pub async fn floor(
     root: &TestRoot,
     inputs: &FloorInputs,
     target: DateTime<Utc>,

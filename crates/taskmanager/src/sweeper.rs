@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use trove_common::{
     fault::FaultCode,
     outbox,
+    rpc::{RequestContext, guest::GuestMethod},
     status::{InstanceTask, RecoveryPhase, RecoveryState, ServiceStatus},
 };
 
@@ -15,6 +16,9 @@ use crate::{
     db::{backups, configurations, faults, instances, recoveries},
     manager::TaskManager,
 };
+
+/// How long the guest has to discard an expired preview.
+const PREVIEW_CANCEL_DEADLINE_SECS: i64 = 600;
 
 impl TaskManager {
     pub async fn run_sweeper(&self, cancel: CancellationToken) {
@@ -42,6 +46,7 @@ impl TaskManager {
         self.expire_tasks().await?;
         self.delete_on_dead_hosts().await?;
         self.expire_recoveries().await?;
+        self.expire_previews().await?;
         let mut conn = self.pool.acquire().await?;
         for (id, instance) in backups::fail_overdue(&mut conn).await? {
             tracing::warn!(backup.id = %id, instance.id = ?instance, "backup timed out");
@@ -115,6 +120,44 @@ impl TaskManager {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Cancels each preview past its expiry as a cancel by request does: the decision and its
+    /// reason recorded, then the guest asked (through the outbox) to discard the staged copy.
+    async fn expire_previews(&self) -> Result<()> {
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let Some(rec) = recoveries::expired_previews(&mut tx).await?.into_iter().next()
+            else {
+                return Ok(());
+            };
+            recoveries::cancel_preview(
+                &mut tx,
+                rec.id,
+                "the preview expired before it was confirmed",
+                PREVIEW_CANCEL_DEADLINE_SECS,
+            )
+            .await?;
+            tracing::info!(recovery.id = %rec.id, instance.id = %rec.instance_id, "preview expired, cancelling it");
+            let host = instances::lock(&mut tx, rec.instance_id)
+                .await?
+                .filter(|i| !i.deleted)
+                .and_then(|i| i.host);
+            match host {
+                Some(host) => {
+                    self.commit_with_instance_cast(
+                        tx,
+                        rec.instance_id,
+                        &host,
+                        &GuestMethod::CancelPreview { recovery_id: rec.id },
+                        RequestContext::default(),
+                    )
+                    .await?
+                }
+                // Without a guest the cancel times out at its deadline, with a fault.
+                None => tx.commit().await?,
+            }
+        }
     }
 
     async fn expire_recoveries(&self) -> Result<()> {

@@ -326,15 +326,11 @@ fn guest_messages_match_their_fixtures() {
         ),
         (
             "guest.confirm_preview",
-            GuestMethod::ConfirmPreview {
-                recovery_id: id(4),
-            },
+            GuestMethod::ConfirmPreview { recovery_id: id(4) },
         ),
         (
             "guest.cancel_preview",
-            GuestMethod::CancelPreview {
-                recovery_id: id(4),
-            },
+            GuestMethod::CancelPreview { recovery_id: id(4) },
         ),
     ];
     for (name, m) in cases {

@@ -127,7 +127,10 @@ impl TaskManager {
     async fn expire_previews(&self) -> Result<()> {
         loop {
             let mut tx = self.pool.begin().await?;
-            let Some(rec) = recoveries::expired_previews(&mut tx).await?.into_iter().next()
+            let Some(rec) = recoveries::expired_previews(&mut tx)
+                .await?
+                .into_iter()
+                .next()
             else {
                 return Ok(());
             };
@@ -149,7 +152,9 @@ impl TaskManager {
                         tx,
                         rec.instance_id,
                         &host,
-                        &GuestMethod::CancelPreview { recovery_id: rec.id },
+                        &GuestMethod::CancelPreview {
+                            recovery_id: rec.id,
+                        },
                         RequestContext::default(),
                     )
                     .await?

@@ -37,7 +37,9 @@ impl Agent {
                 RecoveryPhase::Promoting,
                 Failure::new(
                     GuestErrorCode::Internal,
-                    anyhow::anyhow!("this host has no preview of recovery {recovery_id} to confirm"),
+                    anyhow::anyhow!(
+                        "this host has no preview of recovery {recovery_id} to confirm"
+                    ),
                 ),
             ))),
             Some(state) => {

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use trove_common::{recovery::RecoveryOutcome, status::RecoveryPhase};
 
+use super::allocate_port;
 use super::cluster::Cluster;
 use super::error::{Failure, RecoveryError};
 use super::recover::restore_staged;
@@ -15,7 +16,6 @@ use super::replay::{promote_preview, replay_and_pause};
 use super::request::{RecoveryRequest, Reporters};
 use super::staging::{Swap, discard_staging, fail_with_rollback, preview_cluster, timed_cut_over};
 use super::steps::Steps;
-use super::allocate_port;
 
 const WHAT: &str = "in-place recovery";
 

@@ -243,7 +243,9 @@ pub(super) async fn replay_and_pause(
             if !replay.stop.pauses() {
                 return Err(Failure::new(
                     GuestErrorCode::TargetNotReached,
-                    anyhow::anyhow!("a preview needs a target replay can pause at; \"latest\" is none"),
+                    anyhow::anyhow!(
+                        "a preview needs a target replay can pause at; \"latest\" is none"
+                    ),
                 ));
             }
             let fetching = match fetching {

@@ -190,17 +190,62 @@ mod tests {
         use RecoveryPhase as P;
         use RecoveryState as S;
         // While staging, progress and the preview's readiness count.
-        assert!(!is_late_for_preview(S::Running, false, S::Running, P::Replaying));
-        assert!(!is_late_for_preview(S::Running, false, S::Preview, P::Preview));
+        assert!(!is_late_for_preview(
+            S::Running,
+            false,
+            S::Running,
+            P::Replaying
+        ));
+        assert!(!is_late_for_preview(
+            S::Running,
+            false,
+            S::Preview,
+            P::Preview
+        ));
         // A waiting preview ignores staging progress and its own readiness again.
-        assert!(is_late_for_preview(S::Preview, false, S::Running, P::VerifyingTarget));
-        assert!(is_late_for_preview(S::Preview, false, S::Preview, P::Preview));
+        assert!(is_late_for_preview(
+            S::Preview,
+            false,
+            S::Running,
+            P::VerifyingTarget
+        ));
+        assert!(is_late_for_preview(
+            S::Preview,
+            false,
+            S::Preview,
+            P::Preview
+        ));
         // Confirmed: the confirm's phases count, the staging's and the readiness do not.
-        assert!(!is_late_for_preview(S::Running, true, S::Running, P::CuttingOver));
-        assert!(is_late_for_preview(S::Running, true, S::Running, P::Replaying));
-        assert!(is_late_for_preview(S::Running, true, S::Preview, P::Preview));
+        assert!(!is_late_for_preview(
+            S::Running,
+            true,
+            S::Running,
+            P::CuttingOver
+        ));
+        assert!(is_late_for_preview(
+            S::Running,
+            true,
+            S::Running,
+            P::Replaying
+        ));
+        assert!(is_late_for_preview(
+            S::Running,
+            true,
+            S::Preview,
+            P::Preview
+        ));
         // An end always counts (a finished recovery is filtered before).
-        assert!(!is_late_for_preview(S::Running, true, S::Cancelled, P::Cancelled));
-        assert!(!is_late_for_preview(S::Running, true, S::Completed, P::Done));
+        assert!(!is_late_for_preview(
+            S::Running,
+            true,
+            S::Cancelled,
+            P::Cancelled
+        ));
+        assert!(!is_late_for_preview(
+            S::Running,
+            true,
+            S::Completed,
+            P::Done
+        ));
     }
 }

@@ -32,10 +32,13 @@ fn select_host() -> String {
 }
 
 pub async fn get(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<Host>> {
-    sqlx::query_as(&format!("{} WHERE h.id = $1 FOR UPDATE OF h", select_host()))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(&format!(
+        "{} WHERE h.id = $1 FOR UPDATE OF h",
+        select_host()
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Host>> {

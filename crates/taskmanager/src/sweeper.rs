@@ -125,36 +125,35 @@ impl TaskManager {
     /// Cancels each preview past its expiry as a cancel by request does: the decision and its
     /// reason recorded, then the guest asked (through the outbox) to discard the staged copy.
     async fn expire_previews(&self) -> Result<()> {
-        loop {
+        let expired = {
+            let mut conn = self.pool.acquire().await?;
+            recoveries::expired_previews(&mut conn).await?
+        };
+        for (id, instance_id) in expired {
             let mut tx = self.pool.begin().await?;
-            let Some(rec) = recoveries::expired_previews(&mut tx)
-                .await?
-                .into_iter()
-                .next()
-            else {
-                return Ok(());
-            };
+            // The instance first, then the recovery: the order trove-api locks them in.
+            let inst = instances::lock(&mut tx, instance_id).await?;
+            if recoveries::lock(&mut tx, id).await?.is_none()
+                || !recoveries::preview_expired(&mut tx, id).await?
+            {
+                // Settled meanwhile.
+                continue;
+            }
             recoveries::cancel_preview(
                 &mut tx,
-                rec.id,
+                id,
                 "the preview expired before it was confirmed",
                 PREVIEW_CANCEL_DEADLINE_SECS,
             )
             .await?;
-            tracing::info!(recovery.id = %rec.id, instance.id = %rec.instance_id, "preview expired, cancelling it");
-            let host = instances::lock(&mut tx, rec.instance_id)
-                .await?
-                .filter(|i| !i.deleted)
-                .and_then(|i| i.host);
-            match host {
+            tracing::info!(recovery.id = %id, instance.id = %instance_id, "preview expired, cancelling it");
+            match inst.filter(|i| !i.deleted).and_then(|i| i.host) {
                 Some(host) => {
                     self.commit_with_instance_cast(
                         tx,
-                        rec.instance_id,
+                        instance_id,
                         &host,
-                        &GuestMethod::CancelPreview {
-                            recovery_id: rec.id,
-                        },
+                        &GuestMethod::CancelPreview { recovery_id: id },
                         RequestContext::default(),
                     )
                     .await?
@@ -163,6 +162,7 @@ impl TaskManager {
                 None => tx.commit().await?,
             }
         }
+        Ok(())
     }
 
     async fn expire_recoveries(&self) -> Result<()> {

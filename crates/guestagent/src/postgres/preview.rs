@@ -14,6 +14,7 @@ use super::error::{Failure, RecoveryError};
 use super::recover::restore_staged;
 use super::replay::{promote_preview, replay_and_pause};
 use super::request::{RecoveryRequest, Reporters};
+use super::restore_command::remove_script;
 use super::staging::{Swap, discard_staging, fail_with_rollback, preview_cluster, timed_cut_over};
 use super::steps::Steps;
 
@@ -53,7 +54,10 @@ pub async fn stage_preview(
         }),
         Err(failure) => {
             let err = steps.failed(WHAT, failure);
-            Err(fail_with_rollback(cluster, &staging, &Swap::default(), was_running, err).await)
+            let err =
+                fail_with_rollback(cluster, &staging, &Swap::default(), was_running, err).await;
+            forget_script(&staging).await;
+            Err(err)
         }
     }
 }
@@ -94,7 +98,9 @@ pub async fn confirm_preview(
         Ok(outcome) => Ok(outcome),
         Err(failure) => {
             let err = steps.failed(WHAT, failure);
-            Err(fail_with_rollback(cluster, &staging, &swap, was_running, err).await)
+            let err = fail_with_rollback(cluster, &staging, &swap, was_running, err).await;
+            forget_script(&staging).await;
+            Err(err)
         }
     }
 }
@@ -103,5 +109,14 @@ pub async fn confirm_preview(
 /// touched. Also clears what a preview the agent knows nothing about left behind.
 pub async fn cancel_preview(cluster: &Cluster) -> anyhow::Result<()> {
     // The port does not matter for stopping: `pg_ctl stop` finds the server by its directory.
-    discard_staging(&preview_cluster(cluster, cluster.spec().port)).await
+    let staging = preview_cluster(cluster, cluster.spec().port);
+    discard_staging(&staging).await?;
+    remove_script(&staging.spec().data_dir).await
+}
+
+/// Removes the restore command script a failed preview may leave beside its (removed) copy.
+async fn forget_script(staging: &Cluster) {
+    if let Err(err) = remove_script(&staging.spec().data_dir).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not remove the restore command script");
+    }
 }

@@ -26,7 +26,9 @@ use super::recovery_conf::{
     write_target_settings,
 };
 use super::request::Replay;
-use super::restore_command::{RESTORE_CHECKSUM_MISMATCH, RESTORE_FETCH_FAILED, remove_script};
+use super::restore_command::{
+    RESTORE_CHECKSUM_MISMATCH, RESTORE_FETCH_FAILED, remove_script, write_nothing_more_script,
+};
 use super::steps::Steps;
 use super::stop_line;
 use super::wal_fetch::{Fetched, Prefetch};
@@ -267,14 +269,16 @@ pub(super) async fn replay_and_pause(
                 verify_stop(restored, replay, &plan, reached, log_start)
                     .await
                     .fail_as(GuestErrorCode::TargetNotReached)?;
-                // The fetch script and directory go below; promotion must not call them.
+                // The fetch directory goes below; promotion must not fetch from it. The settings
+                // say so for a restart, the script for a server that missed the reload.
                 write_paused_settings(restored, replay.stop, replay.timeline).await?;
                 reload(restored).await?;
                 Ok::<(), Failure>(())
             }
             .await;
-            if let Err(err) = remove_script(&restored.spec().data_dir).await {
-                tracing::warn!(error = %format!("{err:#}"), "could not remove the restore command script");
+            let data_dir = &restored.spec().data_dir;
+            if let Err(err) = write_nothing_more_script(restored.runner(), data_dir).await {
+                tracing::warn!(error = %format!("{err:#}"), "could not retire the restore command script");
             }
             drop(fetching);
             result?;
@@ -297,6 +301,9 @@ pub(super) async fn promote_preview(
     let outcome = promote(restored, true, timeline, history_dest)
         .await
         .fail_as(GuestErrorCode::TargetNotReached)?;
+    if let Err(err) = remove_script(&restored.spec().data_dir).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not remove the restore command script");
+    }
     restored
         .wait_healthy(HEALTH_DEADLINE)
         .await

@@ -148,14 +148,27 @@ pub async fn set_preview(
     recovery_phases::enter(conn, id, RecoveryPhase::Preview, None).await
 }
 
-/// Waiting previews past their expiry, locked.
-pub async fn expired_previews(conn: &mut PgConnection) -> sqlx::Result<Vec<Recovery>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM recoveries WHERE state = $1 AND preview_expires_at < now() \
-         ORDER BY preview_expires_at LIMIT 50 FOR UPDATE SKIP LOCKED"
-    ))
+/// Waiting previews past their expiry, as (recovery, instance), not locked: the caller locks
+/// the instance, then the recovery (the order trove-api locks them in), and checks again.
+pub async fn expired_previews(conn: &mut PgConnection) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    sqlx::query_as(
+        "SELECT id, instance_id FROM recoveries WHERE state = $1 AND preview_expires_at < now() \
+         ORDER BY preview_expires_at LIMIT 50",
+    )
     .bind(RecoveryState::Preview)
     .fetch_all(conn)
+    .await
+}
+
+/// Whether the locked recovery `id` still waits as a preview past its expiry.
+pub async fn preview_expired(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM recoveries WHERE id = $1 AND state = $2 \
+         AND preview_expires_at < now())",
+    )
+    .bind(id)
+    .bind(RecoveryState::Preview)
+    .fetch_one(conn)
     .await
 }
 

@@ -107,6 +107,8 @@ impl TaskManager {
         recovery_id: Uuid,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // The instance first, then the recovery: the order trove-api locks them in.
+        let inst = instances::lock(&mut tx, instance_id).await?;
         let Some(rec) = recoveries::lock(&mut tx, recovery_id).await? else {
             tracing::warn!(recovery.id = %recovery_id, "unknown recovery ignored");
             return Ok(());
@@ -119,7 +121,6 @@ impl TaskManager {
             Some(recoveries::CANCEL) => GuestMethod::CancelPreview { recovery_id },
             _ => return Ok(()),
         };
-        let inst = instances::lock(&mut tx, instance_id).await?;
         let Some(host) = inst.filter(|i| !i.deleted).and_then(|i| i.host) else {
             tracing::warn!(recovery.id = %recovery_id, "preview of an instance without a guest left to the deadline");
             return Ok(());

@@ -313,3 +313,40 @@ async fn an_expired_preview_is_cancelled_by_the_sweeper() -> Result<()> {
     assert!(!stack.instance_dir(id).join("data.staging").exists());
     stack.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_previews_a_backup_then_confirms_it() -> Result<()> {
+    let (stack, id, backup, _) = marked_instance("cli-preview").await?;
+    let cli = stack.cli_a();
+    let inst = id.to_string();
+    // `--preview --wait` ends once the preview is ready and prints where it listens.
+    let shown = cli
+        .json(&[
+            "instance",
+            "recover",
+            &inst,
+            "--backup",
+            &backup,
+            "--preview",
+            "--wait",
+        ])
+        .await?;
+    let rid = shown["recovery_id"].as_str().context("recovery id")?;
+    assert!(shown["preview"]["port"].is_u64(), "{shown}");
+    let mut preview = connect_preview(&shown).await?;
+    assert_eq!(ids(&mut preview, "marks").await?, vec![1, 2, 3]);
+    drop(preview);
+    let listed = cli.json(&["recovery", "show", &inst, rid]).await?;
+    assert_eq!(listed["state"], "PREVIEW", "{listed}");
+
+    let done = cli
+        .json(&["recovery", "confirm", &inst, rid, "--wait"])
+        .await?;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert!(done["outcome"]["downtime_ms"].is_u64(), "{done}");
+    let mut live = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut live, "marks").await?, vec![1, 2, 3]);
+    let refused = cli.fails(&["recovery", "cancel", &inst, rid]).await?;
+    assert!(refused.contains("HTTP 409"), "{refused}");
+    stack.finish().await
+}

@@ -95,19 +95,18 @@ pub async fn host_has_room_for_preview(
     Ok(capacity.is_some_and(|(capacity, used)| i64::from(capacity) > used))
 }
 
-/// A recovery of `instance_id`, locked: its state and whether it is a preview.
+/// The state of recovery `id` of `instance_id`, locked (kept as text: a state this build does
+/// not know is refused as "not a waiting preview", not a failed read).
 pub async fn lock_of(
     conn: &mut PgConnection,
     instance_id: Uuid,
     id: Uuid,
-) -> sqlx::Result<Option<(String, bool)>> {
-    sqlx::query_as(
-        "SELECT state, preview FROM recoveries WHERE id = $1 AND instance_id = $2 FOR UPDATE",
-    )
-    .bind(id)
-    .bind(instance_id)
-    .fetch_optional(conn)
-    .await
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT state FROM recoveries WHERE id = $1 AND instance_id = $2 FOR UPDATE")
+        .bind(id)
+        .bind(instance_id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// What a waiting preview becomes.

@@ -70,7 +70,7 @@ async fn settle(
     instances::lock(&mut tx, id, Some(&tenant))
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
-    let (current, _) = recoveries::lock_of(&mut tx, id, rid)
+    let current = recoveries::lock_of(&mut tx, id, rid)
         .await?
         .ok_or_else(|| ApiError::not_found(rid))?;
     if let Some(why) = refusal(&current, settle) {

@@ -85,6 +85,16 @@ async fn settle(stack: &Stack, id: Uuid, rid: &str, action: &str) -> Result<(Sta
         .await
 }
 
+/// The slots `host` uses as the taskmanager's placement counts them (`host-list`'s `used`).
+async fn slots_used(stack: &Stack, host: &str) -> Result<i64> {
+    let hosts = trove_taskmanager::manage::hosts::list_hosts(&stack.pool).await?;
+    let h = hosts
+        .iter()
+        .find(|h| h.id == host)
+        .context("the host is listed")?;
+    Ok(h.used)
+}
+
 async fn recovery_count(stack: &Stack, id: Uuid) -> Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM recoveries WHERE instance_id = $1")
@@ -252,6 +262,8 @@ async fn a_cancelled_preview_of_a_backup_leaves_the_instance_as_it_was() -> Resu
     let mut preview = connect_preview(&view).await?;
     assert_eq!(ids(&mut preview, "marks").await?, vec![1, 2, 3]);
     drop(preview);
+    // The waiting preview takes the host's second slot, as placement counts them.
+    assert_eq!(slots_used(&stack, &host).await?, 2);
     // A waiting preview keeps the instance busy.
     let (status, body) = stack
         .recover(id, json!({"backup": backup, "preview": true}))
@@ -277,6 +289,11 @@ async fn a_cancelled_preview_of_a_backup_leaves_the_instance_as_it_was() -> Resu
     assert!(
         connect_preview(&view).await.is_err(),
         "the preview's port no longer answers"
+    );
+    assert_eq!(
+        slots_used(&stack, &host).await?,
+        1,
+        "the slot is free again"
     );
     let staging = stack.instance_dir(id).join("data.staging");
     assert!(!staging.exists(), "{} is gone", staging.display());

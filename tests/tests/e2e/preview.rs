@@ -367,3 +367,38 @@ async fn the_cli_previews_a_backup_then_confirms_it() -> Result<()> {
     assert!(refused.contains("HTTP 409"), "{refused}");
     stack.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guest_agent_restarted_while_a_preview_waits_adopts_it() -> Result<()> {
+    let (mut stack, id, _, mut conn) = marked_instance("pg-preview-adopt").await?;
+    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut conn)
+        .await?;
+    sqlx::query("DELETE FROM marks WHERE id > 7")
+        .execute(&mut conn)
+        .await?;
+    stack.wait_window_past(id, before).await?;
+    let (rid, view) = preview_ready(
+        &stack,
+        id,
+        json!({"point_in_time": trove_e2e::rfc3339(before), "preview": true}),
+    )
+    .await?;
+    // The preview's server outlives the agent; the restarted agent finds the preview on disk.
+    stack.stop("guest").await?;
+    stack.start_guest();
+    let mut preview = connect_preview(&view).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=10).collect::<Vec<_>>()
+    );
+    drop(preview);
+    let (status, body) = settle(&stack, id, &rid, "confirm").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let done = wait_recovery(&stack, id, &rid, "COMPLETED").await?;
+    assert!(done["outcome"]["downtime_ms"].is_u64(), "{done}");
+    stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    let mut live = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut live, "marks").await?, (1..=10).collect::<Vec<_>>());
+    stack.finish().await
+}

@@ -74,6 +74,8 @@ pub struct Stack {
     /// The guest's broker connection: the host's own user, registered as `trove-manage host-add`
     /// does, with its password in a 0600 file.
     pub guest_amqp: AmqpConfig,
+    /// The taskmanager's `preview_ttl_secs` from its next start (`start_taskmanager`).
+    pub preview_ttl_secs: i64,
     daemons: HashMap<&'static str, (CancellationToken, JoinHandle<()>)>,
     cleanup: Cleanup,
     /// Dropped last: the control database and the vhost outlive the managed servers' teardown.
@@ -194,6 +196,7 @@ impl Stack {
                 .build()?,
             db,
             amqp,
+            preview_ttl_secs: 3600,
             daemons: HashMap::new(),
             cleanup,
             _sandbox: sandbox,
@@ -255,6 +258,7 @@ impl Stack {
             sweep_interval_ms: 200,
             outbox_grace_ms: 1000,
             host_heartbeat_expiry_secs: 30,
+            preview_ttl_secs: self.preview_ttl_secs,
             secret_key_file: self.taskmanager_key_file(),
             database: self.db.clone(),
             amqp: self.amqp.clone(),

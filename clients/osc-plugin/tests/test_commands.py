@@ -207,3 +207,76 @@ class RestorePoints(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Previews(unittest.TestCase):
+    PREVIEW = {"address": "127.0.0.1", "port": 45123, "expires_at": "2026-11-30T01:00:00Z"}
+
+    def test_recover_with_preview_waits_until_the_preview_is_ready(self):
+        answer = {"id": INST, "status": "BUILDING", "recovery_id": "r1", "preview": True}
+        waiting = {"id": "r1", "state": "PREVIEW", "phase": "preview", "preview": self.PREVIEW}
+        http = FakeHttp({
+            ("POST", f"/instances/{INST}/recover"): {"recovery": answer},
+            f"/instances/{INST}": [
+                {"instance": {"status": "ACTIVE"}},
+                {"instance": {"status": "RECOVER", "recovery": {
+                    "id": "r1", "state": "RUNNING", "phase": "replaying", "progress": {}}}},
+                {"instance": {"status": "RECOVER", "recovery": dict(waiting, progress=None)}},
+            ],
+            f"/instances/{INST}/recoveries/r1": {"recovery": waiting},
+        })
+        cmd, args = parse(recovery.RecoverInstance, [INST, "--xid", "5", "--preview", "--wait"],
+                          app_with(http))
+        with unittest.mock.patch("sys.stderr", io.StringIO()) as err, \
+                unittest.mock.patch.object(progress.time, "sleep", lambda s: None):
+            cols, values = cmd.take_action(args)
+        shown = dict(zip(cols, values))
+        self.assertEqual(shown["preview"].machine_readable(), self.PREVIEW)
+        self.assertEqual(shown["preview"].human_readable(),
+                         "127.0.0.1:45123 until 2026-11-30T01:00:00Z")
+        self.assertIn("recovery: PREVIEW at 127.0.0.1:45123", err.getvalue())
+        self.assertEqual(http.sent[1], ("POST", f"/instances/{INST}/recover",
+                                        {"recovery": {"target": {"xid": 5}, "preview": True}}))
+
+    def settle(self, cls, action, final, argv=()):
+        settled = {"id": "r1", "state": "RUNNING", "phase": "promoting"}
+        http = FakeHttp({
+            ("POST", f"/instances/{INST}/recoveries/r1/{action}"): {"recovery": settled},
+            f"/instances/{INST}": [
+                {"instance": {"status": "ACTIVE"}},
+                {"instance": {"status": "RECOVER", "recovery": {
+                    "id": "r1", "state": "RUNNING", "phase": "cutting_over", "progress": {}}}},
+                {"instance": {"status": "ACTIVE"}},
+            ],
+            f"/instances/{INST}/recoveries/r1": {"recovery": final},
+        })
+        cmd, args = parse(cls, [INST, "r1", *argv], app_with(http))
+        with unittest.mock.patch("sys.stderr", io.StringIO()) as err, \
+                unittest.mock.patch.object(progress.time, "sleep", lambda s: None):
+            cols, values = cmd.take_action(args)
+        return http, dict(zip(cols, values)), err.getvalue()
+
+    def test_confirm_posts_and_waits_for_the_cut_over(self):
+        done = {"id": "r1", "state": "COMPLETED", "phase": "done", "duration_ms": 900,
+                "outcome": {"downtime_ms": 250}}
+        http, shown, err = self.settle(recovery.ConfirmRecovery, "confirm", done, ["--wait"])
+        self.assertIn(("POST", f"/instances/{INST}/recoveries/r1/confirm", None), http.sent)
+        self.assertEqual(shown["state"], "COMPLETED")
+        self.assertIn("recovery: COMPLETED in 0.9 s, 250 ms of downtime", err)
+
+    def test_cancel_without_wait_shows_the_answer(self):
+        http, shown, _ = self.settle(recovery.CancelRecovery, "cancel", {})
+        self.assertEqual(http.sent, [("POST", f"/instances/{INST}/recoveries/r1/cancel", None)])
+        self.assertEqual(shown["phase"], "promoting")
+
+    def test_cancel_waits_for_cancelled(self):
+        gone = {"id": "r1", "state": "CANCELLED", "phase": "cancelled", "duration_ms": 100,
+                "cancel_reason": "cancelled by request"}
+        _, shown, err = self.settle(recovery.CancelRecovery, "cancel", gone, ["--wait"])
+        self.assertEqual(shown["cancel_reason"], "cancelled by request")
+        self.assertIn("recovery: CANCELLED in 0.1 s", err)
+
+    def test_a_cancel_that_ends_otherwise_fails(self):
+        failed = {"id": "r1", "state": "FAILED", "phase": "cancelling", "error_code": "internal"}
+        with self.assertRaisesRegex(exceptions.CommandError, "FAILED in phase cancelling"):
+            self.settle(recovery.CancelRecovery, "cancel", failed, ["--wait"])

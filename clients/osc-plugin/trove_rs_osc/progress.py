@@ -1,11 +1,14 @@
-"""Following a recovery in place to its end (`instance recover --wait`).
+"""Following a recovery in place to its end (`instance recover --wait`, `recovery confirm|cancel
+--wait`).
 
 Polls the instance (`GET /instances/{id}`): while its `recovery` key names this recovery, one line
 on stderr shows the phase, a bar of the bytes fetched (`fetching`, `verifying`) or of the WAL
 replayed since the first poll of `replaying`, and the time left in the phase. Once the key is
-gone, the recovery's record (`…/recoveries/{rid}`) tells how it ended: completed (the wait then
-lasts until the instance is ACTIVE again) or failed (the instance's fault says why). On a
-terminal the line is redrawn in place; otherwise each new line is printed once.
+gone, the recovery's record (`…/recoveries/{rid}`) tells how it ended: as wanted (COMPLETED, or
+CANCELLED for a cancel; the wait then lasts until the instance is ACTIVE again) or failed (the
+instance's fault says why). A preview ends the wait of `instance recover --preview --wait` once
+it is ready (state PREVIEW). On a terminal the line is redrawn in place; otherwise each new line
+is printed once.
 """
 
 import sys
@@ -84,14 +87,21 @@ class Line:
             self.out.flush()
 
 
-def wait(app, instance_id, recovery_id, fault_before=None, out=None, sleep=time.sleep):
-    """Polls until recovery `recovery_id` of the instance ends. Returns the instance once it is
-    ACTIVE after a completed recovery; raises CommandError with the fault if it failed."""
+def preview_summary(preview):
+    """Where a waiting preview listens: `127.0.0.1:45123 until 2026-…`."""
+    return f"{preview.get('address')}:{preview.get('port')} until {preview.get('expires_at')}"
+
+
+def wait(app, instance_id, recovery_id, fault_before=None, out=None, sleep=time.sleep,
+         until="COMPLETED"):
+    """Polls until recovery `recovery_id` of the instance ends in `until`: COMPLETED or
+    CANCELLED (returns the instance once it is ACTIVE again), or PREVIEW (returns the recovery's
+    record once the preview is ready). Raises CommandError with the fault if it ended otherwise."""
     line = Line(out or sys.stderr)
     while True:
         inst = common.get(app, common.instance_path(instance_id))["instance"]
         running = inst.get("recovery")
-        if running and running.get("id") == recovery_id:
+        if running and running.get("id") == recovery_id and running.get("state") != "PREVIEW":
             line.draw(line.describe(running))
             sleep(POLL_SECS)
             continue
@@ -101,16 +111,21 @@ def wait(app, instance_id, recovery_id, fault_before=None, out=None, sleep=time.
             line.draw(line.describe(record))
             sleep(POLL_SECS)
             continue
+        if state == "PREVIEW" and until == "PREVIEW":
+            line.end("recovery: PREVIEW at " + preview_summary(record.get("preview") or {}))
+            return record
         fault = inst.get("fault")
         new_fault = fault if fault and fault != fault_before else None
-        if state != "COMPLETED" or new_fault or inst.get("status") == "ERROR":
+        if state != until or new_fault or inst.get("status") == "ERROR":
             line.end(f"recovery: {state} in phase {record.get('phase')}")
             raise exceptions.CommandError((new_fault or {}).get("message") or (
                 f"Recovery {recovery_id} {state} in phase {record.get('phase')}"
                 f" (error code {record.get('error_code')}); instance status {inst.get('status')}"))
         if inst.get("status") == "ACTIVE":
             took = record.get("duration_ms")
-            line.end("recovery: COMPLETED" + (f" in {took / 1000:.1f} s" if took is not None else ""))
+            downtime = (record.get("outcome") or {}).get("downtime_ms")
+            line.end(f"recovery: {state}" + (f" in {took / 1000:.1f} s" if took is not None else "")
+                     + (f", {downtime} ms of downtime" if downtime is not None else ""))
             return inst
-        line.draw(f"recovery: COMPLETED, waiting for the instance ({inst.get('status')}) to be ACTIVE")
+        line.draw(f"recovery: {state}, waiting for the instance ({inst.get('status')}) to be ACTIVE")
         sleep(POLL_SECS)

@@ -3,7 +3,8 @@
 
 `instance recover` brings a running instance back in place, to a backup or to a point of its WAL
 (a time, the latest commit, an LSN, a transaction or a restore point), and with `--wait` follows
-it to the end (see `progress`).
+it to the end (see `progress`); with `--preview` it stops at a read-only preview, which `recovery
+confirm` or `recovery cancel` settles.
 """
 
 from osc_lib import exceptions
@@ -13,9 +14,10 @@ from osc_lib.command import command
 from trove_rs_osc import common, progress
 
 RECOVER_FIELDS = ("id", "name", "status", "datastore", "recovered_from_backup", "point_in_time",
-                  "target", "timeline", "recovery_id")
+                  "target", "timeline", "recovery_id", "preview")
 RECOVERY_FIELDS = ("id", "instance_id", "backup_id", "state", "phase", "target", "progress",
-                   "outcome", "error", "error_code", "created", "finished", "duration_ms", "phases")
+                   "outcome", "error", "error_code", "created", "finished", "duration_ms", "phases",
+                   "preview", "cancel_reason")
 WINDOW_FIELDS = ("timeline", "earliest", "latest", "lineage", "gaps", "backups", "timelines",
                  "retention")
 
@@ -71,6 +73,15 @@ class Target(common.Dict):
         return target_summary(self._value)
 
 
+class Preview(common.Dict):
+    """A waiting preview's `{"address", "port", "expires_at"}`; the request's `true` as is."""
+
+    def human_readable(self):
+        if isinstance(self._value, dict):
+            return progress.preview_summary(self._value)
+        return str(self._value)
+
+
 class Phases(common.Lines):
     @staticmethod
     def line(p):
@@ -116,10 +127,12 @@ class RecoverInstance(command.ShowOne):
         parser.add_argument("--timeline", metavar="<timeline>", type=int,
                             help="Follow this timeline's history (default: the current one)")
         parser.add_argument("--preview", action="store_true",
-                            help="Ask for a preview only (not supported by the server yet)")
+                            help="Stop at a read-only preview of the target on a port of its own; "
+                                 "settle it with `recovery confirm` or `recovery cancel`")
         parser.add_argument("--wait", action="store_true",
                             help="Follow the recovery with a progress line on stderr until it "
-                                 "ends; fail if it fails")
+                                 "ends (with --preview: until the preview is ready); fail if it "
+                                 "fails")
         return parser
 
     def take_action(self, args):
@@ -132,9 +145,13 @@ class RecoverInstance(command.ShowOne):
         body = common.post(self.app, common.instance_path(inst.id, "recover"),
                            recovery_body(args, backup_id))
         answer = body["recovery"]
-        if args.wait:
+        if args.wait and args.preview:
+            record = progress.wait(self.app, inst.id, answer["recovery_id"], shown.get("fault"),
+                                   until="PREVIEW")
+            answer = dict(answer, preview=record.get("preview"))
+        elif args.wait:
             progress.wait(self.app, inst.id, answer["recovery_id"], shown.get("fault"))
-        return common.show(answer, RECOVER_FIELDS, {"target": common.Dict})
+        return common.show(answer, RECOVER_FIELDS, {"target": common.Dict, "preview": Preview})
 
 
 class ListRecoveries(command.Lister):
@@ -178,7 +195,52 @@ class ShowRecovery(command.ShowOne):
         inst = common.find_instance(self.app, args.instance)
         record = common.get(self.app, common.instance_path(inst.id, "recoveries", args.recovery))
         return common.show(record["recovery"], RECOVERY_FIELDS, {
-            "target": Target, "progress": common.Dict, "outcome": common.Dict, "phases": Phases})
+            "target": Target, "progress": common.Dict, "outcome": common.Dict, "phases": Phases,
+            "preview": Preview})
+
+
+class SettlePreview(command.ShowOne):
+    """Settles a recovery's waiting preview (subclasses name the action)"""
+
+    action = None  # "confirm" or "cancel"
+    ends_in = None  # the recovery's state once it is done
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("instance", metavar="<instance>", help="Instance (name or ID)")
+        parser.add_argument("recovery", metavar="<recovery>", help="Recovery ID (in state PREVIEW)")
+        parser.add_argument("--wait", action="store_true",
+                            help=f"Follow it until the recovery is {self.ends_in} and the "
+                                 "instance ACTIVE; fail if it fails")
+        return parser
+
+    def take_action(self, args):
+        inst = common.find_instance(self.app, args.instance)
+        if args.wait:
+            shown = common.get(self.app, common.instance_path(inst.id))["instance"]
+        path = common.instance_path(inst.id, "recoveries", args.recovery, self.action)
+        record = common.post(self.app, path, None)["recovery"]
+        if args.wait:
+            progress.wait(self.app, inst.id, args.recovery, shown.get("fault"), until=self.ends_in)
+            record = common.get(self.app, common.instance_path(
+                inst.id, "recoveries", args.recovery))["recovery"]
+        return common.show(record, RECOVERY_FIELDS, {
+            "target": Target, "progress": common.Dict, "outcome": common.Dict, "phases": Phases,
+            "preview": Preview})
+
+
+class ConfirmRecovery(SettlePreview):
+    """Confirm a recovery's preview: the instance cuts over to the previewed data"""
+
+    action = "confirm"
+    ends_in = "COMPLETED"
+
+
+class CancelRecovery(SettlePreview):
+    """Cancel a recovery's preview: it is discarded, the instance keeps its data"""
+
+    action = "cancel"
+    ends_in = "CANCELLED"
 
 
 class ShowRecoveryWindow(command.ShowOne):

@@ -180,8 +180,18 @@ pub fn instance_detail(
             json!({
                 "id": id,
                 "backup": row.recovery_backup_id,
+                "state": row.recovery_state,
                 "phase": row.recovery_phase,
                 "progress": progress,
+                // Where a waiting preview listens: the instance's address, its own port.
+                "preview": match (row.recovery_state.as_deref(), row.recovery_preview_port) {
+                    (Some("PREVIEW"), Some(port)) => json!({
+                        "address": row.address,
+                        "port": port,
+                        "expires_at": row.recovery_preview_expires_at.map(crate::recovery_window::rfc3339),
+                    }),
+                    _ => Value::Null,
+                },
             }),
         );
     }

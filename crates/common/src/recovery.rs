@@ -392,6 +392,10 @@ pub struct RecoveryOutcome {
     /// Wall time of the whole recovery on the guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// The cut-over's downtime: from stopping the live server to the instance's port answering
+    /// again on the recovered data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
 }
 
 /// Size of a WAL segment: PostgreSQL's default, which the managed servers use.

@@ -244,15 +244,24 @@ crate::text_enum! {
         Running => "RUNNING",
         Completed => "COMPLETED",
         Failed => "FAILED",
+        /// A preview: the staged copy waits, paused at the target and readable on its own port,
+        /// for a confirm, a cancel or a move; the instance still serves its current data.
+        Preview => "PREVIEW",
+        /// A preview cancelled (by request or on expiry); the instance kept its data.
+        Cancelled => "CANCELLED",
     }
 }
 
 impl RecoveryState {
-    /// States of a recovery not finished yet (at most one per instance).
-    pub const ACTIVE: [Self; 2] = [Self::New, Self::Running];
+    /// States of a recovery not finished yet (at most one per instance). A preview holds the
+    /// instance like a running recovery does.
+    pub const ACTIVE: [Self; 3] = [Self::New, Self::Running, Self::Preview];
+    /// States in which the guest works on the recovery, bound by the recovery's deadline; a
+    /// preview waits for the user instead, until it expires.
+    pub const IN_FLIGHT: [Self; 2] = [Self::New, Self::Running];
 
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
 }
 
@@ -273,6 +282,10 @@ crate::text_enum! {
         Replaying => "replaying",
         /// Proving replay stopped at the target, then promoting the staged copy.
         VerifyingTarget => "verifying_target",
+        /// A preview: the staged copy waits, paused at the target, for a confirm or a cancel.
+        Preview => "preview",
+        /// A confirmed preview: ending its paused replay (promotion to a new timeline).
+        Promoting => "promoting",
         /// Stopping the live server and swapping the directories.
         CuttingOver => "cutting_over",
         /// Waiting for the recovered server to answer.
@@ -282,6 +295,10 @@ crate::text_enum! {
         Failed => "failed",
         /// The sweeper gave up waiting; the guest's late outcome may still settle it.
         TimedOut => "timed out",
+        /// A preview's cancel (by request or on expiry) was sent to the guest.
+        Cancelling => "cancelling",
+        /// The preview server is stopped and its staged copy removed.
+        Cancelled => "cancelled",
     }
 }
 
@@ -323,6 +340,13 @@ mod tests {
         );
         assert!(BackupState::New.is_running() && !BackupState::Completed.is_running());
         assert!(RecoveryState::Failed.is_finished() && !RecoveryState::Running.is_finished());
+        assert!(RecoveryState::Cancelled.is_finished() && !RecoveryState::Preview.is_finished());
+        assert!(RecoveryState::ACTIVE.contains(&RecoveryState::Preview));
+        assert!(!RecoveryState::IN_FLIGHT.contains(&RecoveryState::Preview));
+        // A confirmed preview moves on through promotion and cut-over, never back.
+        assert!(RecoveryPhase::Preview.rank() > RecoveryPhase::VerifyingTarget.rank());
+        assert!(RecoveryPhase::Promoting.rank() > RecoveryPhase::Preview.rank());
+        assert!(RecoveryPhase::CuttingOver.rank() > RecoveryPhase::Promoting.rank());
     }
 
     #[test]

@@ -147,6 +147,13 @@ fn taskmanager_messages_match_their_fixtures() {
             },
         ),
         (
+            "taskmanager.settle_preview",
+            TaskManagerMethod::SettlePreview {
+                instance_id: id(1),
+                recovery_id: id(4),
+            },
+        ),
+        (
             "taskmanager.update_access",
             TaskManagerMethod::UpdateAccess {
                 instance_id: id(1),
@@ -296,15 +303,34 @@ fn guest_messages_match_their_fixtures() {
                 recovery_id: id(4),
                 backup_info: location.clone(),
                 target: None,
+                preview: false,
             },
         ),
         (
             "guest.do_recovery_to_time",
             GuestMethod::DoRecovery {
                 recovery_id: id(4),
+                backup_info: location.clone(),
+                target: Some(RecoveryTarget::new(StopPoint::Time(at()), 1, id(1))),
+                preview: false,
+            },
+        ),
+        (
+            "guest.do_recovery_preview",
+            GuestMethod::DoRecovery {
+                recovery_id: id(4),
                 backup_info: location,
                 target: Some(RecoveryTarget::new(StopPoint::Time(at()), 1, id(1))),
+                preview: true,
             },
+        ),
+        (
+            "guest.confirm_preview",
+            GuestMethod::ConfirmPreview { recovery_id: id(4) },
+        ),
+        (
+            "guest.cancel_preview",
+            GuestMethod::CancelPreview { recovery_id: id(4) },
         ),
     ];
     for (name, m) in cases {
@@ -366,6 +392,7 @@ fn conductor_messages_match_their_fixtures() {
                 error: Some("checksum mismatch".into()),
                 error_code: Some(GuestErrorCode::ChecksumMismatch),
                 outcome: None,
+                preview: None,
             },
         ),
         (
@@ -386,6 +413,7 @@ fn conductor_messages_match_their_fixtures() {
                 error: None,
                 error_code: None,
                 outcome: None,
+                preview: None,
             },
         ),
         (
@@ -404,7 +432,24 @@ fn conductor_messages_match_their_fixtures() {
                     last_replayed_commit: Some(at()),
                     stop_lsn: Some("0/6000200".into()),
                     duration_ms: Some(4250),
+                    downtime_ms: None,
                 }),
+                preview: None,
+            },
+        ),
+        (
+            "conductor.update_recovery_preview",
+            ConductorMethod::UpdateRecovery {
+                instance_id: id(1),
+                recovery_id: id(4),
+                sent: 1764090001.5,
+                phase: RecoveryPhase::Preview,
+                state: RecoveryState::Preview,
+                progress: None,
+                error: None,
+                error_code: None,
+                outcome: None,
+                preview: Some(trove_common::rpc::conductor::PreviewReady { port: 54321 }),
             },
         ),
         (

@@ -130,4 +130,13 @@ impl Hosted {
             .join("recoveries")
             .join(format!("{recovery_id}.json"))
     }
+
+    /// Where a recovery's waiting preview is remembered (its port and timeline) until it is
+    /// confirmed or cancelled; the preview's server outlives an agent restart, and this file
+    /// lets the restarted agent adopt it.
+    pub fn preview_path(&self, recovery_id: Uuid) -> PathBuf {
+        self.dir
+            .join("recoveries")
+            .join(format!("{recovery_id}.preview.json"))
+    }
 }

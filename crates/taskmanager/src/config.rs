@@ -19,6 +19,9 @@ pub struct TaskManagerConfig {
     pub outbox_grace_ms: u64,
     /// A guest host whose last heartbeat is older than this gets no new instances.
     pub host_heartbeat_expiry_secs: i64,
+    /// How long a recovery's preview waits for a confirm or cancel once it is ready; the
+    /// sweeper cancels it then.
+    pub preview_ttl_secs: i64,
     /// The taskmanager's private key (mode 0600, made by `trove-manage keygen`): it opens the
     /// passwords trove-api seals in `create_instance`. Its public half goes in trove-api's
     /// `taskmanager_public_key`.
@@ -69,6 +72,9 @@ impl TaskManagerConfig {
         if let Some(problem) = self.retention.policy().problem() {
             bail!("retention.{problem}");
         }
+        if self.preview_ttl_secs < 1 {
+            bail!("preview_ttl_secs must be at least 1");
+        }
         if self.retention.interval_secs == 0 {
             bail!("retention.interval_secs must be at least 1");
         }
@@ -82,6 +88,7 @@ impl Default for TaskManagerConfig {
             sweep_interval_ms: 1000,
             outbox_grace_ms: 2000,
             host_heartbeat_expiry_secs: 60,
+            preview_ttl_secs: 3600,
             secret_key_file: PathBuf::from("/etc/trove/taskmanager.key"),
             database: DatabaseConfig::default(),
             amqp: AmqpConfig::default(),

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use trove_common::{
     fault::FaultCode,
     outbox,
+    rpc::{RequestContext, guest::GuestMethod},
     status::{InstanceTask, RecoveryPhase, RecoveryState, ServiceStatus},
 };
 
@@ -15,6 +16,9 @@ use crate::{
     db::{backups, configurations, faults, instances, recoveries},
     manager::TaskManager,
 };
+
+/// How long the guest has to discard an expired preview.
+const PREVIEW_CANCEL_DEADLINE_SECS: i64 = 600;
 
 impl TaskManager {
     pub async fn run_sweeper(&self, cancel: CancellationToken) {
@@ -42,6 +46,7 @@ impl TaskManager {
         self.expire_tasks().await?;
         self.delete_on_dead_hosts().await?;
         self.expire_recoveries().await?;
+        self.expire_previews().await?;
         let mut conn = self.pool.acquire().await?;
         for (id, instance) in backups::fail_overdue(&mut conn).await? {
             tracing::warn!(backup.id = %id, instance.id = ?instance, "backup timed out");
@@ -114,6 +119,49 @@ impl TaskManager {
             tracing::warn!(instance.id = %id, "host is silent: instance deleted now, its server is removed when the host returns");
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Cancels each preview past its expiry as a cancel by request does: the decision and its
+    /// reason recorded, then the guest asked (through the outbox) to discard the staged copy.
+    async fn expire_previews(&self) -> Result<()> {
+        let expired = {
+            let mut conn = self.pool.acquire().await?;
+            recoveries::expired_previews(&mut conn).await?
+        };
+        for (id, instance_id) in expired {
+            let mut tx = self.pool.begin().await?;
+            // The instance first, then the recovery: the order trove-api locks them in.
+            let inst = instances::lock(&mut tx, instance_id).await?;
+            if recoveries::lock(&mut tx, id).await?.is_none()
+                || !recoveries::preview_expired(&mut tx, id).await?
+            {
+                // Settled meanwhile.
+                continue;
+            }
+            recoveries::cancel_preview(
+                &mut tx,
+                id,
+                "the preview expired before it was confirmed",
+                PREVIEW_CANCEL_DEADLINE_SECS,
+            )
+            .await?;
+            tracing::info!(recovery.id = %id, instance.id = %instance_id, "preview expired, cancelling it");
+            match inst.filter(|i| !i.deleted).and_then(|i| i.host) {
+                Some(host) => {
+                    self.commit_with_instance_cast(
+                        tx,
+                        instance_id,
+                        &host,
+                        &GuestMethod::CancelPreview { recovery_id: id },
+                        RequestContext::default(),
+                    )
+                    .await?
+                }
+                // Without a guest the cancel times out at its deadline, with a fault.
+                None => tx.commit().await?,
+            }
+        }
         Ok(())
     }
 

@@ -59,6 +59,7 @@ async fn the_do_recovery(
                 recovery_id,
                 backup_info,
                 target,
+                preview: false,
             },
         ) if topic == topics::guest(q.instance) && recovery_id == q.recovery => {
             Ok((backup_info, target))
@@ -97,6 +98,7 @@ async fn report(
         error: d.error.map(str::to_string),
         error_code: d.error_code,
         outcome: d.outcome,
+        preview: None,
     };
     h.tm.update_recovery(&h.host, msg).await
 }

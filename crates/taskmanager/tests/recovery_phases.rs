@@ -51,6 +51,7 @@ async fn report(
         error: failed.then(|| "checksum of /var/lib/x differs".to_string()),
         error_code: failed.then_some(GuestErrorCode::ChecksumMismatch),
         outcome: None,
+        preview: None,
     };
     h.tm.update_recovery(&h.host, msg).await
 }

@@ -117,7 +117,7 @@ async fn cli_recovers_to_a_restore_point_and_shows_history_and_window() -> Resul
         ),
         (
             vec!["--latest", "--preview"],
-            &["unknown key 'preview'", "(HTTP 400)"],
+            &["A preview needs a target replay can pause at", "(HTTP 400)"],
         ),
         (
             vec!["--time", "2026-11-25T17:04:57"],

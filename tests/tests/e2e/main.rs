@@ -19,6 +19,7 @@ mod openapi;
 mod operator;
 mod pitr;
 mod pitr_refusals;
+mod preview;
 mod quotas;
 mod recover;
 mod recovery_history;

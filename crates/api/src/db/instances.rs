@@ -41,6 +41,10 @@ pub struct InstanceRow {
     pub recovery_updated: Option<DateTime<Utc>>,
     pub recovery_first_progress: Option<Json<serde_json::Value>>,
     pub recovery_first_progress_at: Option<DateTime<Utc>>,
+    /// The unfinished recovery's state; while a preview waits, its port and expiry.
+    pub recovery_state: Option<String>,
+    pub recovery_preview_port: Option<i32>,
+    pub recovery_preview_expires_at: Option<DateTime<Utc>>,
     pub backup_running: bool,
     /// The instance's retention override (null = the operator's default for that key).
     pub retention_window_secs: Option<i64>,
@@ -69,6 +73,8 @@ SELECT i.id, i.name, i.tenant_id, i.flavor_id, i.volume_size, i.task_id, i.addre
        r.backup_id AS recovery_backup_id, r.updated AS recovery_updated,
        r.first_progress AS recovery_first_progress,
        r.first_progress_at AS recovery_first_progress_at,
+       r.state AS recovery_state, r.preview_port AS recovery_preview_port,
+       r.preview_expires_at AS recovery_preview_expires_at,
        EXISTS (SELECT 1 FROM backups b WHERE b.instance_id = i.id AND NOT b.deleted
                AND b.state = ANY($1)) AS backup_running,
        i.retention_window_secs, i.retention_min_backups,
@@ -85,7 +91,8 @@ JOIN datastores d ON d.id = dv.datastore_id
 LEFT JOIN LATERAL (SELECT message, created, details, error_code FROM instance_faults
                    WHERE instance_id = i.id AND NOT deleted ORDER BY created DESC LIMIT 1) f ON true
 LEFT JOIN LATERAL (SELECT rc.id, rc.phase, rc.progress, rc.backup_id, rc.updated,
-                          rp.first_progress, rp.first_progress_at
+                          rp.first_progress, rp.first_progress_at, rc.state, rc.preview_port,
+                          rc.preview_expires_at
                    FROM recoveries rc
                    LEFT JOIN recovery_phases rp ON rp.recovery_id = rc.id AND rp.phase = rc.phase
                    WHERE rc.instance_id = i.id AND rc.state = ANY($2) LIMIT 1) r ON true

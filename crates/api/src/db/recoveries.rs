@@ -30,6 +30,8 @@ pub struct NewRecovery {
     pub target_xid: Option<(u32, bool)>,
     pub target_name: Option<trove_common::restore_point::RestorePointName>,
     pub deadline: DateTime<Utc>,
+    /// Stop before the cut-over and wait as a preview.
+    pub preview: bool,
 }
 
 /// Records a recovery as accepted: `NEW`, `queued`.
@@ -43,7 +45,7 @@ pub async fn insert(conn: &mut PgConnection, r: &NewRecovery) -> sqlx::Result<()
     sqlx::query(
         "INSERT INTO recoveries (id, instance_id, backup_id, target_time, target_kind, \
          target_timeline, state, phase, deadline, target_lsn, target_xid, target_inclusive, \
-         target_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         target_name, preview) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(r.id)
     .bind(r.instance_id)
@@ -58,6 +60,7 @@ pub async fn insert(conn: &mut PgConnection, r: &NewRecovery) -> sqlx::Result<()
     .bind(r.target_xid.map(|(x, _)| i64::from(x)))
     .bind(r.target_xid.map(|(_, i)| i))
     .bind(r.target_name.map(|n| n.to_string()))
+    .bind(r.preview)
     .execute(&mut *conn)
     .await?;
     // The history starts with the wait for the taskmanager.
@@ -67,5 +70,106 @@ pub async fn insert(conn: &mut PgConnection, r: &NewRecovery) -> sqlx::Result<()
         .bind(RecoveryPhase::Queued.rank())
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Whether the host of `instance_id` has a free slot for a preview's second server: its
+/// capacity above its instances not deleted and its unfinished previews (the taskmanager counts
+/// the same way when it places an instance). The host row is locked, so a placement and a
+/// preview cannot both take its last slot. An instance without a host has no room.
+pub async fn host_has_room_for_preview(
+    conn: &mut PgConnection,
+    instance_id: Uuid,
+) -> sqlx::Result<bool> {
+    let capacity: Option<(i32, i64)> = sqlx::query_as(
+        "SELECT h.capacity, \
+         (SELECT count(*) FROM instances i WHERE i.host = h.id AND NOT i.deleted) \
+         + (SELECT count(*) FROM recoveries r JOIN instances i ON i.id = r.instance_id \
+            WHERE i.host = h.id AND r.preview AND r.state IN ('NEW', 'RUNNING', 'PREVIEW')) \
+         FROM guest_hosts h WHERE h.id = (SELECT host FROM instances WHERE id = $1) \
+         FOR UPDATE OF h",
+    )
+    .bind(instance_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(capacity.is_some_and(|(capacity, used)| i64::from(capacity) > used))
+}
+
+/// The state of recovery `id` of `instance_id`, locked (kept as text: a state this build does
+/// not know is refused as "not a waiting preview", not a failed read).
+pub async fn lock_of(
+    conn: &mut PgConnection,
+    instance_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT state FROM recoveries WHERE id = $1 AND instance_id = $2 FOR UPDATE")
+        .bind(id)
+        .bind(instance_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// What a waiting preview becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Confirm,
+    Cancel,
+}
+
+impl Settle {
+    /// The row's `preview_action`, as the taskmanager reads it.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Confirm => "confirm",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    /// The phase the recovery moves to until the guest reports the end.
+    pub fn phase(self) -> RecoveryPhase {
+        match self {
+            Self::Confirm => RecoveryPhase::Promoting,
+            Self::Cancel => RecoveryPhase::Cancelling,
+        }
+    }
+}
+
+/// Records the user's decision on a waiting preview before the taskmanager is asked to carry it
+/// out: `RUNNING` again in the decision's phase, with a new deadline for the guest.
+pub async fn settle_preview(
+    conn: &mut PgConnection,
+    id: Uuid,
+    settle: Settle,
+    deadline: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let reason = (settle == Settle::Cancel).then_some("cancelled by request");
+    sqlx::query(
+        "UPDATE recoveries SET state = $2, phase = $3, preview_action = $4, cancel_reason = $5, \
+         deadline = $6, updated = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(RecoveryState::Running)
+    .bind(settle.phase())
+    .bind(settle.action())
+    .bind(reason)
+    .bind(deadline)
+    .execute(&mut *conn)
+    .await?;
+    // The preview's wait ends in the history; the decision's phase starts.
+    sqlx::query(
+        "UPDATE recovery_phases SET ended_at = now() WHERE recovery_id = $1 AND ended_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO recovery_phases (recovery_id, phase, rank) VALUES ($1, $2, $3) \
+         ON CONFLICT (recovery_id, phase) DO NOTHING",
+    )
+    .bind(id)
+    .bind(settle.phase())
+    .bind(settle.phase().rank())
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -40,6 +40,14 @@ pub struct HistoryRow {
     pub updated: DateTime<Utc>,
     pub finished: Option<DateTime<Utc>>,
     pub phases: Json<Vec<PhaseRow>>,
+    /// Asked as a preview; while one waits, where it listens (the instance's own address, its
+    /// own port) and until when.
+    pub preview: bool,
+    pub preview_port: Option<i32>,
+    pub preview_expires_at: Option<DateTime<Utc>>,
+    pub instance_address: Option<String>,
+    /// Why a preview was cancelled.
+    pub cancel_reason: Option<String>,
 }
 
 const SELECT: &str = r#"
@@ -50,7 +58,9 @@ SELECT r.id, r.backup_id, r.target_kind, r.target_time, r.target_timeline,
                    'phase', p.phase, 'started_at', p.started_at, 'ended_at', p.ended_at,
                    'first_progress', p.first_progress, 'first_progress_at', p.first_progress_at)
                    ORDER BY p.rank), '[]'::json)
-        FROM recovery_phases p WHERE p.recovery_id = r.id) AS phases
+        FROM recovery_phases p WHERE p.recovery_id = r.id) AS phases,
+       r.preview, r.preview_port, r.preview_expires_at, r.cancel_reason,
+       (SELECT i.address FROM instances i WHERE i.id = r.instance_id) AS instance_address
 FROM recoveries r
 "#;
 

@@ -13,6 +13,7 @@ pub mod instances;
 pub mod limits;
 pub mod mgmt_instances;
 pub mod openapi;
+pub mod preview;
 pub mod quotas;
 pub mod recover;
 pub mod recoveries;
@@ -39,6 +40,7 @@ pub fn tenant() -> Routes {
         .merge(instance_actions::routes())
         .merge(recover::routes())
         .merge(recoveries::routes())
+        .merge(preview::routes())
         .merge(recovery_window::routes())
         .merge(restore_points::routes())
         .merge(transactions::routes())

@@ -51,6 +51,8 @@ struct RecoverRequest {
     point: PointInTime,
     /// A restore point to look up; `point.stop` is set from it before planning.
     restore_point: Option<RestorePointName>,
+    /// Stop before the cut-over, the staged copy readable until a confirm or cancel.
+    preview: bool,
 }
 
 fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
@@ -58,13 +60,22 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
     if let Some(k) = r.keys().find(|k| {
         !matches!(
             k.as_str(),
-            "instance" | "backup" | "point_in_time" | "target" | "timeline"
+            "instance" | "backup" | "point_in_time" | "target" | "timeline" | "preview"
         )
     }) {
         return Err(bad(format!(
-            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup, point_in_time, target, timeline)."
+            "Validation error: recovery has an unknown key '{k}' (allowed: instance, backup, point_in_time, target, timeline, preview)."
         )));
     }
+    let preview = match r.get("preview") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(bad(
+                "Validation error: recovery['preview'] must be true or false",
+            ));
+        }
+    };
     if let Some(i) = r.get("instance") {
         let i = validate::uuid_strict(i, "recovery['instance']")?;
         if i != path_id {
@@ -105,6 +116,7 @@ fn parse(body: &Value, path_id: Uuid) -> ApiResult<RecoverRequest> {
         backup_id,
         point,
         restore_point,
+        preview,
     })
 }
 
@@ -132,6 +144,11 @@ async fn recover_instance(
     if let Some(name) = req.restore_point {
         req.point.stop = Some(recovery_request::resolve_restore_point(&mut tx, id, name).await?);
     }
+    if req.preview && req.point.stop == Some(StopPoint::Latest) {
+        return Err(bad(
+            "A preview needs a target replay can pause at; \"latest\" ends wherever the WAL ends. Name a time, an lsn, an xid, a restore point or a backup.",
+        ));
+    }
     // The point-in-time plan (or the plain backup) decides which backup is restored.
     let plan = match req.point.stop {
         Some(stop) => Some(
@@ -155,6 +172,12 @@ async fn recover_instance(
     recovery_request::ensure_completed(&backup, BackupUse::Recovery)?;
     same_datastore(&backup, &inst_row.ds_name, id)?;
     ensure_available(&mut tx, &inst).await?;
+    // The preview's staged copy is a second server on the host until it is settled.
+    if req.preview && !recoveries::host_has_room_for_preview(&mut tx, id).await? {
+        return Err(ApiError::Conflict(format!(
+            "The host of instance {id} has no free capacity for a preview's second server; recover without a preview, or try again when a slot is free."
+        )));
+    }
 
     let recovery_id = Uuid::new_v4();
     let deadline = super::deadline_in(state.config.recovery_timeout_secs);
@@ -186,6 +209,7 @@ async fn recover_instance(
             target_xid: plan.as_ref().and_then(|p| p.target.stop.xid()),
             target_name: plan.as_ref().and_then(|p| p.target.stop.restore_point()),
             deadline,
+            preview: req.preview,
         },
     )
     .await?;
@@ -197,7 +221,7 @@ async fn recover_instance(
     dispatch
         .start_task(tx, id, InstanceTask::Recovering, deadline, &method)
         .await?;
-    tracing::info!(instance.id = %id, backup.id = %backup.id, recovery.id = %recovery_id, target = %kind, "recovery accepted");
+    tracing::info!(instance.id = %id, backup.id = %backup.id, recovery.id = %recovery_id, target = %kind, preview = req.preview, "recovery accepted");
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"recovery": {
@@ -210,6 +234,7 @@ async fn recover_instance(
             "target": plan.as_ref().and_then(|p| target_view(p.target.stop)),
             "timeline": timeline,
             "recovery_id": recovery_id,
+            "preview": req.preview,
         }})),
     ))
 }
@@ -280,6 +305,27 @@ mod tests {
         );
         assert!(parse(&json!({"recovery": {"backup": "not-a-uuid"}}), p).is_err());
         assert!(parse(&json!({"recover": {}}), p).is_err());
+        let previewed = parse(
+            &json!({"recovery": {"backup": b.to_string(), "preview": true}}),
+            p,
+        )
+        .expect("a preview of a backup");
+        assert!(previewed.preview);
+        assert!(
+            !parse(
+                &json!({"recovery": {"backup": b.to_string(), "preview": null}}),
+                p
+            )
+            .expect("null is absent")
+            .preview
+        );
+        assert!(
+            parse(
+                &json!({"recovery": {"backup": b.to_string(), "preview": "yes"}}),
+                p
+            )
+            .is_err()
+        );
         assert!(
             parse(
                 &json!({"recovery": {"target": {"lsn": "0/3000028"}, "timeline": 1}}),

@@ -114,8 +114,14 @@ fn millis(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
 }
 
 /// One recovery. `error` is the guest's own text, which names host paths and carries tool
-/// output: admins read it, members the stable `error_code` (as for an instance's fault).
-fn view(r: &HistoryRow, instance: Uuid, audience: Audience, now: DateTime<Utc>) -> Value {
+/// output: admins read it, members the stable `error_code` (as for an instance's fault). A
+/// waiting preview shows where it listens and until when.
+pub(super) fn view(
+    r: &HistoryRow,
+    instance: Uuid,
+    audience: Audience,
+    now: DateTime<Utc>,
+) -> Value {
     let running = RecoveryState::parse(&r.state).is_some_and(|s| !s.is_finished());
     let current = r.phases.0.iter().find(|p| p.phase == r.phase);
     let phases: Vec<Value> = r
@@ -169,5 +175,20 @@ fn view(r: &HistoryRow, instance: Uuid, audience: Audience, now: DateTime<Utc>) 
         "finished": r.finished.map(trove_time),
         "duration_ms": r.finished.map(|f| millis(r.created, f)),
         "phases": phases,
+        "preview_requested": r.preview,
+        "preview": preview_view(r),
+        "cancel_reason": r.cancel_reason,
     })
+}
+
+/// `{"address", "port", "expires_at"}` while the preview waits (state `PREVIEW`), else null.
+fn preview_view(r: &HistoryRow) -> Value {
+    match (r.state == RecoveryState::Preview.as_str(), r.preview_port) {
+        (true, Some(port)) => json!({
+            "address": r.instance_address,
+            "port": port,
+            "expires_at": r.preview_expires_at.map(rfc3339),
+        }),
+        _ => Value::Null,
+    }
 }

@@ -128,6 +128,9 @@ pub enum ConductorMethod {
         /// What a completed recovery reached; absent while it runs and when it failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outcome: Option<RecoveryOutcome>,
+        /// With state `PREVIEW`: where the paused, read-only staged copy listens.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preview: Option<PreviewReady>,
     },
     /// Ours: a registered guest host says it is alive and where it is. The conductor takes the
     /// host from the broker-validated sender; `host` must name that same host.
@@ -189,4 +192,10 @@ pub enum ConductorMethod {
 
 impl Method for ConductorMethod {
     const VERSION: &'static str = "1.0";
+}
+
+/// A preview ready for reading: the port its server listens on, on the instance's own addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewReady {
+    pub port: u16,
 }

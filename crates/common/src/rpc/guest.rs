@@ -81,6 +81,20 @@ pub enum GuestMethod {
         /// Ours: replay WAL to a point in time after restoring the backup.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<RecoveryTarget>,
+        /// Ours: stop before the cut-over and keep the staged copy running, paused at the target
+        /// and read-only, on a port of its own (reported as `PREVIEW`), until a confirm or cancel.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        preview: bool,
+    },
+    /// Ours: promote the recovery's waiting preview and cut over to it, as a recovery without
+    /// a preview does; reported with `update_recovery` as that recovery.
+    ConfirmPreview {
+        recovery_id: Uuid,
+    },
+    /// Ours: stop the recovery's preview server and remove its staged copy; reported with
+    /// `update_recovery` as `CANCELLED`.
+    CancelPreview {
+        recovery_id: Uuid,
     },
     /// Ours: rewrite the server's `pg_hba.conf` for `access` and reload it (no restart), then
     /// report with the conductor's `update_access`.

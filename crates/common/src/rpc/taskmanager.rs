@@ -89,6 +89,12 @@ pub enum TaskManagerMethod {
         backup_id: Uuid,
         recovery_id: Uuid,
     },
+    /// Ours: a preview's confirm or cancel, which the API recorded on the recovery row
+    /// (`preview_action`); the row decides, so a redelivery finds it already sent.
+    SettlePreview {
+        instance_id: Uuid,
+        recovery_id: Uuid,
+    },
     /// Trove's `update_access`: apply the instance's new network access. The control database
     /// holds the access to apply; `access` is what the API stored, for the record.
     UpdateAccess {

@@ -7,6 +7,7 @@ mod backup;
 mod configuration;
 mod lifecycle;
 mod prepare;
+mod preview;
 mod recovery;
 mod recovery_source;
 mod restore_point;
@@ -86,9 +87,16 @@ impl Agent {
                 recovery_id,
                 backup_info,
                 target,
+                preview,
             } => {
-                self.do_recovery(&h, recovery_id, backup_info, target, rid)
+                self.do_recovery(&h, recovery_id, backup_info, target, preview, rid)
                     .await
+            }
+            GuestMethod::ConfirmPreview { recovery_id } => {
+                self.confirm_preview(&h, recovery_id, rid).await
+            }
+            GuestMethod::CancelPreview { recovery_id } => {
+                self.cancel_preview(&h, recovery_id, rid).await
             }
             GuestMethod::ListTransactions {
                 listing_id,

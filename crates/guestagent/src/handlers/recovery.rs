@@ -1,6 +1,7 @@
 //! `do_recovery`: recover the running instance in place, to the end of a backup or on to a point
 //! in time, reporting each phase, and remembering the outcome so a redelivered message is answered
-//! without redoing the work.
+//! without redoing the work. Asked as a preview, it stops before the cut-over and reports the
+//! waiting preview instead (confirmed or cancelled in `preview`).
 
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use trove_common::{
     recovery::{RecoveryOutcome, RecoveryProgress, RecoveryTarget},
     rpc::{
-        conductor::{ConductorMethod, GuestErrorCode},
+        conductor::{ConductorMethod, GuestErrorCode, PreviewReady},
         guest::BackupLocation,
     },
     status::{RecoveryPhase, RecoveryState},
@@ -22,23 +23,40 @@ use crate::{
     agent::Agent,
     hosted::Hosted,
     postgres::{
-        RecoveryError, Reporters, current_timeline, ensure_dir, recover_in_place, write_owned,
+        PreviewState, RecoveryError, Reporters, confirm_preview, current_timeline, ensure_dir,
+        recover_in_place, stage_preview, write_owned,
     },
 };
 
+/// What [`Agent::run_recovery`] does between pausing and resuming the WAL streaming.
+pub(super) enum Job<'a> {
+    /// A recovery in place, through to the cut-over.
+    Recover(&'a RecoverySource),
+    /// A preview: stop before the cut-over, the staged copy paused at the target.
+    Preview(&'a RecoverySource),
+    /// A waiting preview confirmed: promotion, then the cut-over.
+    Confirm(PreviewState),
+}
+
+/// How a [`Job`] ended well.
+pub(super) enum Done {
+    Recovered(RecoveryOutcome),
+    Previewing(PreviewState),
+}
+
 /// The remembered (and reported) end of one recovery.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Finished {
-    state: RecoveryState,
-    phase: RecoveryPhase,
-    error: Option<String>,
-    error_code: Option<GuestErrorCode>,
+pub(super) struct Finished {
+    pub(super) state: RecoveryState,
+    pub(super) phase: RecoveryPhase,
+    pub(super) error: Option<String>,
+    pub(super) error_code: Option<GuestErrorCode>,
     #[serde(default)]
-    outcome: Option<RecoveryOutcome>,
+    pub(super) outcome: Option<RecoveryOutcome>,
 }
 
 impl Finished {
-    fn from_result(result: Result<RecoveryOutcome, RecoveryError>) -> Self {
+    pub(super) fn from_result(result: Result<RecoveryOutcome, RecoveryError>) -> Self {
         match result {
             Ok(outcome) => Self {
                 state: RecoveryState::Completed,
@@ -65,19 +83,15 @@ impl Agent {
         recovery_id: Uuid,
         backup: BackupLocation,
         target: Option<RecoveryTarget>,
+        preview: bool,
         rid: Option<String>,
     ) {
         let _guard = h.op.lock().await;
         let _down = h.disrupt();
-        let result_path = h.recovery_result_path(recovery_id);
-        if let Ok(bytes) = tokio::fs::read(&result_path).await
-            && let Ok(done) = serde_json::from_slice::<Finished>(&bytes)
-        {
-            tracing::info!(recovery.id = %recovery_id, "recovery already finished, reporting again");
-            self.send_finished(h.id, recovery_id, &done, rid).await;
+        if self.answer_again(h, recovery_id, rid.clone()).await {
             return;
         }
-        tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, backup.id = %backup.id, "recovery started");
+        tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, backup.id = %backup.id, preview, "recovery started");
         let started = std::time::Instant::now();
         let result = match self.recovery_source(h.id, &backup, target.as_ref()) {
             Err(failure) => Err(RecoveryError::new(
@@ -86,24 +100,94 @@ impl Agent {
                 failure,
             )),
             Ok(source) => {
-                self.run_recovery(h, recovery_id, &source, rid.clone())
-                    .await
+                let job = if preview {
+                    Job::Preview(&source)
+                } else {
+                    Job::Recover(&source)
+                };
+                self.run_recovery(h, recovery_id, job, rid.clone()).await
             }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
-        let result = result.map(|outcome| RecoveryOutcome {
-            duration_ms: Some(duration_ms),
-            ..outcome
-        });
-        match &result {
-            Ok(_) => {
-                tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, duration_ms, "recovery completed")
+        let result = match result {
+            Ok(Done::Previewing(state)) => {
+                tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, duration_ms, port = state.port, "preview ready");
+                self.preview_ready(h, recovery_id, state, rid).await;
+                return;
             }
-            Err(e) => {
-                tracing::warn!(instance.id = %h.id, recovery.id = %recovery_id, duration_ms, error = %e, error_code = %e.code, "recovery failed, previous data kept")
+            Ok(Done::Recovered(outcome)) => Ok(RecoveryOutcome {
+                duration_ms: Some(duration_ms),
+                ..outcome
+            }),
+            Err(e) => Err(e),
+        };
+        self.recovery_finished(h, recovery_id, Finished::from_result(result), rid)
+            .await;
+    }
+
+    /// Answers a redelivered message for a recovery that finished or waits as a preview with what
+    /// was reported then; true if it did.
+    pub(super) async fn answer_again(
+        &self,
+        h: &Arc<Hosted>,
+        recovery_id: Uuid,
+        rid: Option<String>,
+    ) -> bool {
+        if let Ok(bytes) = tokio::fs::read(h.recovery_result_path(recovery_id)).await
+            && let Ok(done) = serde_json::from_slice::<Finished>(&bytes)
+        {
+            tracing::info!(recovery.id = %recovery_id, "recovery already finished, reporting again");
+            self.send_finished(h.id, recovery_id, &done, rid).await;
+            return true;
+        }
+        if let Some(state) = read_preview(h, recovery_id).await {
+            tracing::info!(recovery.id = %recovery_id, "preview already waiting, reporting again");
+            self.send_preview(h.id, recovery_id, state, rid).await;
+            return true;
+        }
+        false
+    }
+
+    /// Remembers the waiting preview (a confirm or cancel reads it, also after an agent
+    /// restart), then reports it.
+    async fn preview_ready(
+        &self,
+        h: &Arc<Hosted>,
+        recovery_id: Uuid,
+        state: PreviewState,
+        rid: Option<String>,
+    ) {
+        let path = h.preview_path(recovery_id);
+        let remembered = async {
+            if let Some(parent) = path.parent() {
+                ensure_dir(parent, 0o700, None).await?;
+            }
+            write_owned(&path, &serde_json::to_vec(&state)?, 0o600, None).await
+        };
+        if let Err(e) = remembered.await {
+            tracing::warn!(recovery.id = %recovery_id, error = %format!("{e:#}"), "could not remember the preview");
+        }
+        self.send_preview(h.id, recovery_id, state, rid).await;
+    }
+
+    /// Remembers the end of a recovery (a redelivery is answered from it), forgets its preview
+    /// if it had one, and reports the end.
+    pub(super) async fn recovery_finished(
+        &self,
+        h: &Arc<Hosted>,
+        recovery_id: Uuid,
+        finished: Finished,
+        rid: Option<String>,
+    ) {
+        match &finished.error {
+            None => {
+                tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, state = %finished.state, "recovery finished")
+            }
+            Some(e) => {
+                tracing::warn!(instance.id = %h.id, recovery.id = %recovery_id, error = %e, "recovery failed, previous data kept")
             }
         }
-        let finished = Finished::from_result(result);
+        let result_path = h.recovery_result_path(recovery_id);
         // The outcome names host paths and tool output: the agent's own, 0600 in a 0700 directory.
         let remembered = async {
             if let Some(parent) = result_path.parent() {
@@ -115,19 +199,22 @@ impl Agent {
         if let Err(e) = remembered.await {
             tracing::warn!(recovery.id = %recovery_id, error = %format!("{e:#}"), "could not remember the recovery outcome");
         }
+        if let Err(e) = remove_if_exists(&h.preview_path(recovery_id)).await {
+            tracing::warn!(recovery.id = %recovery_id, error = %format!("{e:#}"), "could not forget the preview");
+        }
         self.send_finished(h.id, recovery_id, &finished, rid).await;
     }
 
-    /// Runs the recovery, reporting each phase as it starts and the progress every second. WAL
+    /// Runs `job`, reporting each phase as it starts and the progress every second. WAL
     /// shipping pauses meanwhile: the server changes timeline at cut-over, and the receiver must
-    /// follow it.
-    async fn run_recovery(
+    /// follow it. A preview ships again once it waits: the instance keeps serving meanwhile.
+    pub(super) async fn run_recovery(
         &self,
         h: &Arc<Hosted>,
         recovery_id: Uuid,
-        source: &RecoverySource,
+        job: Job<'_>,
         rid: Option<String>,
-    ) -> Result<RecoveryOutcome, RecoveryError> {
+    ) -> Result<Done, RecoveryError> {
         let last_phase = Mutex::new(RecoveryPhase::Fetching);
         let progress = Mutex::new(RecoveryProgress::default());
         // The callbacks are sync; a channel wakes the loop below to report a new phase at once.
@@ -152,8 +239,24 @@ impl Agent {
             phase: &phase_cb,
             progress: &progress_cb,
         };
-        let request = source.request();
-        let work = recover_in_place(&h.cluster, &request, reporters);
+        let history_dest = self.wal_spool(h.id);
+        let work = async {
+            match job {
+                Job::Recover(source) => recover_in_place(&h.cluster, &source.request(), reporters)
+                    .await
+                    .map(Done::Recovered),
+                Job::Preview(source) => stage_preview(&h.cluster, &source.request(), reporters)
+                    .await
+                    .map(Done::Previewing),
+                Job::Confirm(state) => {
+                    // Along a timeline, the new one's history goes to the spool, as in a recovery.
+                    let dest = state.timeline.map(|_| history_dest.as_path());
+                    confirm_preview(&h.cluster, state, dest, reporters)
+                        .await
+                        .map(Done::Recovered)
+                }
+            }
+        };
         tokio::pin!(work);
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let result = loop {
@@ -176,14 +279,17 @@ impl Agent {
         self.start_streaming(h).await;
         // The control plane plans the next point-in-time recovery on the instance's current
         // timeline, so it travels with the outcome instead of waiting for a WAL report.
-        let mut outcome = result?;
+        let mut outcome = match result? {
+            Done::Recovered(outcome) => outcome,
+            previewing @ Done::Previewing(_) => return Ok(previewing),
+        };
         match current_timeline(&h.cluster).await {
             Ok(tl) => outcome.new_timeline = Some(tl),
             Err(e) => {
                 tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "cannot read the timeline after recovery")
             }
         }
-        Ok(outcome)
+        Ok(Done::Recovered(outcome))
     }
 
     /// Progress while the recovery runs; best effort, the next report follows within a second.
@@ -205,8 +311,32 @@ impl Agent {
             error: None,
             error_code: None,
             outcome: None,
+            preview: None,
         };
         self.report_best_effort(msg, rid).await
+    }
+
+    /// The preview is ready, retried until the broker has it: the user waits for it.
+    async fn send_preview(
+        &self,
+        instance_id: Uuid,
+        recovery_id: Uuid,
+        state: PreviewState,
+        rid: Option<String>,
+    ) {
+        let msg = ConductorMethod::UpdateRecovery {
+            instance_id,
+            recovery_id,
+            sent: epoch_seconds(Utc::now()),
+            phase: RecoveryPhase::Preview,
+            state: RecoveryState::Preview,
+            progress: None,
+            error: None,
+            error_code: None,
+            outcome: None,
+            preview: Some(PreviewReady { port: state.port }),
+        };
+        self.report(msg, rid).await
     }
 
     /// The outcome, retried until the broker has it: it settles the instance's task.
@@ -227,8 +357,22 @@ impl Agent {
             error: f.error.clone(),
             error_code: f.error_code,
             outcome: f.outcome.clone(),
+            preview: None,
         };
         self.report(msg, rid).await
+    }
+}
+
+/// The waiting preview of `recovery_id`, if the agent remembers one.
+pub(super) async fn read_preview(h: &Hosted, recovery_id: Uuid) -> Option<PreviewState> {
+    let bytes = tokio::fs::read(h.preview_path(recovery_id)).await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+async fn remove_if_exists(path: &std::path::Path) -> std::io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

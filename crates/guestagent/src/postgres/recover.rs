@@ -1,17 +1,16 @@
 //! Recovery of a running instance in place, to the end of a backup or on to a point in time, with
 //! automatic rollback (docs/postgres-recovery.md §3.3 and §3.8 B).
 
-use trove_common::{
-    recovery::RecoveryOutcome, rpc::conductor::GuestErrorCode, status::RecoveryPhase,
-};
+use trove_common::{recovery::RecoveryOutcome, status::RecoveryPhase};
 
 use super::archive::restore_backup;
 use super::cluster::Cluster;
-use super::error::{FailAs as _, Failure, RecoveryError};
-use super::replay::{Fetching, HEALTH_DEADLINE, replay_and_promote};
+use super::error::{Failure, RecoveryError};
+use super::replay::{Fetching, replay_and_promote};
 use super::request::{RecoveryRequest, Reporters};
 use super::staging::{
-    Swap, carry_timeline_history, cut_over, discard_staging, fail_with_rollback, staging_cluster,
+    Swap, carry_timeline_history, discard_staging, fail_with_rollback, staging_cluster,
+    timed_cut_over,
 };
 use super::steps::Steps;
 
@@ -56,6 +55,26 @@ async fn run(
     steps: &mut Steps<'_>,
     swap: &mut Swap,
 ) -> Result<RecoveryOutcome, Failure> {
+    let fetching = restore_staged(cluster, staging, request, steps).await?;
+    let outcome = replay_and_promote(staging, request.replay.as_ref(), fetching, steps).await?;
+    // A clean shutdown leaves a checkpointed copy that starts without crash recovery.
+    staging.stop().await?;
+    let downtime_ms = timed_cut_over(cluster, staging, swap, steps).await?;
+    Ok(RecoveryOutcome {
+        downtime_ms: Some(downtime_ms),
+        ..outcome
+    })
+}
+
+/// The phases `fetching` and `verifying`: the backup unpacked into `staging` (a leftover staging
+/// directory removed first), with the live instance's timeline histories carried over. Returns
+/// the replay's WAL, already on its way.
+pub(super) async fn restore_staged(
+    cluster: &Cluster,
+    staging: &Cluster,
+    request: &RecoveryRequest<'_>,
+    steps: &mut Steps<'_>,
+) -> Result<Option<Fetching>, Failure> {
     let staging_dir = staging.spec().data_dir.clone();
 
     steps.enter(RecoveryPhase::Fetching);
@@ -79,19 +98,5 @@ async fn run(
 
     steps.enter(RecoveryPhase::Verifying);
     carry_timeline_history(cluster, &staging_dir).await?;
-    let outcome = replay_and_promote(staging, request.replay.as_ref(), fetching, steps).await?;
-    // A clean shutdown leaves a checkpointed copy that starts without crash recovery.
-    staging.stop().await?;
-
-    steps.enter(RecoveryPhase::CuttingOver);
-    cut_over(cluster, staging, swap)
-        .await
-        .fail_as(GuestErrorCode::StartFailed)?;
-
-    steps.enter(RecoveryPhase::HealthCheck);
-    cluster
-        .wait_healthy(HEALTH_DEADLINE)
-        .await
-        .fail_as(GuestErrorCode::HealthCheckFailed)?;
-    Ok(outcome)
+    Ok(fetching)
 }

@@ -34,12 +34,29 @@ recovery_target_timeline = 'current'
 /// writes `recovery.signal` and `trove-recovery.conf`. The settings live in their own file so that
 /// [`finish_recovery`] can drop them; left behind, a later `recovery.signal` would reuse them.
 pub(super) async fn write_backup_end_settings(cluster: &Cluster) -> Result<()> {
+    write_backup_end(cluster, RECOVERY_SETTINGS).await
+}
+
+/// As [`write_backup_end_settings`], but for a preview: the copy pauses once consistent, read-only,
+/// instead of promoting, until the preview is confirmed.
+pub(super) async fn write_backup_end_pause_settings(cluster: &Cluster) -> Result<()> {
+    write_backup_end(cluster, &backup_end_pause_settings()).await
+}
+
+fn backup_end_pause_settings() -> String {
+    RECOVERY_SETTINGS.replace(
+        "recovery_target_action = 'promote'",
+        "recovery_target_action = 'pause'",
+    )
+}
+
+async fn write_backup_end(cluster: &Cluster, settings: &str) -> Result<()> {
     let data_dir = &cluster.spec().data_dir;
     let owner = cluster.runner().owner();
     config::ensure_includes(data_dir, owner).await?;
     write_owned(
         &data_dir.join(RECOVERY_CONF),
-        RECOVERY_SETTINGS.as_bytes(),
+        settings.as_bytes(),
         0o600,
         owner,
     )
@@ -110,9 +127,55 @@ pub(super) async fn write_target_settings(
     write_owned(&data_dir.join("recovery.signal"), b"", 0o600, owner).await
 }
 
+/// The settings of a preview paused at `stop` on `timeline`, with `restore_command = 'false'`: the
+/// fetch script and its directory go once the target is reached, but promotion still asks the
+/// command for newer timeline histories, and `false` answers "none" (PostgreSQL 15 re-reads
+/// `restore_command` on reload, also while paused).
+pub(super) async fn write_paused_settings(
+    restored: &Cluster,
+    stop: StopPoint,
+    timeline: u32,
+) -> Result<()> {
+    let data_dir = &restored.spec().data_dir;
+    let owner = restored.runner().owner();
+    write_owned(
+        &data_dir.join(RECOVERY_CONF),
+        paused_settings(stop, timeline).as_bytes(),
+        0o600,
+        owner,
+    )
+    .await
+}
+
+fn paused_settings(stop: StopPoint, timeline: u32) -> String {
+    let mut settings = format!(
+        "# Written by the Trove guest agent for a preview paused at its target; removed at promotion.\n\
+         restore_command = 'false'\n\
+         recovery_target_timeline = '{timeline}'\n\
+         timezone = 'UTC'\n\
+         log_timezone = 'UTC'\n"
+    );
+    settings.push_str(&target_settings(stop));
+    settings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_pauses_where_a_recovery_would_promote() {
+        let pause = backup_end_pause_settings();
+        assert!(pause.contains("recovery_target_action = 'pause'\n"));
+        assert!(!pause.contains("'promote'"));
+        assert!(pause.contains("recovery_target = 'immediate'\n"));
+        let paused = paused_settings(StopPoint::Lsn(0x300_0028), 2);
+        assert!(paused.contains("restore_command = 'false'\n"));
+        assert!(paused.contains("recovery_target_timeline = '2'\n"));
+        assert!(paused.ends_with(
+            "recovery_target_lsn = '0/3000028'\nrecovery_target_inclusive = on\nrecovery_target_action = 'pause'\n"
+        ));
+    }
 
     #[test]
     fn each_target_kind_pauses_at_its_own_setting() {

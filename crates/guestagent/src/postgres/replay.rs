@@ -21,9 +21,14 @@ use super::cluster::Cluster;
 use super::config::RECOVERY_CONF;
 use super::error::{FailAs as _, Failure};
 use super::os_user::{ensure_dir, remove_file_if_exists, write_owned};
-use super::recovery_conf::{write_backup_end_settings, write_target_settings};
+use super::recovery_conf::{
+    write_backup_end_pause_settings, write_backup_end_settings, write_paused_settings,
+    write_target_settings,
+};
 use super::request::Replay;
-use super::restore_command::{RESTORE_CHECKSUM_MISMATCH, RESTORE_FETCH_FAILED, remove_script};
+use super::restore_command::{
+    RESTORE_CHECKSUM_MISMATCH, RESTORE_FETCH_FAILED, remove_script, write_nothing_more_script,
+};
 use super::steps::Steps;
 use super::stop_line;
 use super::wal_fetch::{Fetched, Prefetch};
@@ -140,6 +145,50 @@ async fn replay_to_target(
     fetched: &Arc<Fetched>,
     steps: &mut Steps<'_>,
 ) -> Result<RecoveryOutcome, Failure> {
+    let (reached, log_start) =
+        replay_until_stopped(restored, replay, plan, fetched, steps, Visibility::Private).await?;
+    steps.enter(RecoveryPhase::VerifyingTarget);
+    async {
+        verify_stop(restored, replay, plan, reached, log_start).await?;
+        promote(
+            restored,
+            reached == Reached::Paused,
+            Some(replay.timeline),
+            replay.history_dest,
+        )
+        .await
+    }
+    .await
+    .fail_as(GuestErrorCode::TargetNotReached)
+}
+
+/// Whom the replaying server listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visibility {
+    /// The unix socket only (`listen_addresses = ''`): a copy tenants must not see yet.
+    Private,
+    /// The addresses and port in the copy's spec: a preview tenants read.
+    Listening,
+}
+
+async fn start_replay(restored: &Cluster, visibility: Visibility) -> Result<()> {
+    match visibility {
+        Visibility::Private => restored.start_private(restored.spec().port).await,
+        Visibility::Listening => restored.start().await,
+    }
+}
+
+/// Starts the restored copy with `replay`'s target settings and waits until replay pauses at
+/// the target (or, for "latest", promotes). Returns how it ended and where this replay's server
+/// log starts.
+async fn replay_until_stopped(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    plan: &Plan,
+    fetched: &Arc<Fetched>,
+    steps: &mut Steps<'_>,
+    visibility: Visibility,
+) -> Result<(Reached, u64), Failure> {
     steps.enter(RecoveryPhase::Replaying);
     restored.write_managed_config().await?;
     let log_start = log_len(restored).await;
@@ -150,29 +199,163 @@ async fn replay_to_target(
     // The server may already stop during `pg_ctl start` (replay runs before it accepts
     // connections), so both steps are classified by what it logged.
     let work = async {
-        match restored.start_private(restored.spec().port).await {
+        match start_replay(restored, visibility).await {
             Ok(()) => wait_for_target(restored, replay, plan, steps)
                 .await
                 .map_err(|e| (GuestErrorCode::RestoreFailed, e)),
             Err(e) => Err((GuestErrorCode::StartFailed, e)),
         }
     };
-    let waited = work.await;
-    let reached = match waited {
-        Ok(reached) => reached,
+    match work.await {
+        Ok(reached) => Ok((reached, log_start)),
         Err((step_code, err)) => {
             let log = read_log_from(restored, log_start).await.unwrap_or_default();
-            return Err(Failure::new(
+            Err(Failure::new(
                 replay_failure_code(&log).unwrap_or(step_code),
                 err,
-            ));
+            ))
         }
-    };
+    }
+}
 
-    steps.enter(RecoveryPhase::VerifyingTarget);
-    verify_and_promote(restored, replay, plan, reached, log_start)
+/// Replays the backup unpacked in `restored` as `replay` asks (to the end of the backup when
+/// None) and leaves the server running, paused there in hot standby (read-only), listening on
+/// its spec's addresses and port: a preview. The stop point is proven as before a promotion; the
+/// promotion waits for [`promote_preview`]. A target of "latest" cannot pause (replay ends where
+/// the WAL ends) and is refused.
+pub(super) async fn replay_and_pause(
+    restored: &Cluster,
+    replay: Option<&Replay<'_>>,
+    fetching: Option<Fetching>,
+    steps: &mut Steps<'_>,
+) -> Result<(), Failure> {
+    match replay {
+        None => {
+            steps.enter(RecoveryPhase::Replaying);
+            restored.write_managed_config().await?;
+            write_backup_end_pause_settings(restored).await?;
+            start_replay(restored, Visibility::Listening)
+                .await
+                .fail_as(GuestErrorCode::StartFailed)?;
+            wait_paused(restored)
+                .await
+                .fail_as(GuestErrorCode::RestoreFailed)?;
+        }
+        Some(replay) => {
+            if !replay.stop.pauses() {
+                return Err(Failure::new(
+                    GuestErrorCode::TargetNotReached,
+                    anyhow::anyhow!(
+                        "a preview needs a target replay can pause at; \"latest\" is none"
+                    ),
+                ));
+            }
+            let fetching = match fetching {
+                Some(fetching) => fetching,
+                None => Fetching::start(restored, replay, None).await?,
+            };
+            let result = async {
+                let plan = preflight(restored, replay, &fetching.fetched).await?;
+                let (reached, log_start) = replay_until_stopped(
+                    restored,
+                    replay,
+                    &plan,
+                    &fetching.fetched,
+                    steps,
+                    Visibility::Listening,
+                )
+                .await?;
+                steps.enter(RecoveryPhase::VerifyingTarget);
+                verify_stop(restored, replay, &plan, reached, log_start)
+                    .await
+                    .fail_as(GuestErrorCode::TargetNotReached)?;
+                // The fetch directory goes below; promotion must not fetch from it. The settings
+                // say so for a restart, the script for a server that missed the reload.
+                write_paused_settings(restored, replay.stop, replay.timeline).await?;
+                reload(restored).await?;
+                Ok::<(), Failure>(())
+            }
+            .await;
+            let data_dir = &restored.spec().data_dir;
+            if let Err(err) = write_nothing_more_script(restored.runner(), data_dir).await {
+                tracing::warn!(error = %format!("{err:#}"), "could not retire the restore command script");
+            }
+            drop(fetching);
+            result?;
+        }
+    }
+    restored
+        .wait_healthy(HEALTH_DEADLINE)
         .await
-        .fail_as(GuestErrorCode::TargetNotReached)
+        .fail_as(GuestErrorCode::HealthCheckFailed)
+}
+
+/// Ends the paused replay of a preview (`pg_wal_replay_resume()`) and completes the promotion as
+/// [`replay_and_promote`] does: along `timeline` (None: the end of a backup) the new timeline is
+/// checked, WAL reserved and its `.history` put into `history_dest`.
+pub(super) async fn promote_preview(
+    restored: &Cluster,
+    timeline: Option<u32>,
+    history_dest: Option<&Path>,
+) -> Result<RecoveryOutcome, Failure> {
+    let outcome = promote(restored, true, timeline, history_dest)
+        .await
+        .fail_as(GuestErrorCode::TargetNotReached)?;
+    if let Err(err) = remove_script(&restored.spec().data_dir).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not remove the restore command script");
+    }
+    restored
+        .wait_healthy(HEALTH_DEADLINE)
+        .await
+        .fail_as(GuestErrorCode::HealthCheckFailed)?;
+    Ok(outcome)
+}
+
+async fn reload(cluster: &Cluster) -> Result<()> {
+    let mut conn = cluster.connect().await?;
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&mut conn)
+        .await
+        .context("reloading the settings")?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Waits until replay of a copy without a target pauses where the backup is consistent.
+async fn wait_paused(cluster: &Cluster) -> Result<()> {
+    let until = tokio::time::Instant::now() + RECOVERY_DEADLINE;
+    loop {
+        let polled = async {
+            let mut conn = cluster.connect().await?;
+            let row: (bool, String) = sqlx::query_as(
+                "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() \
+                 THEN pg_get_wal_replay_pause_state() ELSE 'not paused' END",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .context("polling replay state")?;
+            let _ = conn.close().await;
+            anyhow::Ok(row)
+        }
+        .await;
+        match polled {
+            Ok((true, state)) if state == "paused" => return Ok(()),
+            Ok((false, _)) => bail!("the server ended recovery without pausing"),
+            Ok(_) => {}
+            Err(err) => {
+                if !cluster.is_running().await {
+                    let tail = cluster.log_tail().await;
+                    return Err(err.context(format!(
+                        "postgresql stopped during replay (server log tail: {tail})"
+                    )));
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= until {
+            bail!("replay did not pause within {RECOVERY_DEADLINE:?}");
+        }
+        tokio::time::sleep(REPLAY_POLL).await;
+    }
 }
 
 /// Why a replay that did not reach its target stopped. The server is a separate process that
@@ -316,15 +499,15 @@ async fn wait_for_target(
     }
 }
 
-/// Proves the stop point, promotes (for a paused server), checks the new timeline, reserves WAL
-/// for the streamer and puts the new timeline's `.history` into `replay.history_dest`.
-async fn verify_and_promote(
+/// Proves the stop point: before the target time, at or past the target LSN, and the server
+/// log's own stop line; for "latest", at the end of the WAL store.
+async fn verify_stop(
     restored: &Cluster,
     replay: &Replay<'_>,
     plan: &Plan,
     reached: Reached,
     log_start: u64,
-) -> Result<RecoveryOutcome> {
+) -> Result<()> {
     let (stop_lsn, last_commit) = replay_position(restored).await?;
     match (replay.stop, reached) {
         (stop, Reached::Paused) if stop.pauses() => {
@@ -342,13 +525,7 @@ async fn verify_and_promote(
                 );
             }
             let log = read_log_from(restored, log_start).await?;
-            stop_line::verify(&log, stop)?;
-            let mut conn = restored.connect().await?;
-            sqlx::query("SELECT pg_wal_replay_resume()")
-                .execute(&mut conn)
-                .await
-                .context("resuming replay to promote")?;
-            let _ = conn.close().await;
+            stop_line::verify(&log, stop)
         }
         (StopPoint::Latest, Reached::Promoted) => {
             if let Some(end) = plan.store_end {
@@ -358,29 +535,55 @@ async fn verify_and_promote(
                     format_lsn(end)
                 );
             }
+            Ok(())
         }
         (target, reached) => bail!("replay to {target:?} ended as {reached:?}"),
+    }
+}
+
+/// Promotes a server whose stop point is proven (`resume`: it is paused there), then, along
+/// `timeline`, checks the new timeline, reserves WAL for the streamer and puts the new
+/// timeline's `.history` into `history_dest`.
+async fn promote(
+    restored: &Cluster,
+    resume: bool,
+    timeline: Option<u32>,
+    history_dest: Option<&Path>,
+) -> Result<RecoveryOutcome> {
+    let (stop_lsn, last_commit) = replay_position(restored).await?;
+    if resume {
+        let mut conn = restored.connect().await?;
+        sqlx::query("SELECT pg_wal_replay_resume()")
+            .execute(&mut conn)
+            .await
+            .context("resuming replay to promote")?;
+        let _ = conn.close().await;
     }
     // Waits for promotion and drops the recovery settings, so a restart never re-enters recovery.
     finish_recovery(restored).await?;
 
     let new_timeline = current_timeline(restored).await?;
+    let Some(timeline) = timeline else {
+        return Ok(RecoveryOutcome {
+            new_timeline: Some(new_timeline),
+            ..RecoveryOutcome::default()
+        });
+    };
     ensure!(
-        new_timeline > replay.timeline,
-        "promotion did not start a new timeline: on {new_timeline}, recovered along {}",
-        replay.timeline
+        new_timeline > timeline,
+        "promotion did not start a new timeline: on {new_timeline}, recovered along {timeline}"
     );
     // Reserve the new timeline's WAL from its first segment, before any tenant writes: the
     // streamer that starts after cut-over then receives the timeline from its branch point on.
     ensure_wal_slot(restored).await?;
-    if let Some(dest) = replay.history_dest {
+    if let Some(dest) = history_dest {
         store_history(restored, dest, new_timeline).await?;
     }
     Ok(RecoveryOutcome {
         new_timeline: Some(new_timeline),
         last_replayed_commit: last_commit,
         stop_lsn: Some(stop_lsn),
-        duration_ms: None,
+        ..RecoveryOutcome::default()
     })
 }
 

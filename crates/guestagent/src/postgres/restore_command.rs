@@ -124,6 +124,24 @@ pub(crate) async fn write_script(
     Ok(path)
 }
 
+/// What a paused preview's `restore_command` runs once its WAL fetching is over: "no such file"
+/// for everything. Promotion asks for newer timeline histories, and a server that was already
+/// paused may not have applied the reloaded `restore_command = 'false'` when it is resumed (its
+/// pause loop re-reads the settings only on its next wake-up), so the script it may still call
+/// must keep answering.
+const NOTHING_MORE: &str = "#!/bin/sh\n# Trove: this preview fetches no more WAL.\nexit 1\n";
+
+/// Replaces the restore command script beside `data_dir` with [`NOTHING_MORE`].
+pub(crate) async fn write_nothing_more_script(runner: &Runner, data_dir: &Path) -> Result<()> {
+    write_owned(
+        &script_path(data_dir),
+        NOTHING_MORE.as_bytes(),
+        0o700,
+        runner.owner(),
+    )
+    .await
+}
+
 pub(crate) async fn remove_script(data_dir: &Path) -> Result<()> {
     remove_file_if_exists(&script_path(data_dir)).await
 }

@@ -26,17 +26,53 @@ pub(super) struct Swap {
 /// The staging copy: beside the live data directory (same file system, so the swap is two renames),
 /// its own log, and a port of its own that tenants never see.
 pub(super) fn staging_cluster(cluster: &Cluster) -> Result<Cluster> {
+    Ok(staging_on(cluster, allocate_port()?, String::new()))
+}
+
+/// The staging copy of a preview: on `port`, listening on the instance's own addresses, so its
+/// users (their passwords are in the data) and client rules (the instance's `pg_hba.conf`) work.
+pub(super) fn preview_cluster(cluster: &Cluster, port: u16) -> Cluster {
+    let listen = cluster.spec().listen_addresses.clone();
+    staging_on(cluster, port, listen)
+}
+
+fn staging_on(cluster: &Cluster, port: u16, listen_addresses: String) -> Cluster {
     let live = cluster.spec();
     let spec = ClusterSpec {
         data_dir: sibling(&live.data_dir, "staging"),
         socket_dir: live.socket_dir.clone(),
         log_file: sibling(&live.log_file, "staging"),
-        port: allocate_port()?,
-        listen_addresses: String::new(),
+        port,
+        listen_addresses,
         // The same rules as the live server: once swapped in, the copy serves the instance.
         hba_file: live.hba_file.clone(),
     };
-    Ok(cluster.with_spec(spec))
+    cluster.with_spec(spec)
+}
+
+/// [`cut_over`], then the health check, timed: the downtime runs from stopping the live server
+/// to the instance's port answering on the recovered data. The health check's failure is
+/// reported as such.
+pub(super) async fn timed_cut_over(
+    cluster: &Cluster,
+    staging: &Cluster,
+    swap: &mut Swap,
+    steps: &mut super::steps::Steps<'_>,
+) -> std::result::Result<u64, super::error::Failure> {
+    use super::error::FailAs as _;
+    use trove_common::{rpc::conductor::GuestErrorCode, status::RecoveryPhase};
+    steps.enter(RecoveryPhase::CuttingOver);
+    let mut stopped_at = None;
+    cut_over(cluster, staging, swap, &mut stopped_at)
+        .await
+        .fail_as(GuestErrorCode::StartFailed)?;
+    steps.enter(RecoveryPhase::HealthCheck);
+    cluster
+        .wait_healthy(HEALTH_DEADLINE)
+        .await
+        .fail_as(GuestErrorCode::HealthCheckFailed)?;
+    let downtime = stopped_at.map_or(0, |at: std::time::Instant| at.elapsed().as_millis());
+    Ok(u64::try_from(downtime).unwrap_or(u64::MAX))
 }
 
 fn old_dir(cluster: &Cluster) -> PathBuf {
@@ -64,7 +100,12 @@ pub(super) async fn fail_with_rollback(
 /// Stops the live server, swaps the (stopped, promoted) staged copy into its place, keeping the
 /// old directory as `<data_dir>.old`, and starts the instance on it. `state` records each rename
 /// so that [`rollback`] can undo exactly what happened.
-pub(super) async fn cut_over(cluster: &Cluster, staging: &Cluster, swap: &mut Swap) -> Result<()> {
+async fn cut_over(
+    cluster: &Cluster,
+    staging: &Cluster,
+    swap: &mut Swap,
+    stopped_at: &mut Option<std::time::Instant>,
+) -> Result<()> {
     let data_dir = cluster.spec().data_dir.clone();
     let staging_dir = staging.spec().data_dir.clone();
     let old = old_dir(cluster);
@@ -87,6 +128,7 @@ pub(super) async fn cut_over(cluster: &Cluster, staging: &Cluster, swap: &mut Sw
     // Immediate, not fast: a fast stop writes a shutdown checkpoint of data we are about to set
     // aside (0.6-1.2 s under load, all of it downtime). The old directory stays crash-consistent,
     // and a rollback restarts it with ordinary crash recovery.
+    *stopped_at = Some(std::time::Instant::now());
     cluster.stop_immediate().await?;
     tokio::fs::rename(&data_dir, &old)
         .await

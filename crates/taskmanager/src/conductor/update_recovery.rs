@@ -27,6 +27,7 @@ impl TaskManager {
             error,
             error_code,
             outcome,
+            preview,
             ..
         } = msg
         else {
@@ -49,9 +50,47 @@ impl TaskManager {
             inst.task(),
             InstanceTask::Recovering | InstanceTask::RecoveryError
         );
+        // Once a preview waits or was settled, a late (or redelivered) report from before that
+        // must not move it back: only the end of the confirm or cancel counts.
+        if is_late_for_preview(rec.state, rec.preview_action.is_some(), state, phase) {
+            return Ok(());
+        }
         match state {
             RecoveryState::Running => {
                 recoveries::set_progress(&mut tx, recovery_id, phase, progress.as_ref()).await?
+            }
+            RecoveryState::Preview => {
+                let Some(ready) = preview else {
+                    tracing::warn!(recovery.id = %recovery_id, "preview report without its port ignored");
+                    return Ok(());
+                };
+                recoveries::set_preview(
+                    &mut tx,
+                    recovery_id,
+                    ready.port,
+                    self.config.preview_ttl_secs,
+                )
+                .await?;
+                tracing::info!(instance.id = %instance_id, recovery.id = %recovery_id, port = ready.port, "preview ready");
+            }
+            RecoveryState::Cancelled => {
+                recoveries::finish(
+                    &mut tx,
+                    recovery_id,
+                    recoveries::Finish {
+                        state,
+                        phase: RecoveryPhase::Cancelled,
+                        error: None,
+                        outcome: None,
+                        error_code: None,
+                    },
+                )
+                .await?;
+                // The instance never stopped serving its data: back to no task, no fault.
+                if recovering {
+                    instances::set_task(&mut tx, instance_id, InstanceTask::None).await?;
+                }
+                tracing::info!(instance.id = %instance_id, recovery.id = %recovery_id, "preview cancelled");
             }
             RecoveryState::Completed => {
                 recoveries::set_progress(&mut tx, recovery_id, phase, progress.as_ref()).await?;
@@ -120,5 +159,93 @@ impl TaskManager {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// Whether a `state`/`phase` report is from before a preview became ready or was settled
+/// (confirm or cancel asked, `settled`): progress of the staging while the preview waits, or
+/// the preview's own report again.
+fn is_late_for_preview(
+    current: RecoveryState,
+    settled: bool,
+    state: RecoveryState,
+    phase: RecoveryPhase,
+) -> bool {
+    match state {
+        RecoveryState::Running => {
+            current == RecoveryState::Preview
+                || (settled && phase.rank() < RecoveryPhase::Promoting.rank())
+        }
+        RecoveryState::Preview => current == RecoveryState::Preview || settled,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_from_before_a_preview_waited_or_was_settled_are_late() {
+        use RecoveryPhase as P;
+        use RecoveryState as S;
+        // While staging, progress and the preview's readiness count.
+        assert!(!is_late_for_preview(
+            S::Running,
+            false,
+            S::Running,
+            P::Replaying
+        ));
+        assert!(!is_late_for_preview(
+            S::Running,
+            false,
+            S::Preview,
+            P::Preview
+        ));
+        // A waiting preview ignores staging progress and its own readiness again.
+        assert!(is_late_for_preview(
+            S::Preview,
+            false,
+            S::Running,
+            P::VerifyingTarget
+        ));
+        assert!(is_late_for_preview(
+            S::Preview,
+            false,
+            S::Preview,
+            P::Preview
+        ));
+        // Confirmed: the confirm's phases count, the staging's and the readiness do not.
+        assert!(!is_late_for_preview(
+            S::Running,
+            true,
+            S::Running,
+            P::CuttingOver
+        ));
+        assert!(is_late_for_preview(
+            S::Running,
+            true,
+            S::Running,
+            P::Replaying
+        ));
+        assert!(is_late_for_preview(
+            S::Running,
+            true,
+            S::Preview,
+            P::Preview
+        ));
+        // An end always counts (a finished recovery is filtered before).
+        assert!(!is_late_for_preview(
+            S::Running,
+            true,
+            S::Cancelled,
+            P::Cancelled
+        ));
+        assert!(!is_late_for_preview(
+            S::Running,
+            true,
+            S::Completed,
+            P::Done
+        ));
     }
 }

@@ -13,23 +13,36 @@ pub struct Host {
     pub broker_user: Option<String>,
     pub enabled: bool,
     pub last_heartbeat: Option<DateTime<Utc>>,
-    /// Instances placed on it and not deleted.
+    /// Instances placed on it and not deleted, and its unfinished previews (see [`USED`]).
     pub used: i64,
 }
 
-const SELECT_HOST: &str = "SELECT h.id, h.address, h.capacity, h.broker_user, h.enabled, \
-     h.last_heartbeat, (SELECT count(*) FROM instances i WHERE i.host = h.id AND NOT i.deleted) AS used \
-     FROM guest_hosts h";
+/// The slots host `h` uses: its instances not deleted, plus each preview not finished yet (a
+/// preview's staged copy is a second server on the host, from acceptance to confirm, cancel or
+/// expiry). trove-api counts the same way before it accepts a preview.
+const USED: &str = "((SELECT count(*) FROM instances i WHERE i.host = h.id AND NOT i.deleted) \
+     + (SELECT count(*) FROM recoveries r JOIN instances i ON i.id = r.instance_id \
+        WHERE i.host = h.id AND r.preview AND r.state IN ('NEW', 'RUNNING', 'PREVIEW')))";
+
+fn select_host() -> String {
+    format!(
+        "SELECT h.id, h.address, h.capacity, h.broker_user, h.enabled, h.last_heartbeat, \
+         {USED} AS used FROM guest_hosts h"
+    )
+}
 
 pub async fn get(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<Host>> {
-    sqlx::query_as(&format!("{SELECT_HOST} WHERE h.id = $1 FOR UPDATE OF h"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(&format!(
+        "{} WHERE h.id = $1 FOR UPDATE OF h",
+        select_host()
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<Host>> {
-    sqlx::query_as(&format!("{SELECT_HOST} ORDER BY h.id"))
+    sqlx::query_as(&format!("{} ORDER BY h.id", select_host()))
         .fetch_all(conn)
         .await
 }
@@ -130,14 +143,14 @@ pub async fn choose(
     expiry_secs: i64,
     needs_key: bool,
 ) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(&format!(
         "SELECT h.id FROM guest_hosts h \
          WHERE h.enabled AND h.last_heartbeat > now() - make_interval(secs => $1) \
          AND (NOT $2 OR h.public_key IS NOT NULL) \
-         AND h.capacity > (SELECT count(*) FROM instances i WHERE i.host = h.id AND NOT i.deleted) \
-         ORDER BY h.capacity - (SELECT count(*) FROM instances i WHERE i.host = h.id AND NOT i.deleted) DESC, h.id \
+         AND h.capacity > {USED} \
+         ORDER BY h.capacity - {USED} DESC, h.id \
          LIMIT 1 FOR UPDATE OF h",
-    )
+    ))
     .bind(expiry_secs as f64)
     .bind(needs_key)
     .fetch_optional(conn)

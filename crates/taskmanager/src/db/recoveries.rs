@@ -28,10 +28,19 @@ pub struct Recovery {
     pub target_xid: Option<i64>,
     pub target_inclusive: Option<bool>,
     pub target_name: Option<String>,
+    /// Asked as a preview: stop before the cut-over.
+    pub preview: bool,
+    /// `confirm` or `cancel` once a waiting preview was settled (by the user, or on expiry).
+    pub preview_action: Option<String>,
 }
 
 const COLUMNS: &str = "id, instance_id, backup_id, state, phase, target_kind, target_time, \
-     target_timeline, target_lsn, target_xid, target_inclusive, target_name";
+     target_timeline, target_lsn, target_xid, target_inclusive, target_name, preview, \
+     preview_action";
+
+/// What a waiting preview becomes: promoted and cut over, or discarded.
+pub const CONFIRM: &str = "confirm";
+pub const CANCEL: &str = "cancel";
 
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Recovery>> {
     sqlx::query_as(&format!(
@@ -106,13 +115,83 @@ pub async fn finish(conn: &mut PgConnection, id: Uuid, f: Finish<'_>) -> sqlx::R
     Ok(())
 }
 
-/// Unfinished recoveries past their deadline, locked.
+/// Recoveries the guest works on past their deadline, locked. A waiting preview has no
+/// deadline but its expiry ([`expired_previews`]).
 pub async fn overdue(conn: &mut PgConnection) -> sqlx::Result<Vec<Recovery>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM recoveries WHERE state = ANY($1) \
          AND deadline < now() ORDER BY deadline LIMIT 50 FOR UPDATE SKIP LOCKED"
     ))
-    .bind(&RecoveryState::ACTIVE[..])
+    .bind(&RecoveryState::IN_FLIGHT[..])
     .fetch_all(conn)
     .await
+}
+
+/// The guest's preview is ready: it waits for the user until `ttl_secs` from now.
+pub async fn set_preview(
+    conn: &mut PgConnection,
+    id: Uuid,
+    port: u16,
+    ttl_secs: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE recoveries SET state = $2, phase = $3, preview_port = $4, \
+         preview_expires_at = now() + make_interval(secs => $5), updated = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(RecoveryState::Preview)
+    .bind(RecoveryPhase::Preview)
+    .bind(i32::from(port))
+    .bind(ttl_secs as f64)
+    .execute(&mut *conn)
+    .await?;
+    recovery_phases::enter(conn, id, RecoveryPhase::Preview, None).await
+}
+
+/// Waiting previews past their expiry, as (recovery, instance), not locked: the caller locks
+/// the instance, then the recovery (the order trove-api locks them in), and checks again.
+pub async fn expired_previews(conn: &mut PgConnection) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    sqlx::query_as(
+        "SELECT id, instance_id FROM recoveries WHERE state = $1 AND preview_expires_at < now() \
+         ORDER BY preview_expires_at LIMIT 50",
+    )
+    .bind(RecoveryState::Preview)
+    .fetch_all(conn)
+    .await
+}
+
+/// Whether the locked recovery `id` still waits as a preview past its expiry.
+pub async fn preview_expired(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM recoveries WHERE id = $1 AND state = $2 \
+         AND preview_expires_at < now())",
+    )
+    .bind(id)
+    .bind(RecoveryState::Preview)
+    .fetch_one(conn)
+    .await
+}
+
+/// Records that a waiting preview is cancelled for `reason` (as the API does for a cancel by
+/// request), before the guest is asked to discard it; the guest has until `deadline_secs` from
+/// now.
+pub async fn cancel_preview(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: &str,
+    deadline_secs: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE recoveries SET state = $2, phase = $3, preview_action = $4, cancel_reason = $5, \
+         deadline = now() + make_interval(secs => $6), updated = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(RecoveryState::Running)
+    .bind(RecoveryPhase::Cancelling)
+    .bind(CANCEL)
+    .bind(reason)
+    .bind(deadline_secs as f64)
+    .execute(&mut *conn)
+    .await?;
+    recovery_phases::enter(conn, id, RecoveryPhase::Cancelling, None).await
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 /// Records that the recovery is in `phase` now. A redelivered report finds its row; a late
 /// report of a phase ranked below the newest recorded one is history already and changes
 /// nothing. Entering a new phase closes the one before. The words for an end (`done`,
-/// `failed`, `timed out`) are no phase of work: ending is [`close_open`]'s.
+/// `failed`, `timed out`, `cancelled`) are no phase of work: ending is [`close_open`]'s.
 pub async fn enter(
     conn: &mut PgConnection,
     recovery_id: Uuid,
@@ -18,7 +18,10 @@ pub async fn enter(
 ) -> sqlx::Result<()> {
     if matches!(
         phase,
-        RecoveryPhase::Done | RecoveryPhase::Failed | RecoveryPhase::TimedOut
+        RecoveryPhase::Done
+            | RecoveryPhase::Failed
+            | RecoveryPhase::TimedOut
+            | RecoveryPhase::Cancelled
     ) {
         return Ok(());
     }

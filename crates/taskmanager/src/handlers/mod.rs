@@ -82,6 +82,10 @@ impl TaskManager {
                 self.do_instance_recovery(ctx, instance_id, backup_id, recovery_id)
                     .await
             }
+            TaskManagerMethod::SettlePreview {
+                instance_id,
+                recovery_id,
+            } => self.settle_preview(ctx, instance_id, recovery_id).await,
             TaskManagerMethod::UpdateAccess { instance_id, .. } => {
                 self.update_access(ctx, instance_id).await
             }

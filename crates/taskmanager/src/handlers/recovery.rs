@@ -87,11 +87,47 @@ impl TaskManager {
                 recovery_id,
                 backup_info,
                 target,
+                preview: rec.preview,
             },
             ctx,
         )
         .await?;
-        tracing::info!(instance.id = %instance_id, backup.id = %backup_id, recovery.id = %recovery_id, "recovery dispatched to the guest");
+        tracing::info!(instance.id = %instance_id, backup.id = %backup_id, recovery.id = %recovery_id, preview = rec.preview, "recovery dispatched to the guest");
+        Ok(())
+    }
+
+    /// Sends a settled preview's confirm or cancel (recorded on the row by the API, or by the
+    /// sweeper on expiry) to the instance's guest. The row decides: a redelivery after the
+    /// recovery finished does nothing, one before it sends again, which the guest answers
+    /// from what it remembers.
+    pub async fn settle_preview(
+        &self,
+        ctx: RequestContext,
+        instance_id: Uuid,
+        recovery_id: Uuid,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // The instance first, then the recovery: the order trove-api locks them in.
+        let inst = instances::lock(&mut tx, instance_id).await?;
+        let Some(rec) = recoveries::lock(&mut tx, recovery_id).await? else {
+            tracing::warn!(recovery.id = %recovery_id, "unknown recovery ignored");
+            return Ok(());
+        };
+        if rec.instance_id != instance_id || rec.state.is_finished() {
+            return Ok(());
+        }
+        let method = match rec.preview_action.as_deref() {
+            Some(recoveries::CONFIRM) => GuestMethod::ConfirmPreview { recovery_id },
+            Some(recoveries::CANCEL) => GuestMethod::CancelPreview { recovery_id },
+            _ => return Ok(()),
+        };
+        let Some(host) = inst.filter(|i| !i.deleted).and_then(|i| i.host) else {
+            tracing::warn!(recovery.id = %recovery_id, "preview of an instance without a guest left to the deadline");
+            return Ok(());
+        };
+        self.commit_with_instance_cast(tx, instance_id, &host, &method, ctx)
+            .await?;
+        tracing::info!(instance.id = %instance_id, recovery.id = %recovery_id, action = ?rec.preview_action, "preview settled, sent to the guest");
         Ok(())
     }
 }

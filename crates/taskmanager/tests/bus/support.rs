@@ -120,6 +120,7 @@ impl Stack {
             sweep_interval_ms: 200,
             outbox_grace_ms: 1000,
             host_heartbeat_expiry_secs: 30,
+            preview_ttl_secs: 3600,
             database: self.sandbox.database.clone(),
             amqp,
             retention: Default::default(),

@@ -1,0 +1,122 @@
+//! A preview of an in-place recovery: the staged copy replayed to its target and left running,
+//! paused there in hot standby (read-only), on a port of its own with the instance's listen
+//! addresses and client rules, while the instance keeps serving. Confirmed, it is promoted and
+//! cut over exactly as a recovery without a preview; cancelled, it is stopped and removed.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use trove_common::{recovery::RecoveryOutcome, status::RecoveryPhase};
+
+use super::allocate_port;
+use super::cluster::Cluster;
+use super::error::{Failure, RecoveryError};
+use super::recover::restore_staged;
+use super::replay::{promote_preview, replay_and_pause};
+use super::request::{RecoveryRequest, Reporters};
+use super::restore_command::remove_script;
+use super::staging::{Swap, discard_staging, fail_with_rollback, preview_cluster, timed_cut_over};
+use super::steps::Steps;
+
+const WHAT: &str = "in-place recovery";
+
+/// What a waiting preview needs to be confirmed or cancelled later, also by an agent that
+/// restarted meanwhile (the preview's server outlives the agent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewState {
+    /// Where the preview listens, on the instance's own addresses.
+    pub port: u16,
+    /// The timeline replay followed; None for the end of a backup.
+    pub timeline: Option<u32>,
+}
+
+/// Builds the preview `request` asks for beside `cluster`'s live data: phases `fetching`,
+/// `verifying`, `replaying` and, with a target, `verifying_target`. On failure the staged copy is
+/// removed and the live instance is left as it was.
+pub async fn stage_preview(
+    cluster: &Cluster,
+    request: &RecoveryRequest<'_>,
+    reporters: Reporters<'_>,
+) -> Result<PreviewState, RecoveryError> {
+    let mut steps = Steps::new(reporters);
+    let port = allocate_port().map_err(|e| steps.failed(WHAT, e.into()))?;
+    let staging = preview_cluster(cluster, port);
+    let was_running = cluster.is_running().await;
+    let staged = async {
+        let fetching = restore_staged(cluster, &staging, request, &mut steps).await?;
+        replay_and_pause(&staging, request.replay.as_ref(), fetching, &mut steps).await
+    }
+    .await;
+    match staged {
+        Ok(()) => Ok(PreviewState {
+            port,
+            timeline: request.replay.as_ref().map(|r| r.timeline),
+        }),
+        Err(failure) => {
+            let err = steps.failed(WHAT, failure);
+            let err =
+                fail_with_rollback(cluster, &staging, &Swap::default(), was_running, err).await;
+            forget_script(&staging).await;
+            Err(err)
+        }
+    }
+}
+
+/// Confirms the waiting preview `state`: phases `promoting` (its paused replay ends, the
+/// promotion checked as for any recovery; the new timeline's history into `history_dest`),
+/// `cutting_over` and `health_check`, with the rollback of any recovery in place. The outcome
+/// carries the cut-over's downtime.
+pub async fn confirm_preview(
+    cluster: &Cluster,
+    state: PreviewState,
+    history_dest: Option<&Path>,
+    reporters: Reporters<'_>,
+) -> Result<RecoveryOutcome, RecoveryError> {
+    let mut steps = Steps::new(reporters);
+    let staging = preview_cluster(cluster, state.port);
+    let was_running = cluster.is_running().await;
+    let mut swap = Swap::default();
+    let confirmed = async {
+        steps.enter(RecoveryPhase::Promoting);
+        if !staging.is_running().await {
+            return Err(Failure::new(
+                trove_common::rpc::conductor::GuestErrorCode::StartFailed,
+                anyhow::anyhow!("the preview's server is not running"),
+            ));
+        }
+        let outcome = promote_preview(&staging, state.timeline, history_dest).await?;
+        // A clean shutdown leaves a checkpointed copy that starts without crash recovery.
+        staging.stop().await?;
+        let downtime_ms = timed_cut_over(cluster, &staging, &mut swap, &mut steps).await?;
+        Ok(RecoveryOutcome {
+            downtime_ms: Some(downtime_ms),
+            ..outcome
+        })
+    }
+    .await;
+    match confirmed {
+        Ok(outcome) => Ok(outcome),
+        Err(failure) => {
+            let err = steps.failed(WHAT, failure);
+            let err = fail_with_rollback(cluster, &staging, &swap, was_running, err).await;
+            forget_script(&staging).await;
+            Err(err)
+        }
+    }
+}
+
+/// Stops the preview's server, if it runs, and removes its staged copy; the live data is never
+/// touched. Also clears what a preview the agent knows nothing about left behind.
+pub async fn cancel_preview(cluster: &Cluster) -> anyhow::Result<()> {
+    // The port does not matter for stopping: `pg_ctl stop` finds the server by its directory.
+    let staging = preview_cluster(cluster, cluster.spec().port);
+    discard_staging(&staging).await?;
+    remove_script(&staging.spec().data_dir).await
+}
+
+/// Removes the restore command script a failed preview may leave beside its (removed) copy.
+async fn forget_script(staging: &Cluster) {
+    if let Err(err) = remove_script(&staging.spec().data_dir).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not remove the restore command script");
+    }
+}

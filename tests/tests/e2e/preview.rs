@@ -1,0 +1,404 @@
+//! Recovery previews: the recovered copy waits, paused at the target and read-only, on a port of
+//! its own while the instance keeps serving; then it is confirmed (cut over, downtime reported),
+//! cancelled (removed, nothing changed) or expires (cancelled by the sweeper). Refusals change
+//! nothing. Checked by the rows inside the managed databases.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{Connection as _, PgConnection, postgres::PgConnectOptions};
+use trove_e2e::{ALL, Stack, TENANT_A, TOKEN_B, ids, wait_until};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A stack with an ACTIVE instance, a table `marks` with ids 1 to 3, a backup of that, then ids
+/// 4 to 10 committed after it. Returns the backup's id too.
+async fn marked_instance(name: &str) -> Result<(Stack, Uuid, String, PgConnection)> {
+    let stack = Stack::start(ALL).await?;
+    let (id, _) = stack.active_instance(name).await?;
+    let mut conn = stack.connect_instance(id).await?;
+    sqlx::query("CREATE TABLE marks (id int PRIMARY KEY)")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("INSERT INTO marks SELECT generate_series(1, 3)")
+        .execute(&mut conn)
+        .await?;
+    let backup = stack.backup(id, "base").await?["id"]
+        .as_str()
+        .context("backup id")?
+        .to_string();
+    sqlx::query("INSERT INTO marks SELECT generate_series(4, 10)")
+        .execute(&mut conn)
+        .await?;
+    Ok((stack, id, backup, conn))
+}
+
+/// Waits until recovery `rid` of `id` is in `state`; returns its view.
+async fn wait_recovery(stack: &Stack, id: Uuid, rid: &str, state: &str) -> Result<Value> {
+    wait_until(&format!("recovery {rid} to be {state}"), WAIT, || async {
+        let (_, v) = stack
+            .get_a(&format!("/instances/{id}/recoveries/{rid}"))
+            .await?;
+        let r = v["recovery"].clone();
+        if r["state"] == "FAILED" && state != "FAILED" {
+            anyhow::bail!("recovery failed: {r}");
+        }
+        Ok((r["state"] == state).then_some(r))
+    })
+    .await
+}
+
+/// Asks for a preview and waits until it is ready; returns the recovery id and its view.
+async fn preview_ready(stack: &Stack, id: Uuid, recovery: Value) -> Result<(String, Value)> {
+    let body = stack.recover_accepted(id, recovery).await?;
+    assert_eq!(body["recovery"]["preview"], true, "{body}");
+    let rid = body["recovery"]["recovery_id"]
+        .as_str()
+        .context("recovery id")?
+        .to_string();
+    let view = wait_recovery(stack, id, &rid, "PREVIEW").await?;
+    Ok((rid, view))
+}
+
+/// A connection to the preview at `view["preview"]` as the instance's user `app`.
+async fn connect_preview(view: &Value) -> Result<PgConnection> {
+    let p = &view["preview"];
+    let opts = PgConnectOptions::new()
+        .host(p["address"].as_str().context("preview address")?)
+        .port(p["port"].as_u64().context("preview port")? as u16)
+        .username("app")
+        .password("app-secret-1")
+        .database("appdb");
+    Ok(PgConnection::connect_with(&opts).await?)
+}
+
+async fn settle(stack: &Stack, id: Uuid, rid: &str, action: &str) -> Result<(StatusCode, Value)> {
+    stack
+        .call_a(
+            Method::POST,
+            &format!("/instances/{id}/recoveries/{rid}/{action}"),
+            None,
+        )
+        .await
+}
+
+/// The slots `host` uses as the taskmanager's placement counts them (`host-list`'s `used`).
+async fn slots_used(stack: &Stack, host: &str) -> Result<i64> {
+    let hosts = trove_taskmanager::manage::hosts::list_hosts(&stack.pool).await?;
+    let h = hosts
+        .iter()
+        .find(|h| h.id == host)
+        .context("the host is listed")?;
+    Ok(h.used)
+}
+
+async fn recovery_count(stack: &Stack, id: Uuid) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM recoveries WHERE instance_id = $1")
+            .bind(id)
+            .fetch_one(&stack.pool)
+            .await?,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_preview_to_a_transaction_is_read_while_the_instance_serves_then_confirmed() -> Result<()>
+{
+    let (stack, id, _, mut conn) = marked_instance("pg-preview").await?;
+    // The transaction to stop just before: it deletes 6..10.
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    sqlx::query("DELETE FROM marks WHERE id > 5")
+        .execute(&mut *tx)
+        .await?;
+    let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut conn)
+        .await?;
+    sqlx::query("INSERT INTO marks VALUES (1000)")
+        .execute(&mut conn)
+        .await?;
+    stack.wait_window_past(id, before).await?;
+
+    // "latest" has no point to pause at.
+    let (status, body) = stack
+        .recover(id, json!({"point_in_time": "latest", "preview": true}))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = stack
+        .recover(id, json!({"target": {"xid": xid}, "preview": "yes"}))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(recovery_count(&stack, id).await?, 0);
+
+    let (rid, view) = preview_ready(
+        &stack,
+        id,
+        json!({"target": {"xid": xid, "inclusive": false}, "preview": true}),
+    )
+    .await?;
+    let port = view["preview"]["port"].as_u64().context("port")?;
+    assert!(view["preview"]["expires_at"].is_string(), "{view}");
+    let inst = stack.instance(id).await?;
+    assert_eq!(inst["recovery"]["state"], "PREVIEW", "{inst}");
+    assert_eq!(inst["recovery"]["preview"]["port"], port, "{inst}");
+    assert_ne!(Some(port), inst["addresses"][0]["port"].as_u64());
+
+    // The preview shows the state before the transaction, and refuses writes.
+    let mut preview = connect_preview(&view).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=10).collect::<Vec<_>>()
+    );
+    let write = sqlx::query("INSERT INTO marks VALUES (5000)")
+        .execute(&mut preview)
+        .await
+        .expect_err("a preview is read-only");
+    assert!(write.to_string().contains("read-only"), "{write}");
+    drop(preview);
+
+    // The instance still serves its current data, takes writes, and ships their WAL.
+    let mut live = stack.connect_instance(id).await?;
+    assert_eq!(
+        ids(&mut live, "marks").await?,
+        vec![1, 2, 3, 4, 5, 1000],
+        "the live data is untouched"
+    );
+    let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut live)
+        .await?;
+    sqlx::query("INSERT INTO marks VALUES (2000)")
+        .execute(&mut live)
+        .await?;
+    stack.wait_window_past(id, now).await?;
+
+    // Busy meanwhile: no other recovery, backup or delete; another tenant sees nothing.
+    let (status, body) = stack.recover(id, json!({"target": {"xid": xid}})).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = stack
+        .post_a(
+            "/backups",
+            json!({"backup": {"name": "during", "instance": id}}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = stack
+        .call_a(Method::DELETE, &format!("/instances/{id}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = stack
+        .call(
+            Method::POST,
+            &format!("/v1.0/{TENANT_A}/instances/{id}/recoveries/{rid}/confirm"),
+            Some(TOKEN_B),
+            None,
+        )
+        .await?;
+    assert!(
+        matches!(status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+        "{status}"
+    );
+    let (status, _) = settle(&stack, id, &Uuid::new_v4().to_string(), "confirm").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = settle(&stack, id, "not-a-uuid", "cancel").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        wait_recovery(&stack, id, &rid, "PREVIEW").await?["preview"]["port"],
+        port
+    );
+
+    // Confirm: once; a second confirm and a cancel are refused.
+    let (status, body) = settle(&stack, id, &rid, "confirm").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["recovery"]["phase"], "promoting", "{body}");
+    for action in ["confirm", "cancel"] {
+        let (status, body) = settle(&stack, id, &rid, action).await?;
+        assert_eq!(status, StatusCode::CONFLICT, "{action}: {body}");
+    }
+    let done = wait_recovery(&stack, id, &rid, "COMPLETED").await?;
+    let downtime = done["outcome"]["downtime_ms"]
+        .as_u64()
+        .context("downtime reported")?;
+    eprintln!("preview confirmed: cut-over downtime {downtime} ms ({done})");
+    let after = stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    assert!(after.get("fault").is_none(), "{after}");
+    assert!(after.get("recovery").is_none(), "{after}");
+    let mut live = stack.connect_instance(id).await?;
+    assert_eq!(
+        ids(&mut live, "marks").await?,
+        (1..=10).collect::<Vec<_>>(),
+        "the instance now has exactly the previewed state"
+    );
+    sqlx::query("INSERT INTO marks VALUES (3000)")
+        .execute(&mut live)
+        .await?;
+    // The confirmed recovery cannot be settled again.
+    let (status, _) = settle(&stack, id, &rid, "cancel").await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_preview_of_a_backup_leaves_the_instance_as_it_was() -> Result<()> {
+    let (stack, id, backup, mut conn) = marked_instance("pg-preview-cancel").await?;
+    let host = stack.host_of(id).await?;
+
+    // A full host has no room for the preview's second server: refused, nothing recorded.
+    stack.set_host_capacity(&host, 1).await?;
+    let (status, body) = stack
+        .recover(id, json!({"backup": backup, "preview": true}))
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(recovery_count(&stack, id).await?, 0);
+    assert_eq!(stack.instance(id).await?["status"], "ACTIVE");
+    stack.set_host_capacity(&host, 2).await?;
+
+    let (rid, view) = preview_ready(&stack, id, json!({"backup": backup, "preview": true})).await?;
+    let mut preview = connect_preview(&view).await?;
+    assert_eq!(ids(&mut preview, "marks").await?, vec![1, 2, 3]);
+    drop(preview);
+    // The waiting preview takes the host's second slot, as placement counts them.
+    assert_eq!(slots_used(&stack, &host).await?, 2);
+    // A waiting preview keeps the instance busy.
+    let (status, body) = stack
+        .recover(id, json!({"backup": backup, "preview": true}))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let (status, body) = settle(&stack, id, &rid, "cancel").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["recovery"]["phase"], "cancelling", "{body}");
+    let cancelled = wait_recovery(&stack, id, &rid, "CANCELLED").await?;
+    assert_eq!(
+        cancelled["cancel_reason"], "cancelled by request",
+        "{cancelled}"
+    );
+    assert!(cancelled["preview"].is_null(), "{cancelled}");
+    for action in ["confirm", "cancel"] {
+        let (status, body) = settle(&stack, id, &rid, action).await?;
+        assert_eq!(status, StatusCode::CONFLICT, "{action}: {body}");
+    }
+    let after = stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    assert!(after.get("fault").is_none(), "{after}");
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
+    assert!(
+        connect_preview(&view).await.is_err(),
+        "the preview's port no longer answers"
+    );
+    assert_eq!(
+        slots_used(&stack, &host).await?,
+        1,
+        "the slot is free again"
+    );
+    let staging = stack.instance_dir(id).join("data.staging");
+    assert!(!staging.exists(), "{} is gone", staging.display());
+    // Confirming a recovery that never was a preview is refused too.
+    let body = stack
+        .recover_accepted(id, json!({"backup": backup}))
+        .await?;
+    let plain = body["recovery"]["recovery_id"].as_str().context("id")?;
+    wait_recovery(&stack, id, plain, "COMPLETED").await?;
+    let (status, _) = settle(&stack, id, plain, "confirm").await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_preview_is_cancelled_by_the_sweeper() -> Result<()> {
+    let (mut stack, id, backup, mut conn) = marked_instance("pg-preview-expiry").await?;
+    stack.stop("taskmanager").await?;
+    stack.preview_ttl_secs = 2;
+    stack.start_taskmanager();
+    let (rid, view) = preview_ready(&stack, id, json!({"backup": backup, "preview": true})).await?;
+    let cancelled = wait_recovery(&stack, id, &rid, "CANCELLED").await?;
+    assert!(
+        cancelled["cancel_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("expired")),
+        "{cancelled}"
+    );
+    let after = stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    assert!(after.get("fault").is_none(), "{after}");
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
+    assert!(connect_preview(&view).await.is_err());
+    assert!(!stack.instance_dir(id).join("data.staging").exists());
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_previews_a_backup_then_confirms_it() -> Result<()> {
+    let (stack, id, backup, _) = marked_instance("cli-preview").await?;
+    let cli = stack.cli_a();
+    let inst = id.to_string();
+    // `--preview --wait` ends once the preview is ready and prints where it listens.
+    let shown = cli
+        .json(&[
+            "instance",
+            "recover",
+            &inst,
+            "--backup",
+            &backup,
+            "--preview",
+            "--wait",
+        ])
+        .await?;
+    let rid = shown["recovery_id"].as_str().context("recovery id")?;
+    assert!(shown["preview"]["port"].is_u64(), "{shown}");
+    let mut preview = connect_preview(&shown).await?;
+    assert_eq!(ids(&mut preview, "marks").await?, vec![1, 2, 3]);
+    drop(preview);
+    let listed = cli.json(&["recovery", "show", &inst, rid]).await?;
+    assert_eq!(listed["state"], "PREVIEW", "{listed}");
+
+    let done = cli
+        .json(&["recovery", "confirm", &inst, rid, "--wait"])
+        .await?;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert!(done["outcome"]["downtime_ms"].is_u64(), "{done}");
+    let mut live = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut live, "marks").await?, vec![1, 2, 3]);
+    let refused = cli.fails(&["recovery", "cancel", &inst, rid]).await?;
+    assert!(refused.contains("HTTP 409"), "{refused}");
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guest_agent_restarted_while_a_preview_waits_adopts_it() -> Result<()> {
+    let (mut stack, id, _, mut conn) = marked_instance("pg-preview-adopt").await?;
+    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut conn)
+        .await?;
+    sqlx::query("DELETE FROM marks WHERE id > 7")
+        .execute(&mut conn)
+        .await?;
+    stack.wait_window_past(id, before).await?;
+    let (rid, view) = preview_ready(
+        &stack,
+        id,
+        json!({"point_in_time": trove_e2e::rfc3339(before), "preview": true}),
+    )
+    .await?;
+    // The preview's server outlives the agent; the restarted agent finds the preview on disk.
+    stack.stop("guest").await?;
+    stack.start_guest();
+    let mut preview = connect_preview(&view).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=10).collect::<Vec<_>>()
+    );
+    drop(preview);
+    let (status, body) = settle(&stack, id, &rid, "confirm").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let done = wait_recovery(&stack, id, &rid, "COMPLETED").await?;
+    assert!(done["outcome"]["downtime_ms"].is_u64(), "{done}");
+    stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    let mut live = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut live, "marks").await?, (1..=10).collect::<Vec<_>>());
+    stack.finish().await
+}

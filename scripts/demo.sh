@@ -152,52 +152,56 @@ else
   echo "FAILED: unexpected rows $ROWS" >&2; exit 1
 fi
 
+now_utc() { sql -At -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"; }
+wait_window_past() { # time: until the store holds a commit after it
+  for _ in $(seq 1 120); do
+    api GET "/instances/$ID/recovery-window"
+    LATEST=$(echo "$BODY" | jq -r '.recovery_window.latest // empty')
+    [ -n "$LATEST" ] && [[ "$LATEST" > "$1" ]] && return 0
+    sleep 0.25
+  done
+}
+recover_and_check() { # recovery-json jq-view expected-events what-ok
+  START=$(date +%s%N)
+  api POST "/instances/$ID/recover" "{\"recovery\": $1}"
+  echo "   HTTP $HTTP_STATUS"; show ".recovery | $2"
+  [ "$HTTP_STATUS" = 202 ] || exit 1
+  LAST_SEEN=
+  wait_instance "$ID" ACTIVE HEALTHY
+  echo "   recovered in $(( ($(date +%s%N) - START) / 1000000 )) ms (from the request to ACTIVE/HEALTHY)"
+  sql -c "SELECT * FROM events ORDER BY id"
+  EVENTS=$(sql -At -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM events")
+  if [ "$EVENTS" = "$3" ]; then
+    echo "OK: $4"
+  else
+    echo "FAILED: unexpected events $EVENTS" >&2; exit 1
+  fi
+}
+
 step "point in time: ten events, one every 200 ms, while WAL streams to the store"
 sql -c "CREATE TABLE events (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())"
 for i in $(seq 1 10); do
   sql -c "INSERT INTO events (id) VALUES ($i)"
   # The moment right after event 5 committed is the point we will go back to.
-  [ "$i" = 5 ] && TARGET=$(sql -At -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+  [ "$i" = 5 ] && TARGET=$(now_utc)
   sleep 0.2
 done
 sql -c "SELECT * FROM events ORDER BY id"
 echo "   target: $TARGET (after event 5, before event 6)"
-for _ in $(seq 1 120); do
-  api GET "/instances/$ID/recovery-window"
-  LATEST=$(echo "$BODY" | jq -r '.recovery_window.latest // empty')
-  [ -n "$LATEST" ] && [[ "$LATEST" > "$TARGET" ]] && break
-  sleep 0.25
-done
+wait_window_past "$TARGET"
 echo "   GET /instances/$ID/recovery-window"; show '.recovery_window | {earliest, latest, timeline, lineage}'
 
 step "POST /instances/$ID/recover to $TARGET"
-START=$(date +%s%N)
-api POST "/instances/$ID/recover" "{\"recovery\": {\"point_in_time\": \"$TARGET\"}}"
-echo "   HTTP $HTTP_STATUS"; show '.recovery | {status, point_in_time, recovered_from_backup, timeline}'
-[ "$HTTP_STATUS" = 202 ] || exit 1
-LAST_SEEN=
-wait_instance "$ID" ACTIVE HEALTHY
-echo "   recovered in $(( ($(date +%s%N) - START) / 1000000 )) ms (from the request to ACTIVE/HEALTHY)"
-sql -c "SELECT * FROM events ORDER BY id"
-EVENTS=$(sql -At -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM events")
-if [ "$EVENTS" = "1,2,3,4,5" ]; then
-  echo "OK: exactly the events committed before $TARGET"
-else
-  echo "FAILED: unexpected events $EVENTS" >&2; exit 1
-fi
+recover_and_check "{\"point_in_time\": \"$TARGET\"}" '{status, point_in_time, recovered_from_backup, timeline}' \
+  "1,2,3,4,5" "exactly the events committed before $TARGET"
 
 step "find the accident: two more events, then someone deletes every event, then one more insert"
-SINCE=$(sql -At -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+SINCE=$(now_utc)
 sql -c "INSERT INTO events (id) VALUES (6)" -c "INSERT INTO events (id) VALUES (7)"
 sql -c "DELETE FROM events" -c "INSERT INTO events (id) VALUES (100)"
-AFTER=$(sql -At -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+AFTER=$(now_utc)
 sql -c "SELECT * FROM events ORDER BY id"
-for _ in $(seq 1 120); do
-  api GET "/instances/$ID/recovery-window"
-  LATEST=$(echo "$BODY" | jq -r '.recovery_window.latest // empty')
-  [ -n "$LATEST" ] && [[ "$LATEST" > "$AFTER" ]] && break
-  sleep 0.25
-done
+wait_window_past "$AFTER"
 echo "   GET /instances/$ID/transactions?since=$SINCE (what the WAL says happened since then)"
 for _ in $(seq 1 60); do
   api GET "/instances/$ID/transactions?since=$SINCE"
@@ -209,17 +213,5 @@ UNDO=$(echo "$BODY" | jq -c '[.listing.transactions[] | select(any(.changes[]; .
 echo "   the delete is undone by the target $UNDO (just before its transaction)"
 
 step "POST /instances/$ID/recover to that target"
-START=$(date +%s%N)
-api POST "/instances/$ID/recover" "{\"recovery\": {\"target\": $UNDO}}"
-echo "   HTTP $HTTP_STATUS"; show '.recovery | {status, target, recovered_from_backup, timeline}'
-[ "$HTTP_STATUS" = 202 ] || exit 1
-LAST_SEEN=
-wait_instance "$ID" ACTIVE HEALTHY
-echo "   recovered in $(( ($(date +%s%N) - START) / 1000000 )) ms (from the request to ACTIVE/HEALTHY)"
-sql -c "SELECT * FROM events ORDER BY id"
-EVENTS=$(sql -At -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM events")
-if [ "$EVENTS" = "1,2,3,4,5,6,7" ]; then
-  echo "OK: every event committed before the delete, and nothing after it"
-else
-  echo "FAILED: unexpected events $EVENTS" >&2; exit 1
-fi
+recover_and_check "{\"target\": $UNDO}" '{status, target, recovered_from_backup, timeline}' \
+  "1,2,3,4,5,6,7" "every event committed before the delete, and nothing after it"

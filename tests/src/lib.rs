@@ -966,3 +966,37 @@ pub fn time_of(v: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
 pub fn tick_ids(rows: &[Tick]) -> Vec<i32> {
     rows.iter().map(|r| r.id).collect()
 }
+
+/// A stack with an ACTIVE instance `name` that has a backup named `base` (returned, as the API
+/// shows it) and a table `marks` with ids 1 to 10, committed after the backup.
+pub async fn marked_after_a_backup(name: &str) -> Result<(Stack, Uuid, Value, PgConnection)> {
+    let stack = Stack::start(ALL).await?;
+    let (id, _) = stack.active_instance(name).await?;
+    let backup = stack.backup(id, "base").await?;
+    let mut conn = stack.connect_instance(id).await?;
+    sqlx::raw_sql(
+        "CREATE TABLE marks (id int PRIMARY KEY); INSERT INTO marks SELECT generate_series(1, 10)",
+    )
+    .execute(&mut conn)
+    .await?;
+    Ok((stack, id, backup, conn))
+}
+
+/// Commits row `mark` into `marks`, then waits until the store holds WAL past that commit, so a
+/// target before it lies inside the recoverable window.
+pub async fn commit_mark_and_wait_for_the_store(
+    stack: &Stack,
+    id: Uuid,
+    conn: &mut PgConnection,
+    mark: i32,
+) -> Result<()> {
+    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO marks VALUES ($1)")
+        .bind(mark)
+        .execute(&mut *conn)
+        .await?;
+    stack.wait_window_past(id, before).await?;
+    Ok(())
+}

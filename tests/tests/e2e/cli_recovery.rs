@@ -8,43 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use sqlx::PgConnection;
-use trove_e2e::{ALL, Stack, cli::Cli, ids, wait_until};
-use uuid::Uuid;
-
-/// A stack with an ACTIVE instance `name` that has a backup named `base` and a table `marks` with
-/// ids 1 to 10, committed after the backup.
-async fn marked_after_a_backup(name: &str) -> Result<(Stack, Uuid, PgConnection)> {
-    let stack = Stack::start(ALL).await?;
-    let (id, _) = stack.active_instance(name).await?;
-    stack.backup(id, "base").await?;
-    let mut conn = stack.connect_instance(id).await?;
-    sqlx::raw_sql(
-        "CREATE TABLE marks (id int PRIMARY KEY); INSERT INTO marks SELECT generate_series(1, 10)",
-    )
-    .execute(&mut conn)
-    .await?;
-    Ok((stack, id, conn))
-}
-
-/// Commits row `mark`, then waits until the store holds WAL past that commit, so a target before
-/// it lies inside the recoverable window.
-async fn commit_and_wait_for_the_store(
-    stack: &Stack,
-    id: Uuid,
-    conn: &mut PgConnection,
-    mark: i32,
-) -> Result<()> {
-    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
-        .fetch_one(&mut *conn)
-        .await?;
-    sqlx::query("INSERT INTO marks VALUES ($1)")
-        .bind(mark)
-        .execute(&mut *conn)
-        .await?;
-    stack.wait_window_past(id, before).await?;
-    Ok(())
-}
+use trove_e2e::{
+    cli::Cli, commit_mark_and_wait_for_the_store, ids, marked_after_a_backup, wait_until,
+};
 
 /// Runs `instance recover <args> --wait -f json`, which must succeed and end its progress lines
 /// with the completion; returns the 202 answer it printed.
@@ -70,7 +36,7 @@ async fn recover_and_wait(cli: &Cli, args: &[&str]) -> Result<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cli_recovers_to_a_restore_point_and_shows_history_and_window() -> Result<()> {
-    let (stack, id, mut conn) = marked_after_a_backup("cli-rp").await?;
+    let (stack, id, _, mut conn) = marked_after_a_backup("cli-rp").await?;
     let cli = stack.cli_a();
     let inst = id.to_string();
     let i = inst.as_str();
@@ -101,7 +67,7 @@ async fn cli_recovers_to_a_restore_point_and_shows_history_and_window() -> Resul
     sqlx::query("DELETE FROM marks WHERE id > 5")
         .execute(&mut conn)
         .await?;
-    commit_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
+    commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
 
     // Refusals, by the server or the parser: a clear message, non-zero, nothing changed.
     let rows = ids(&mut conn, "marks").await?;
@@ -271,7 +237,7 @@ async fn cli_recovers_to_a_restore_point_and_shows_history_and_window() -> Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cli_undoes_a_transaction_then_recovers_to_a_time() -> Result<()> {
-    let (stack, id, mut conn) = marked_after_a_backup("cli-xid").await?;
+    let (stack, id, _, mut conn) = marked_after_a_backup("cli-xid").await?;
     let cli = stack.cli_a();
     let inst = id.to_string();
     let i = inst.as_str();
@@ -283,7 +249,7 @@ async fn cli_undoes_a_transaction_then_recovers_to_a_time() -> Result<()> {
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    commit_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
+    commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
     drop(conn);
 
     // Just before the delete: its rows are back, and the later row is gone too.
@@ -304,7 +270,7 @@ async fn cli_undoes_a_transaction_then_recovers_to_a_time() -> Result<()> {
     let t: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&mut conn)
         .await?;
-    commit_and_wait_for_the_store(&stack, id, &mut conn, 3000).await?;
+    commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 3000).await?;
     drop(conn);
     let plus_one = chrono::FixedOffset::east_opt(3600).context("offset")?;
     let at = t

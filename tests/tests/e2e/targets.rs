@@ -6,42 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgConnection;
-use trove_e2e::{ALL, Stack, ids};
+use trove_e2e::{Stack, commit_mark_and_wait_for_the_store, ids, marked_after_a_backup};
 use uuid::Uuid;
-
-/// A stack with an ACTIVE instance that has a base backup and a table `marks` with ids 1 to 10,
-/// committed after the backup.
-async fn marked_after_a_backup(name: &str) -> Result<(Stack, Uuid, PgConnection)> {
-    let stack = Stack::start(ALL).await?;
-    let (id, _) = stack.active_instance(name).await?;
-    stack.backup(id, "base").await?;
-    let mut conn = stack.connect_instance(id).await?;
-    sqlx::query("CREATE TABLE marks (id int PRIMARY KEY)")
-        .execute(&mut conn)
-        .await?;
-    sqlx::query("INSERT INTO marks SELECT generate_series(1, 10)")
-        .execute(&mut conn)
-        .await?;
-    Ok((stack, id, conn))
-}
-
-/// Commits one more row (id 1000), then waits until the store holds WAL past that commit, so a
-/// target before it lies inside the recoverable window.
-async fn commit_later_and_wait_for_the_store(
-    stack: &Stack,
-    id: Uuid,
-    conn: &mut PgConnection,
-) -> Result<()> {
-    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
-        .fetch_one(&mut *conn)
-        .await?;
-    sqlx::query("INSERT INTO marks VALUES (1000)")
-        .execute(&mut *conn)
-        .await?;
-    stack.wait_window_past(id, before).await?;
-    Ok(())
-}
 
 /// Sends each refused body and checks its status; the instance stays ACTIVE with the same rows.
 async fn refused_change_nothing(
@@ -70,12 +36,12 @@ async fn wait_recovered(stack: &Stack, id: Uuid) -> Result<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recover_to_an_lsn_keeps_what_committed_before_it() -> Result<()> {
-    let (stack, id, mut conn) = marked_after_a_backup("pg-lsn").await?;
+    let (stack, id, _, mut conn) = marked_after_a_backup("pg-lsn").await?;
     // Right after the commit of 1..10: the next record (the insert of 1000) is past it.
     let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
         .fetch_one(&mut conn)
         .await?;
-    commit_later_and_wait_for_the_store(&stack, id, &mut conn).await?;
+    commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
 
     refused_change_nothing(
         &stack,
@@ -123,7 +89,7 @@ async fn recover_to_an_lsn_keeps_what_committed_before_it() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recover_to_just_before_a_transaction_brings_back_the_rows_it_deleted() -> Result<()> {
-    let (stack, id, mut conn) = marked_after_a_backup("pg-xid").await?;
+    let (stack, id, _, mut conn) = marked_after_a_backup("pg-xid").await?;
     let mut tx = sqlx::Connection::begin(&mut conn).await?;
     sqlx::query("DELETE FROM marks WHERE id > 5")
         .execute(&mut *tx)
@@ -132,7 +98,7 @@ async fn recover_to_just_before_a_transaction_brings_back_the_rows_it_deleted() 
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    commit_later_and_wait_for_the_store(&stack, id, &mut conn).await?;
+    commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
     let xid = u32::try_from(xid).context("a transaction id of the first epoch")?;
 
     refused_change_nothing(
@@ -169,11 +135,11 @@ async fn recover_to_just_before_a_transaction_brings_back_the_rows_it_deleted() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restore_an_lsn_into_a_new_instance_leaves_the_source_as_it_is() -> Result<()> {
-    let (stack, src, mut conn) = marked_after_a_backup("pg-lsn-src").await?;
+    let (stack, src, _, mut conn) = marked_after_a_backup("pg-lsn-src").await?;
     let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
         .fetch_one(&mut conn)
         .await?;
-    commit_later_and_wait_for_the_store(&stack, src, &mut conn).await?;
+    commit_mark_and_wait_for_the_store(&stack, src, &mut conn, 1000).await?;
 
     let (status, body) = stack
         .post_a(
@@ -225,7 +191,7 @@ async fn completed_restore_point(stack: &Stack, id: Uuid, name: &str) -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recover_to_a_named_restore_point_brings_back_what_came_after_it() -> Result<()> {
-    let (stack, id, mut conn) = marked_after_a_backup("pg-named").await?;
+    let (stack, id, _, mut conn) = marked_after_a_backup("pg-named").await?;
     let path = format!("/instances/{id}/restore-points");
 
     let (status, body) = stack
@@ -278,7 +244,7 @@ async fn recover_to_a_named_restore_point_brings_back_what_came_after_it() -> Re
     sqlx::query("DELETE FROM marks WHERE id > 5")
         .execute(&mut conn)
         .await?;
-    commit_later_and_wait_for_the_store(&stack, id, &mut conn).await?;
+    commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
     refused_change_nothing(
         &stack,
         id,
@@ -314,7 +280,7 @@ async fn recover_to_a_named_restore_point_brings_back_what_came_after_it() -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restore_a_named_restore_point_into_a_new_instance() -> Result<()> {
-    let (stack, src, mut conn) = marked_after_a_backup("pg-named-src").await?;
+    let (stack, src, _, mut conn) = marked_after_a_backup("pg-named-src").await?;
     let (status, body) = stack
         .post_a(
             &format!("/instances/{src}/restore-points"),
@@ -326,7 +292,7 @@ async fn restore_a_named_restore_point_into_a_new_instance() -> Result<()> {
     sqlx::query("DELETE FROM marks WHERE id > 5")
         .execute(&mut conn)
         .await?;
-    commit_later_and_wait_for_the_store(&stack, src, &mut conn).await?;
+    commit_mark_and_wait_for_the_store(&stack, src, &mut conn, 1000).await?;
 
     let create = |name: &str, point: &str| {
         json!({"instance": {

@@ -61,10 +61,9 @@ async fn recoveries_are_listed_newest_first_with_timed_phases_outcome_and_error_
                 .await?;
             let shown = stack.instance(id).await?;
             let progress = &shown["recovery"]["progress"];
-            Ok(
-                (one["recovery"]["state"] == "RUNNING" && progress.is_object())
-                    .then(|| (one, progress.clone())),
-            )
+            // Two reads: the guest's first progress may land between them, so both must show it.
+            let both = one["recovery"]["progress"].is_object() && progress.is_object();
+            Ok((one["recovery"]["state"] == "RUNNING" && both).then(|| (one, progress.clone())))
         },
     )
     .await?;

@@ -15,6 +15,16 @@ pub const MAX_CHANGES: usize = 32;
 pub const MAX_RELATION_LEN: usize = 127;
 
 text_enum! {
+    /// Where one listing request stands (`wal_listings.state`): stored, sent to the guest, answered.
+    pub enum ListingState {
+        New => "NEW",
+        Sent => "SENT",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+    }
+}
+
+text_enum! {
     /// What a transaction did to one relation.
     pub enum ChangeKind {
         Insert => "INSERT",

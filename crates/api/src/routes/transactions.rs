@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use trove_common::{
     rpc::taskmanager::TaskManagerMethod,
-    wal_activity::{Activity, ChangeKind, MAX_RELATION_LEN, Transaction},
+    wal_activity::{Activity, ChangeKind, ListingState, MAX_RELATION_LEN, Transaction},
 };
 use uuid::Uuid;
 
@@ -152,7 +152,7 @@ struct ListingRow {
     until: DateTime<Utc>,
     kind: Option<String>,
     relation: Option<String>,
-    state: String,
+    state: ListingState,
     result: Option<sqlx::types::Json<Activity>>,
 }
 
@@ -170,10 +170,10 @@ fn answer(
         "kind": row.kind,
         "relation": row.relation,
     });
-    match (row.state.as_str(), row.result) {
-        ("COMPLETED", Some(sqlx::types::Json(a))) => {
+    match (row.state, row.result) {
+        (ListingState::Completed, Some(sqlx::types::Json(a))) => {
             let mut body = head;
-            body["status"] = json!("COMPLETED");
+            body["status"] = json!(ListingState::Completed);
             body["truncated"] = json!(a.truncated);
             body["segments_read"] = json!(a.segments);
             body["transactions"] =
@@ -181,7 +181,7 @@ fn answer(
             Ok((StatusCode::OK, Json(json!({"listing": body}))))
         }
         // What failed is in the guest's log; it may name host paths, so it is not echoed.
-        ("FAILED", _) => Err(ApiError::Unprocessable(format!(
+        (ListingState::Failed, _) => Err(ApiError::Unprocessable(format!(
             "The WAL of instance {instance_id} could not be read for listing {}.",
             row.id
         ))),
@@ -217,8 +217,12 @@ async fn list_transactions(
     Path((_tenant, id)): Path<(String, String)>,
     paging: Paging,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = path_uuid(&id)?;
     let mut tx = state.pool.begin().await?;
-    let inst = visible_instance(&mut tx, &caller, &links, &id).await?;
+    // Locked: one listing at a time per instance, and an identical one still running is joined.
+    let inst = instances::lock(&mut tx, id, caller.scope(&links.tenant))
+        .await?
+        .ok_or_else(|| ApiError::not_found(id))?;
     let q = parse_query(&paging, Utc::now())?;
     if inst.host.is_none() {
         return Err(ApiError::Unprocessable(format!(
@@ -226,17 +230,13 @@ async fn list_transactions(
             inst.id
         )));
     }
-    // One listing at a time per instance: an identical one still running is joined.
-    sqlx::query("SELECT id FROM instances WHERE id = $1 FOR UPDATE")
-        .bind(inst.id)
-        .execute(&mut *tx)
-        .await?;
     let running: Option<ListingRow> = sqlx::query_as(&format!(
-        "{ROW} WHERE instance_id = $1 AND state IN ('NEW', 'SENT') \
+        "{ROW} WHERE instance_id = $1 AND state = ANY($3) \
          AND created > now() - make_interval(secs => $2) ORDER BY created DESC LIMIT 1"
     ))
     .bind(inst.id)
     .bind(STALE_SECS as f64)
+    .bind([ListingState::New, ListingState::Sent])
     .fetch_optional(&mut *tx)
     .await?;
     let listing_id = match running {
@@ -291,7 +291,7 @@ async fn list_transactions(
         let row = fetch(&mut *state.pool.acquire().await?, inst.id, listing_id)
             .await?
             .ok_or_else(|| ApiError::not_found(listing_id))?;
-        let settled = matches!(row.state.as_str(), "COMPLETED" | "FAILED");
+        let settled = matches!(row.state, ListingState::Completed | ListingState::Failed);
         if settled || tokio::time::Instant::now() >= deadline {
             return answer(row, &links, inst.id);
         }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use trove_common::{
     rpc::conductor::ConductorMethod,
-    wal_activity::{Activity, MAX_CHANGES, MAX_RELATION_LEN, MAX_TRANSACTIONS},
+    wal_activity::{Activity, ListingState, MAX_CHANGES, MAX_RELATION_LEN, MAX_TRANSACTIONS},
 };
 
 use super::check_hosted;
@@ -49,7 +49,7 @@ impl TaskManager {
         // Only the instance's own SENT row moves, once: a redelivered report changes nothing.
         if !wal_listings::lock(&mut tx, listing_id)
             .await?
-            .is_some_and(|r| r.instance_id == instance_id && r.state == "SENT")
+            .is_some_and(|r| r.instance_id == instance_id && r.state == ListingState::Sent)
         {
             return Ok(());
         }

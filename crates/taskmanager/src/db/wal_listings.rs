@@ -3,13 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use trove_common::wal_activity::ListingState;
 use uuid::Uuid;
 
 /// What a row asks for, locked, with its instance and state.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Listing {
     pub instance_id: Uuid,
-    pub state: String,
+    pub state: ListingState,
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
     pub kind: Option<String>,
@@ -27,8 +28,9 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<List
 }
 
 pub async fn mark_sent(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE wal_listings SET state = 'SENT', updated = now() WHERE id = $1")
+    sqlx::query("UPDATE wal_listings SET state = $2, updated = now() WHERE id = $1")
         .bind(id)
+        .bind(ListingState::Sent)
         .execute(conn)
         .await?;
     Ok(())
@@ -39,23 +41,21 @@ pub async fn complete(
     id: Uuid,
     result: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE wal_listings SET state = 'COMPLETED', result = $2, updated = now() WHERE id = $1",
-    )
-    .bind(id)
-    .bind(result)
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE wal_listings SET state = $3, result = $2, updated = now() WHERE id = $1")
+        .bind(id)
+        .bind(result)
+        .bind(ListingState::Completed)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 pub async fn fail(conn: &mut PgConnection, id: Uuid, error: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE wal_listings SET state = 'FAILED', error = $2, updated = now() WHERE id = $1",
-    )
-    .bind(id)
-    .bind(error)
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE wal_listings SET state = $3, error = $2, updated = now() WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .bind(ListingState::Failed)
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use trove_common::{
     rpc::{RequestContext, guest::GuestMethod},
-    wal_activity::{ActivityFilter, ChangeKind},
+    wal_activity::{ActivityFilter, ChangeKind, ListingState},
 };
 use uuid::Uuid;
 
@@ -24,7 +24,7 @@ impl TaskManager {
         let Some(row) = wal_listings::lock(&mut tx, listing_id).await? else {
             return Ok(());
         };
-        if row.instance_id != instance_id || row.state != "NEW" {
+        if row.instance_id != instance_id || row.state != ListingState::New {
             return Ok(());
         }
         let host = instances::lock(&mut tx, instance_id)

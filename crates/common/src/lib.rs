@@ -11,6 +11,7 @@ pub mod overrides;
 pub mod recovery;
 pub mod restore_point;
 pub mod retention;
+pub mod rewind;
 pub mod rpc;
 pub mod schema;
 pub mod secrets;

@@ -396,6 +396,13 @@ pub struct RecoveryOutcome {
     /// again on the recovered data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downtime_ms: Option<u64>,
+    /// Where the recovered data came from: `rewind` (the delayed copy, only the gap replayed) or
+    /// `backup` (a base backup restored, then WAL replayed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Why a recovery that could not use the delayed copy restored a backup instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewind_skipped: Option<String>,
 }
 
 /// Size of a WAL segment: PostgreSQL's default, which the managed servers use.

@@ -95,6 +95,8 @@ impl Agent {
             .await
             .insert(hosted.id, hosted.clone());
         self.start_streaming(&hosted).await;
+        self.tracker
+            .spawn(crate::rewind_keeper::keep_rewind(hosted.clone()));
         let agent = self.clone();
         let id = hosted.id;
         let cancel = hosted.cancel.clone();

@@ -101,6 +101,7 @@ impl Agent {
                 completes: completes.map(str::to_string),
                 accounts,
                 volume_used_bytes,
+                rewind: h.rewind.lock().await.status.clone(),
             },
             sent: epoch_seconds(Utc::now()),
         };

@@ -15,6 +15,7 @@ use trove_common::{accounts::Accounts, wal_activity::RelationJournal};
 use uuid::Uuid;
 
 use crate::postgres::{Cluster, ClusterSpec, PgBinaries, Runner, SharedShipIndex, write_owned};
+use crate::rewind_keeper::RewindKeep;
 
 pub const RECORD_FILE: &str = "instance.json";
 
@@ -48,6 +49,10 @@ pub struct Hosted {
     /// The relation journal (loaded from the store on first use) and when the live catalog was
     /// last read into it.
     pub relations: Mutex<(Option<RelationJournal>, Option<Instant>)>,
+    /// The delayed copy for rewind: its record and last status (see `rewind_keeper`).
+    pub rewind: Mutex<RewindKeep>,
+    /// Wakes the rewind keeper at once, e.g. when the window changes.
+    pub rewind_wake: tokio::sync::Notify,
 }
 
 /// Clears the disruptive flag when the operation ends, however it ends.
@@ -83,6 +88,8 @@ impl Hosted {
             shipped: SharedShipIndex::default(),
             last_accounts: Mutex::new(None),
             relations: Mutex::new((None, None)),
+            rewind: Mutex::new(RewindKeep::default()),
+            rewind_wake: tokio::sync::Notify::new(),
         }
     }
 

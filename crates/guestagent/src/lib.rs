@@ -9,6 +9,7 @@ pub mod hosted;
 pub mod postgres;
 mod relation_journal;
 mod report;
+mod rewind_keeper;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod wal_report;

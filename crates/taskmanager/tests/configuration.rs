@@ -68,6 +68,7 @@ fn heartbeat(id: Uuid, sent: f64, completes: Option<&str>) -> ConductorMethod {
             error: None,
             completes: completes.map(str::to_string),
             volume_used_bytes: Some(3 << 20),
+            rewind: None,
             accounts: None,
         },
         sent,

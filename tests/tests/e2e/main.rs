@@ -28,6 +28,7 @@ mod resize;
 mod restore;
 mod retention;
 mod retention_live;
+mod rewind;
 mod sealed_secrets;
 mod targets;
 mod two_hosts;

@@ -10,4 +10,5 @@ pub mod recoveries;
 pub mod recovery_history;
 pub mod restore_points;
 pub mod retention;
+pub mod rewind;
 pub mod wal;

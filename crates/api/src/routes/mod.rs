@@ -19,6 +19,7 @@ pub mod recover;
 pub mod recoveries;
 pub mod recovery_window;
 pub mod restore_points;
+pub mod rewind;
 pub mod table;
 pub mod transactions;
 pub mod versions;
@@ -43,6 +44,7 @@ pub fn tenant() -> Routes {
         .merge(preview::routes())
         .merge(recovery_window::routes())
         .merge(restore_points::routes())
+        .merge(rewind::routes())
         .merge(transactions::routes())
         .merge(backups::routes())
         .merge(datastores::routes())

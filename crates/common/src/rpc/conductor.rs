@@ -31,6 +31,9 @@ pub struct HeartbeatPayload {
     /// Ours: bytes the instance's data directory uses (`volume.used`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_used_bytes: Option<u64>,
+    /// Ours: the instance's delayed copy, while rewind is on (docs/api.md, "Rewind").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewind: Option<crate::rewind::RewindStatus>,
 }
 
 crate::text_enum! {

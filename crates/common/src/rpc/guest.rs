@@ -96,6 +96,11 @@ pub enum GuestMethod {
     CancelPreview {
         recovery_id: Uuid,
     },
+    /// Ours: keep a delayed copy `window_secs` behind the primary for rewind; 0 removes it. The
+    /// guest reports the copy in its heartbeats.
+    ConfigureRewind {
+        window_secs: u32,
+    },
     /// Ours: rewrite the server's `pg_hba.conf` for `access` and reload it (no restart), then
     /// report with the conductor's `update_access`.
     UpdateAccess {

@@ -63,6 +63,11 @@ pub enum TaskManagerMethod {
     Restart {
         instance_id: Uuid,
     },
+    /// Ours: hand the instance's rewind window (`instances.rewind_window_secs`, as it is when
+    /// the message is handled) to its guest.
+    ConfigureRewind {
+        instance_id: Uuid,
+    },
     /// Ours: create the named restore point `restore_point_id` (a `restore_points` row) on the
     /// instance's running server.
     CreateRestorePoint {

@@ -27,6 +27,15 @@ impl Agent {
         if let Err(e) = h.cluster.stop().await {
             tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "stop before delete failed");
         }
+        // The delayed copy runs from inside the instance directory too.
+        let copy = {
+            let mut keep = h.rewind.lock().await;
+            let r = crate::rewind_keeper::load_record(h, &mut keep).await;
+            crate::rewind_keeper::copy_of(h, &r)
+        };
+        if let Err(e) = crate::postgres::discard_copy(&copy).await {
+            tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "could not stop the rewind copy");
+        }
         if let Err(e) = tokio::fs::remove_dir_all(&h.dir).await
             && e.kind() != std::io::ErrorKind::NotFound
         {

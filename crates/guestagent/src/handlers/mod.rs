@@ -11,6 +11,7 @@ mod preview;
 mod recovery;
 mod recovery_source;
 mod restore_point;
+mod rewind;
 mod transactions;
 
 use std::sync::Arc;
@@ -121,6 +122,9 @@ impl Agent {
             GuestMethod::Restart {} => self.restart(&h, rid).await,
             GuestMethod::DeleteInstance {} => self.delete_instance(&h, rid).await,
             GuestMethod::UpdateAccess { access } => self.update_access(&h, access, rid).await,
+            GuestMethod::ConfigureRewind { window_secs } => {
+                self.configure_rewind(&h, window_secs).await
+            }
             GuestMethod::ApplyAccounts { op_id, op } => {
                 self.apply_accounts(&h, op_id, op, rid).await
             }

@@ -23,9 +23,11 @@ use crate::{
     agent::Agent,
     hosted::Hosted,
     postgres::{
-        PreviewState, RecoveryError, Reporters, confirm_preview, current_timeline, ensure_dir,
-        recover_in_place, stage_preview, write_owned,
+        PreviewState, RecoveryError, RecoveryRequest, Reporters, RewindFailed, confirm_preview,
+        current_timeline, ensure_dir, recover_in_place, rewind_in_place, stage_preview,
+        write_owned,
     },
+    rewind_keeper::{copy_of, load_record},
 };
 
 /// What [`Agent::run_recovery`] does between pausing and resuming the WAL streaming.
@@ -242,9 +244,22 @@ impl Agent {
         let history_dest = self.wal_spool(h.id);
         let work = async {
             match job {
-                Job::Recover(source) => recover_in_place(&h.cluster, &source.request(), reporters)
-                    .await
-                    .map(Done::Recovered),
+                Job::Recover(source) => {
+                    let request = source.request();
+                    let skipped = match self.try_rewind(h, &request, reporters).await {
+                        Ok(outcome) => return Ok(Done::Recovered(outcome)),
+                        Err(why) => why,
+                    };
+                    recover_in_place(&h.cluster, &request, reporters)
+                        .await
+                        .map(|outcome| {
+                            Done::Recovered(RecoveryOutcome {
+                                source: Some("backup".to_owned()),
+                                rewind_skipped: skipped,
+                                ..outcome
+                            })
+                        })
+                }
                 Job::Preview(source) => stage_preview(&h.cluster, &source.request(), reporters)
                     .await
                     .map(Done::Previewing),
@@ -290,6 +305,42 @@ impl Agent {
             }
         }
         Ok(Done::Recovered(outcome))
+    }
+
+    /// Recovers from the delayed copy if the instance keeps one that can reach the target.
+    /// Otherwise says why not (None: rewind is off, or the recovery has no point in time), and
+    /// the caller restores a backup; a copy that failed half-way has left the instance as it was.
+    async fn try_rewind(
+        &self,
+        h: &Arc<Hosted>,
+        request: &RecoveryRequest<'_>,
+        reporters: Reporters<'_>,
+    ) -> Result<RecoveryOutcome, Option<String>> {
+        let Some(replay) = request.replay.as_ref() else {
+            return Err(None);
+        };
+        let (copy, applied) = {
+            let mut keep = h.rewind.lock().await;
+            let r = load_record(h, &mut keep).await;
+            if r.window_secs == 0 || r.port.is_none() {
+                return Err(None);
+            }
+            (copy_of(h, &r), r.applied())
+        };
+        match rewind_in_place(&h.cluster, &copy, replay, applied, reporters).await {
+            Ok(outcome) => {
+                tracing::info!(instance.id = %h.id, "recovered from the delayed copy");
+                Ok(outcome)
+            }
+            Err(RewindFailed::Unusable(why)) => {
+                tracing::info!(instance.id = %h.id, reason = %why, "delayed copy not usable; restoring a backup");
+                Err(Some(why))
+            }
+            Err(RewindFailed::Failed(err)) => {
+                tracing::warn!(instance.id = %h.id, error = %err, "rewind failed; restoring a backup");
+                Err(Some(err.to_string()))
+            }
+        }
     }
 
     /// Progress while the recovery runs; best effort, the next report follows within a second.

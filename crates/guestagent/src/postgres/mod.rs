@@ -44,6 +44,8 @@ mod request;
 mod restore;
 mod restore_command;
 mod restore_point;
+mod rewind;
+mod rewind_copy;
 mod runner;
 mod scram;
 mod spec;
@@ -76,6 +78,11 @@ pub use recover::recover_in_place;
 pub use request::{RecoveryRequest, Replay, Reporters, WalSource};
 pub use restore::restore_new;
 pub use restore_point::{Created as RestorePointCreated, create_restore_point};
+pub use rewind::{RewindFailed, failed_as_recovery, rewind_in_place};
+pub use rewind_copy::{
+    CopyPosition, build_copy, copy_exists, discard_copy, drop_slot, pause_copy, probe_copy,
+    rewind_cluster, set_window,
+};
 pub use runner::{Runner, run_checked};
 pub use spec::ClusterSpec;
 pub use sql::{quote_ident, quote_literal};

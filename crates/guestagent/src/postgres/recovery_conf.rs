@@ -147,6 +147,29 @@ pub(super) async fn write_paused_settings(
     .await
 }
 
+/// `recovery.signal` plus the settings of a replay on to `stop` along `timeline` from WAL already
+/// in `pg_wal` (a rewind from the delayed copy): `restore_command = 'false'`, so PostgreSQL reads
+/// `pg_wal` alone, and a pause at the target as for every target. Any standby settings the copy
+/// ran with are replaced, and its `standby.signal` goes: this is a targeted recovery now.
+pub(super) async fn write_local_target_settings(
+    restored: &Cluster,
+    stop: StopPoint,
+    timeline: u32,
+) -> Result<()> {
+    let data_dir = &restored.spec().data_dir;
+    let owner = restored.runner().owner();
+    config::ensure_includes(data_dir, owner).await?;
+    write_owned(
+        &data_dir.join(RECOVERY_CONF),
+        paused_settings(stop, timeline).as_bytes(),
+        0o600,
+        owner,
+    )
+    .await?;
+    super::os_user::remove_file_if_exists(&data_dir.join("standby.signal")).await?;
+    write_owned(&data_dir.join("recovery.signal"), b"", 0o600, owner).await
+}
+
 fn paused_settings(stop: StopPoint, timeline: u32) -> String {
     let mut settings = format!(
         "# Written by the Trove guest agent for a preview paused at its target; removed at promotion.\n\

@@ -22,8 +22,8 @@ use super::config::RECOVERY_CONF;
 use super::error::{FailAs as _, Failure};
 use super::os_user::{ensure_dir, remove_file_if_exists, write_owned};
 use super::recovery_conf::{
-    write_backup_end_pause_settings, write_backup_end_settings, write_paused_settings,
-    write_target_settings,
+    write_backup_end_pause_settings, write_backup_end_settings, write_local_target_settings,
+    write_paused_settings, write_target_settings,
 };
 use super::request::Replay;
 use super::restore_command::{
@@ -120,7 +120,7 @@ pub(super) async fn replay_and_promote(
             };
             let result = async {
                 let plan = preflight(restored, replay, &fetching.fetched).await?;
-                replay_to_target(restored, replay, &plan, &fetching.fetched, steps).await
+                replay_to_target(restored, replay, &plan, Some(&fetching.fetched), steps).await
             }
             .await;
             if let Err(err) = remove_script(&restored.spec().data_dir).await {
@@ -138,11 +138,32 @@ pub(super) async fn replay_and_promote(
     Ok(outcome)
 }
 
+/// Replays a stopped standby's copy, whose `pg_wal` already holds everything up to `wal_end`, on
+/// to `replay`'s target without the store (a rewind), proves the stop point and promotes it as
+/// [`replay_and_promote`] does: phases `replaying` and `verifying_target`.
+pub(super) async fn replay_local_and_promote(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    wal_end: u64,
+    steps: &mut Steps<'_>,
+) -> Result<RecoveryOutcome, Failure> {
+    let plan = Plan {
+        store_end: Some(wal_end),
+        needed: Vec::new(),
+    };
+    let outcome = replay_to_target(restored, replay, &plan, None, steps).await?;
+    restored
+        .wait_healthy(HEALTH_DEADLINE)
+        .await
+        .fail_as(GuestErrorCode::HealthCheckFailed)?;
+    Ok(outcome)
+}
+
 async fn replay_to_target(
     restored: &Cluster,
     replay: &Replay<'_>,
     plan: &Plan,
-    fetched: &Arc<Fetched>,
+    fetched: Option<&Arc<Fetched>>,
     steps: &mut Steps<'_>,
 ) -> Result<RecoveryOutcome, Failure> {
     let (reached, log_start) =
@@ -185,17 +206,26 @@ async fn replay_until_stopped(
     restored: &Cluster,
     replay: &Replay<'_>,
     plan: &Plan,
-    fetched: &Arc<Fetched>,
+    fetched: Option<&Arc<Fetched>>,
     steps: &mut Steps<'_>,
     visibility: Visibility,
 ) -> Result<(Reached, u64), Failure> {
     steps.enter(RecoveryPhase::Replaying);
     restored.write_managed_config().await?;
     let log_start = log_len(restored).await;
-    write_target_settings(restored, replay, &fetched.root).await?;
-    fetched.write_expected(&plan.needed).await?;
-    // Whatever the early fetch did not cover (it skips what it already took on).
-    let _prefetch = fetched.spawn_prefetch(plan.needed.clone(), replay.wal.prefetch);
+    let _prefetch = match fetched {
+        Some(fetched) => {
+            write_target_settings(restored, replay, &fetched.root).await?;
+            fetched.write_expected(&plan.needed).await?;
+            // Whatever the early fetch did not cover (it skips what it already took on).
+            Some(fetched.spawn_prefetch(plan.needed.clone(), replay.wal.prefetch))
+        }
+        // The WAL is in the copy's own `pg_wal` already.
+        None => {
+            write_local_target_settings(restored, replay.stop, replay.timeline).await?;
+            None
+        }
+    };
     // The server may already stop during `pg_ctl start` (replay runs before it accepts
     // connections), so both steps are classified by what it logged.
     let work = async {
@@ -260,7 +290,7 @@ pub(super) async fn replay_and_pause(
                     restored,
                     replay,
                     &plan,
-                    &fetching.fetched,
+                    Some(&fetching.fetched),
                     steps,
                     Visibility::Listening,
                 )

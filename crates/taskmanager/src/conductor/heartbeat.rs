@@ -62,6 +62,12 @@ impl TaskManager {
             }
             None => {}
         }
+        instances::set_rewind_status(&mut tx, instance_id, payload.rewind.as_ref()).await?;
+        // The guest keeps a copy the tenant no longer wants, or lacks one (or keeps another
+        // window) the tenant asked for: a lost message or lost state; the window is sent again.
+        let reported_window = payload.rewind.as_ref().map_or(0, |r| r.window_secs);
+        let rewind_differs =
+            status.is_up() && i64::from(reported_window) != i64::from(inst.rewind_window_secs);
         let sent_at = DateTime::<Utc>::from_timestamp_micros((sent * 1e6) as i64);
         let after_task_start = match (sent_at, inst.task_start_time) {
             (Some(s), Some(t)) => s >= t,
@@ -109,6 +115,10 @@ impl TaskManager {
             _ => {}
         }
         tx.commit().await?;
+        if rewind_differs && inst.task() != InstanceTask::Building {
+            self.configure_rewind(RequestContext::default(), instance_id)
+                .await?;
+        }
         if built {
             self.catch_up_configuration(instance_id, inst.host.as_deref())
                 .await?;

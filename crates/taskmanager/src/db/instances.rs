@@ -17,6 +17,8 @@ pub struct Instance {
     pub deleted: bool,
     /// The network access the API stored (validated), or NULL.
     pub access: Option<Json<serde_json::Value>>,
+    /// The rewind window the tenant asked for, in seconds (0: no delayed copy).
+    pub rewind_window_secs: i32,
 }
 
 impl Instance {
@@ -43,7 +45,7 @@ impl Instance {
     }
 }
 
-const COLUMNS: &str = "id, task_id, task_start_time, host, deleted, access";
+const COLUMNS: &str = "id, task_id, task_start_time, host, deleted, access, rewind_window_secs";
 
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Instance>> {
     sqlx::query_as(&format!(
@@ -219,4 +221,20 @@ pub async fn placed(conn: &mut PgConnection) -> sqlx::Result<Vec<(Uuid, String)>
     sqlx::query_as("SELECT id, host FROM instances WHERE NOT deleted AND host IS NOT NULL")
         .fetch_all(conn)
         .await
+}
+
+/// Stores what the guest reported of the instance's delayed copy (None: it keeps none).
+pub async fn set_rewind_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: Option<&trove_common::rewind::RewindStatus>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE instances SET rewind_status = $2, rewind_reported_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.map(Json))
+    .execute(conn)
+    .await?;
+    Ok(())
 }

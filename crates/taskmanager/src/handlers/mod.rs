@@ -9,6 +9,7 @@ mod recovery;
 mod resize;
 mod restart;
 mod restore_points;
+mod rewind;
 mod update_access;
 mod update_configuration;
 
@@ -69,6 +70,9 @@ impl TaskManager {
             } => {
                 self.create_restore_point(ctx, instance_id, restore_point_id, name)
                     .await
+            }
+            TaskManagerMethod::ConfigureRewind { instance_id } => {
+                self.configure_rewind(ctx, instance_id).await
             }
             TaskManagerMethod::ListTransactions {
                 instance_id,

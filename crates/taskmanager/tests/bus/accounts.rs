@@ -32,6 +32,7 @@ fn heartbeat_with(instance: Uuid, accounts: Accounts, sent: f64, host: &str) -> 
                 completes: None,
                 accounts: Some(accounts),
                 volume_used_bytes: None,
+                rewind: None,
             },
             sent,
         },

@@ -323,6 +323,7 @@ pub fn heartbeat(instance: Uuid, status: ServiceStatus, sent: f64, guest_host: &
                 completes: None,
                 accounts: None,
                 volume_used_bytes: None,
+                rewind: None,
             },
             sent,
         },

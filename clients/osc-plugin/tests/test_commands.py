@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from osc_lib import exceptions
 
-from trove_rs_osc import progress, recovery, restore_points, transactions
+from trove_rs_osc import progress, recovery, restore_points, rewind, transactions
 
 INST = "6f1c0d3e-5a8e-4f0b-9b7e-3f1d2c4b5a69"
 
@@ -32,6 +32,14 @@ class FakeHttp:
     def post(self, url, body):
         self.sent.append(("POST", url, body))
         return None, self.pages[("POST", url)]
+
+    def put(self, url, body):
+        self.sent.append(("PUT", url, body))
+        return None, self.pages[("PUT", url)]
+
+    def delete(self, url):
+        self.sent.append(("DELETE", url, None))
+        return None, self.pages[("DELETE", url)]
 
 
 def app_with(http):
@@ -203,6 +211,40 @@ class RestorePoints(unittest.TestCase):
             cols, values = cmd.take_action(args)
         self.assertEqual(dict(zip(cols, values))["lsn"], "0/5")
         self.assertEqual(http.sent[0], ("POST", path, {"restore_point": {"name": "before"}}))
+
+
+class Rewind(unittest.TestCase):
+    PATH = f"/instances/{INST}/rewind"
+
+    def test_set_sends_the_window_and_waits_for_the_copy(self):
+        building = {"window_minutes": 15, "status": "BUILDING"}
+        ready = dict(building, status="READY", rewindable_from="2026-11-30T01:00:00Z")
+        http = FakeHttp({("PUT", self.PATH): {"rewind": building},
+                         self.PATH: [{"rewind": building}, {"rewind": ready}]})
+        cmd, args = parse(rewind.SetRewind, [INST, "--window", "15", "--wait"], app_with(http))
+        with unittest.mock.patch.object(rewind, "POLL_SECS", 0):
+            cols, values = cmd.take_action(args)
+        self.assertEqual(dict(zip(cols, values))["status"], "READY")
+        self.assertEqual(http.sent[0], ("PUT", self.PATH, {"rewind": {"window_minutes": 15}}))
+
+    def test_a_copy_that_failed_fails_the_wait(self):
+        failed = {"window_minutes": 5, "status": "FAILED", "error": "disk full"}
+        http = FakeHttp({("PUT", self.PATH): {"rewind": failed}})
+        cmd, args = parse(rewind.SetRewind, [INST, "--window", "5", "--wait"], app_with(http))
+        with self.assertRaises(exceptions.CommandError):
+            cmd.take_action(args)
+
+    def test_the_window_is_required_and_a_number(self):
+        for argv in ([INST], [INST, "--window", "ten"]):
+            with self.assertRaises(SystemExit), unittest.mock.patch("sys.stderr", io.StringIO()):
+                parse(rewind.SetRewind, argv)
+
+    def test_unset_deletes(self):
+        http = FakeHttp({("DELETE", self.PATH): {"rewind": {"window_minutes": 0, "status": "OFF"}}})
+        cmd, args = parse(rewind.UnsetRewind, [INST], app_with(http))
+        cols, values = cmd.take_action(args)
+        self.assertEqual(dict(zip(cols, values))["status"], "OFF")
+        self.assertEqual(http.sent, [("DELETE", self.PATH, None)])
 
 
 if __name__ == "__main__":

@@ -31,6 +31,16 @@ def post(app, path, body):
     return answer
 
 
+def put(app, path, body):
+    _, answer = _client(app).put(path, body=body)
+    return answer
+
+
+def delete(app, path):
+    _, answer = _client(app).delete(path)
+    return answer
+
+
 def instance_path(instance_id, *rest):
     return "/".join(["/instances", quote(instance_id, safe="")] + [quote(str(r), safe="") for r in rest])
 

@@ -14,7 +14,9 @@
 //!
 //! `trove-bench api` measures the API instead (see [`api`] and `scripts/bench-api.sh`), and
 //! `trove-bench overhead` the control plane's overhead on a recovery through the whole stack
-//! (see [`overhead`] and `scripts/bench-overhead.sh`).
+//! (see [`overhead`] and `scripts/bench-overhead.sh`), and `trove-bench rewind` a recovery from
+//! the delayed copy against a full restore and PostgreSQL alone (see [`rewind`] and
+//! `scripts/bench-rewind.sh`).
 
 mod api;
 mod args;
@@ -23,6 +25,7 @@ mod overhead;
 mod pgbench;
 mod recovery;
 mod report;
+mod rewind;
 mod rpo;
 mod run;
 mod server_log;
@@ -39,6 +42,10 @@ async fn main() -> Result<()> {
     if argv.peek().map(String::as_str) == Some("api") {
         argv.next();
         return api::main(argv).await;
+    }
+    if argv.peek().map(String::as_str) == Some("rewind") {
+        argv.next();
+        return rewind::main(argv).await;
     }
     if argv.peek().map(String::as_str) == Some("overhead") {
         argv.next();

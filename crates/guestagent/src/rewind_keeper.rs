@@ -197,6 +197,12 @@ async fn keep_once(h: &Hosted) -> Result<()> {
         disk_bytes: None,
         error: None,
     });
+    // Forgotten before the build starts: a build that fails half-way leaves a directory that must
+    // never be taken for a copy (a recovery reads the record).
+    r.port = None;
+    r.consistent_at = None;
+    r.applied_until = None;
+    save_record(h, &mut keep, r.clone()).await?;
     // The heartbeat reads the status meanwhile; the op lock keeps everything else out.
     drop(keep);
     let window = r.window_secs;

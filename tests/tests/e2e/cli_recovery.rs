@@ -299,6 +299,63 @@ async fn cli_undoes_a_transaction_then_recovers_to_a_time() -> Result<()> {
     stack.finish().await
 }
 
+/// A rewind window set and waited for with the CLI; an undo just before a transaction then comes
+/// from the delayed copy (the recovery's outcome says so), with exactly the rows from before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_sets_a_rewind_window_and_undoes_a_transaction_from_the_copy() -> Result<()> {
+    let (stack, id, _, mut conn) = marked_after_a_backup("cli-rewind").await?;
+    let cli = stack.cli_a();
+    let inst = id.to_string();
+    let i = inst.as_str();
+
+    let refused = cli
+        .fails(&["instance", "rewind", "set", i, "--window", "0"])
+        .await?;
+    assert!(refused.contains("(HTTP 400)"), "{refused}");
+    let set = cli
+        .json(&[
+            "instance",
+            "rewind",
+            "set",
+            "cli-rewind",
+            "--window",
+            "10",
+            "--wait",
+        ])
+        .await?;
+    assert_eq!(set["status"], "READY", "{set}");
+    assert_eq!(set["window_minutes"], 10, "{set}");
+    let shown = cli.json(&["instance", "rewind", "show", i]).await?;
+    assert!(shown["rewindable_from"].is_string(), "{shown}");
+
+    // The accident, after the copy was built: inside the window.
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    sqlx::query("DELETE FROM marks WHERE id > 5")
+        .execute(&mut *tx)
+        .await?;
+    let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
+    drop(conn);
+
+    let xid = xid.to_string();
+    let answer = recover_and_wait(&cli, &[i, "--xid", &xid, "--exclusive"]).await?;
+    let rid = answer["recovery_id"].as_str().context("recovery id")?;
+    let (_, shown) = stack
+        .get_a(&format!("/instances/{id}/recoveries/{rid}"))
+        .await?;
+    assert_eq!(shown["recovery"]["outcome"]["source"], "rewind", "{shown}");
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
+    drop(conn);
+
+    let unset = cli.json(&["instance", "rewind", "unset", i]).await?;
+    assert_eq!(unset["status"], "OFF", "{unset}");
+    stack.finish().await
+}
+
 /// The plugin's own unit tests (parsing, requests, output, how `--wait` ends; no server), run
 /// from the source with the CLI's Python.
 #[tokio::test]

@@ -166,5 +166,34 @@ async fn a_recovery_inside_the_window_replays_only_the_gap_from_the_delayed_copy
         Ok((!copy_dir.exists()).then_some(()))
     })
     .await?;
+
+    // Deleting the instance stops its copy's server too.
+    let (status, v) = stack
+        .call_a(
+            Method::PUT,
+            &path,
+            Some(json!({"rewind": {"window_minutes": 1}})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    wait_ready(&stack, id, None).await?;
+    let pid_file = std::fs::read_to_string(copy_dir.join("postmaster.pid"))?;
+    let pid = pid_file
+        .lines()
+        .next()
+        .context("postmaster pid")?
+        .trim()
+        .to_owned();
+    let (status, v) = stack
+        .call_a(Method::DELETE, &format!("/instances/{id}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let proc_dir = std::path::PathBuf::from("/proc").join(&pid);
+    wait_until(
+        "the copy's server to stop with the instance",
+        WAIT,
+        || async { Ok((!proc_dir.exists() && !copy_dir.exists()).then_some(())) },
+    )
+    .await?;
     Ok(())
 }

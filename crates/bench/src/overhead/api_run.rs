@@ -47,6 +47,8 @@ pub struct ApiRun {
     pub phases: Vec<(String, f64)>,
     pub stop_lsn: String,
     pub new_timeline: Option<u32>,
+    /// Where the data came from (`outcome.source`): `rewind` or `backup`.
+    pub source: Option<String>,
 }
 
 /// Recovers `instance` in place to `target` along timeline 1 (the WAL the driver and PostgreSQL
@@ -187,6 +189,7 @@ fn split(
         new_timeline: outcome["new_timeline"]
             .as_u64()
             .and_then(|t| u32::try_from(t).ok()),
+        source: outcome["source"].as_str().map(str::to_owned),
     })
 }
 

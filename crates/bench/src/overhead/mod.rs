@@ -8,11 +8,11 @@
 //! PostgreSQL alone (the floor). The differences are the control plane's and the driver's
 //! overhead. See `scripts/bench-overhead.sh`.
 
-mod api_run;
-mod args;
+pub(crate) mod api_run;
+pub(crate) mod args;
 mod driver;
 mod report;
-mod setup;
+pub(crate) mod setup;
 
 use anyhow::{Result, anyhow};
 use trove_e2e::{ALL, Stack};
@@ -78,7 +78,7 @@ pub async fn main(argv: impl Iterator<Item = String>) -> Result<()> {
 }
 
 async fn bench(stack: &Stack, root: &TestRoot, args: &args::OverheadArgs) -> Result<()> {
-    let prepared = setup::prepare(stack, root, args).await?;
+    let prepared = setup::prepare(stack, root, args, async |_, _| Ok(())).await?;
     let cluster = root.cluster("driver")?;
     cluster.init().await?;
     cluster.start().await?;

@@ -42,7 +42,14 @@ pub struct Prepared {
     pub floor: FloorInputs,
 }
 
-pub async fn prepare(stack: &Stack, root: &TestRoot, args: &OverheadArgs) -> Result<Prepared> {
+/// Prepares the runs; `before_load` runs between the backup and the write load, with the
+/// instance and a handle on its server (the rewind benchmark sets the window there).
+pub async fn prepare(
+    stack: &Stack,
+    root: &TestRoot,
+    args: &OverheadArgs,
+    before_load: impl AsyncFnOnce(Uuid, &Cluster) -> Result<()>,
+) -> Result<Prepared> {
     let store = root.store();
     eprintln!("creating an instance through the API ...");
     let (instance, shown) = stack.active_instance("bench").await?;
@@ -72,6 +79,8 @@ pub async fn prepare(stack: &Stack, root: &TestRoot, args: &OverheadArgs) -> Res
     let backup = Uuid::parse_str(backup["id"].as_str().context("the backup shows no id")?)?;
     let archive = layout::backup_archive(backup);
     let manifest = read_manifest(store, &layout::backup_manifest(backup)).await?;
+
+    before_load(instance, &server).await?;
 
     eprintln!("pgbench -c {} -j 2 -T {} ...", args.clients, args.load_secs);
     let (clients, secs) = (args.clients.to_string(), args.load_secs.to_string());

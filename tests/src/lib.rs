@@ -105,7 +105,7 @@ impl Drop for Cleanup {
             .unwrap_or_default();
         for entries in roots.iter().filter_map(|r| std::fs::read_dir(r).ok()) {
             for e in entries.flatten() {
-                for data in ["data", "data.staging", "data.old"] {
+                for data in ["data", "data.staging", "data.old", "data.rewind"] {
                     let dir = e.path().join(data);
                     if dir.join("postmaster.pid").exists() {
                         let _ = Command::new("runuser")

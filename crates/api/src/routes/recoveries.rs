@@ -123,7 +123,8 @@ pub(super) fn view(
     now: DateTime<Utc>,
 ) -> Value {
     let running = RecoveryState::parse(&r.state).is_some_and(|s| !s.is_finished());
-    let current = r.phases.0.iter().find(|p| p.phase == r.phase);
+    // A moved preview passes through a phase again: the current one is the newest pass.
+    let current = r.phases.0.iter().rfind(|p| p.phase == r.phase);
     let phases: Vec<Value> = r
         .phases
         .0
@@ -131,6 +132,7 @@ pub(super) fn view(
         .map(|p| {
             json!({
                 "phase": p.phase,
+                "move": p.round,
                 "started": rfc3339(p.started_at),
                 "ended": p.ended_at.map(rfc3339),
                 "duration_ms": p.ended_at.map(|e| millis(p.started_at, e)),
@@ -177,6 +179,8 @@ pub(super) fn view(
         "phases": phases,
         "preview_requested": r.preview,
         "preview": preview_view(r),
+        "moves": r.preview_moves,
+        "moved_from": r.moved_from.as_ref().map(|m| m.0.clone()),
         "cancel_reason": r.cancel_reason,
     })
 }

@@ -1,7 +1,8 @@
 //! Recovery previews: the recovered copy waits, paused at the target and read-only, on a port of
-//! its own while the instance keeps serving; then it is confirmed (cut over, downtime reported),
-//! cancelled (removed, nothing changed) or expires (cancelled by the sweeper). Refusals change
-//! nothing. Checked by the rows inside the managed databases.
+//! its own while the instance keeps serving; it may be moved on to a later target (replay goes on
+//! from the pause, same port); then it is confirmed (cut over, downtime reported), cancelled
+//! (removed, nothing changed) or expires (cancelled by the sweeper). Refusals change nothing.
+//! Checked by the rows inside the managed databases.
 
 use std::time::Duration;
 
@@ -659,5 +660,152 @@ async fn a_preview_is_not_moved_back_or_off_its_timeline() -> Result<()> {
     .await?;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_move_the_guest_refuses_keeps_the_preview_where_it_waited() -> Result<()> {
+    let (stack, id, _, mut conn) = trove_e2e::marked_after_a_backup("pg-preview-move-kept").await?;
+    // Transaction `ended` commits 11 before the preview's target: replay has passed it.
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    sqlx::query("INSERT INTO marks VALUES (11)")
+        .execute(&mut *tx)
+        .await?;
+    let ended: i64 = sqlx::query_scalar("SELECT txid_current()")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let t2 = time_before_mark(&stack, id, &mut conn, 12).await?;
+    let t3 = time_before_mark(&stack, id, &mut conn, 13).await?;
+    let (rid, view) = preview_ready(
+        &stack,
+        id,
+        json!({"point_in_time": trove_e2e::rfc3339(t2), "preview": true}),
+    )
+    .await?;
+
+    // The control plane cannot place a transaction; the guest finds it ended before the pause.
+    let (status, body) = move_to(&stack, id, &rid, json!({"target": {"xid": ended}})).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["recovery"]["moved_from"]["kind"], "time", "{body}");
+    let kept = wait_until("the refused move to end", WAIT, || async {
+        let (_, v) = stack
+            .get_a(&format!("/instances/{id}/recoveries/{rid}"))
+            .await?;
+        let r = v["recovery"].clone();
+        anyhow::ensure!(r["state"] != "FAILED", "the preview was lost: {r}");
+        Ok((r["state"] == "PREVIEW").then_some(r))
+    })
+    .await?;
+    assert_eq!(kept["error_code"], "target_not_reached", "{kept}");
+    assert_eq!(kept["moves"], 1, "{kept}");
+    assert!(kept["moved_from"].is_null(), "{kept}");
+    assert_eq!(
+        kept["target"]["kind"], "time",
+        "its old target again: {kept}"
+    );
+    assert_eq!(kept["target"]["time"], trove_e2e::rfc3339(t2), "{kept}");
+    assert_eq!(kept["preview"]["port"], view["preview"]["port"], "{kept}");
+    let mut preview = connect_preview(&kept).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=11).collect::<Vec<_>>()
+    );
+    drop(preview);
+
+    // The next move is number 2, and goes through.
+    let (status, body) = move_to(
+        &stack,
+        id,
+        &rid,
+        json!({"point_in_time": trove_e2e::rfc3339(t3)}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["recovery"]["moves"], 2, "{body}");
+    let moved = wait_until("the second move to end", WAIT, || async {
+        let (_, v) = stack
+            .get_a(&format!("/instances/{id}/recoveries/{rid}"))
+            .await?;
+        let r = v["recovery"].clone();
+        anyhow::ensure!(r["state"] != "FAILED", "the preview was lost: {r}");
+        Ok((r["state"] == "PREVIEW").then_some(r))
+    })
+    .await?;
+    assert!(moved["error_code"].is_null(), "{moved}");
+    assert_eq!(moved["target"]["time"], trove_e2e::rfc3339(t3), "{moved}");
+    let mut preview = connect_preview(&moved).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=12).collect::<Vec<_>>()
+    );
+    drop(preview);
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=13).collect::<Vec<_>>());
+
+    let (status, body) = settle(&stack, id, &rid, "cancel").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_recovery(&stack, id, &rid, "CANCELLED").await?;
+    let after = stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    assert!(after.get("fault").is_none(), "{after}");
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_moves_a_preview_of_a_backup_on_to_a_time() -> Result<()> {
+    let (stack, id, backup, mut conn) = marked_instance("cli-preview-move").await?;
+    let t = time_before_mark(&stack, id, &mut conn, 11).await?;
+    let cli = stack.cli_a();
+    let inst = id.to_string();
+    let shown = cli
+        .json(&[
+            "instance",
+            "recover",
+            &inst,
+            "--backup",
+            &backup,
+            "--preview",
+            "--wait",
+        ])
+        .await?;
+    let rid = shown["recovery_id"].as_str().context("recovery id")?;
+    let mut preview = connect_preview(&shown).await?;
+    assert_eq!(ids(&mut preview, "marks").await?, vec![1, 2, 3]);
+    drop(preview);
+
+    // A preview of a backup's end moves on along the instance's timeline.
+    let moved = cli
+        .json(&[
+            "recovery",
+            "move",
+            &inst,
+            rid,
+            "--time",
+            &trove_e2e::rfc3339(t),
+            "--wait",
+        ])
+        .await?;
+    assert_eq!(moved["state"], "PREVIEW", "{moved}");
+    assert_eq!(moved["moves"], 1, "{moved}");
+    assert_eq!(
+        moved["preview"]["port"], shown["preview"]["port"],
+        "{moved}"
+    );
+    let mut preview = connect_preview(&moved).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=10).collect::<Vec<_>>()
+    );
+    drop(preview);
+    let refused = cli
+        .fails(&["recovery", "move", &inst, rid, "--lsn", "0/1"])
+        .await?;
+    assert!(refused.contains("HTTP 409"), "{refused}");
+    assert!(refused.contains("new preview"), "{refused}");
+
+    let done = cli
+        .json(&["recovery", "cancel", &inst, rid, "--wait"])
+        .await?;
+    assert_eq!(done["state"], "CANCELLED", "{done}");
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=11).collect::<Vec<_>>());
     stack.finish().await
 }

@@ -484,6 +484,11 @@ async fn a_preview_moves_on_to_a_later_time_while_the_instance_serves_then_is_co
     assert_eq!(body["recovery"]["phase"], "replaying", "{body}");
     assert_eq!(body["recovery"]["moves"], 1, "{body}");
     assert_eq!(
+        body["recovery"]["moved_from"]["time"],
+        trove_e2e::rfc3339(t1),
+        "{body}"
+    );
+    assert_eq!(
         body["recovery"]["target"]["time"],
         trove_e2e::rfc3339(t2),
         "{body}"

@@ -814,3 +814,45 @@ async fn the_cli_moves_a_preview_of_a_backup_on_to_a_time() -> Result<()> {
     assert_eq!(ids(&mut conn, "marks").await?, (1..=11).collect::<Vec<_>>());
     stack.finish().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guest_agent_restarted_right_after_a_move_keeps_the_moved_preview() -> Result<()> {
+    let (mut stack, id, mut live, t1, t2) = two_points("pg-preview-move-restart").await?;
+    let (rid, view) = preview_ready(
+        &stack,
+        id,
+        json!({"point_in_time": trove_e2e::rfc3339(t1), "preview": true}),
+    )
+    .await?;
+    let (status, body) = move_to(
+        &stack,
+        id,
+        &rid,
+        json!({"point_in_time": trove_e2e::rfc3339(t2)}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // The agent stops right after the move arrives (in this in-process stack it finishes the
+    // work it has taken on first); the restarted one adopts the moved preview from its file.
+    stack.stop("guest").await?;
+    stack.start_guest();
+    let moved = wait_recovery(&stack, id, &rid, "PREVIEW").await?;
+    assert!(moved["error_code"].is_null(), "{moved}");
+    assert_eq!(moved["moves"], 1, "{moved}");
+    assert_eq!(moved["target"]["time"], trove_e2e::rfc3339(t2), "{moved}");
+    assert_eq!(moved["preview"]["port"], view["preview"]["port"], "{moved}");
+    let mut preview = connect_preview(&moved).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=11).collect::<Vec<_>>()
+    );
+    drop(preview);
+    assert_eq!(ids(&mut live, "marks").await?, (1..=12).collect::<Vec<_>>());
+    let (status, body) = settle(&stack, id, &rid, "confirm").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_recovery(&stack, id, &rid, "COMPLETED").await?;
+    stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    let mut live = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut live, "marks").await?, (1..=11).collect::<Vec<_>>());
+    stack.finish().await
+}

@@ -6,7 +6,9 @@
 //!
 //! Until the server starts with the new target, any failure puts the preview back, paused at its
 //! old target ([`MoveError::Kept`]); once replay went on past the old target there is no way
-//! back, and a failure discards the preview ([`MoveError::Lost`]).
+//! back, and a failure discards the preview ([`MoveError::Lost`]). A move an agent restart
+//! interrupted is taken up again by its redelivery: a stopped server first waits where its
+//! settings say, and settings that already name the new target are carried through.
 
 use anyhow::{Context as _, anyhow};
 use sqlx::{Connection as _, PgConnection};
@@ -16,6 +18,7 @@ use super::cluster::Cluster;
 use super::control_file::restart_point;
 use super::error::{FailAs as _, Failure, RecoveryError};
 use super::preview::{PreviewState, forget_script};
+use super::recovery_conf::names_target;
 use super::replay::{
     Fetching, HEALTH_DEADLINE, end_fetching, replay_position, replay_to_pause, wait_paused,
 };
@@ -48,14 +51,21 @@ pub async fn move_preview(
     let mut steps = Steps::new(reporters);
     let staging = preview_cluster(cluster, state.port);
     steps.enter(RecoveryPhase::Replaying);
+    // A move an agent restart interrupted after the server got this target is taken up again:
+    // its replay may already be at or past the target, which is no refusal then, and there is
+    // no old target left to go back to.
+    let resumed = names_target(&staging, replay.stop).await;
     let prepared = async {
+        // A server found stopped (an agent restart interrupted a move, or the host rebooted)
+        // first waits where its settings say, as the preview did.
         if !staging.is_running().await {
-            return Err(Failure::new(
-                GuestErrorCode::StartFailed,
-                anyhow!("the preview's server is not running"),
-            ));
+            wait_where_configured(&staging)
+                .await
+                .fail_as(GuestErrorCode::StartFailed)?;
         }
-        ensure_later(&staging, replay.stop).await?;
+        if !resumed {
+            ensure_later(&staging, replay.stop).await?;
+        }
         // A clean shutdown of the paused server writes a restartpoint: replay resumes there.
         staging.stop().await?;
         let fetching = Fetching::start(&staging, replay, None).await?;
@@ -78,9 +88,14 @@ pub async fn move_preview(
     .await;
     let (fetching, plan) = match prepared {
         Ok(prepared) => prepared,
-        Err(failure) => {
+        Err(failure) if !resumed => {
             let err = steps.failed(WHAT, failure);
             return Err(put_back(&staging, state, err).await);
+        }
+        Err(failure) => {
+            let err = steps.failed(WHAT, failure);
+            discard(&staging).await;
+            return Err(MoveError::Lost(err));
         }
     };
     // From here replay goes past the old target: no way back.
@@ -103,34 +118,39 @@ pub async fn move_preview(
         }
         Err(failure) => {
             let err = steps.failed(WHAT, failure);
-            if let Err(e) = discard_staging(&staging).await {
-                tracing::warn!(error = %format!("{e:#}"), "could not remove the moved preview's copy");
-            }
-            forget_script(&staging).await;
+            discard(&staging).await;
             Err(MoveError::Lost(err))
         }
     }
 }
 
+/// Stops the preview's server and removes its copy and script: the recovery fails, the live
+/// instance was never touched.
+async fn discard(staging: &Cluster) {
+    if let Err(e) = discard_staging(staging).await {
+        tracing::warn!(error = %format!("{e:#}"), "could not remove the preview's copy");
+    }
+    forget_script(staging).await;
+}
+
+/// Starts the preview's server, if it is stopped, with the settings it has and waits until its
+/// replay pauses there and it answers.
+async fn wait_where_configured(staging: &Cluster) -> anyhow::Result<()> {
+    if !staging.is_running().await {
+        staging.start().await?;
+    }
+    wait_paused(staging).await?;
+    staging.wait_healthy(HEALTH_DEADLINE).await
+}
+
 /// Brings the preview back to where it waited (its server restarted with the paused settings,
 /// which still name the old target), or discards it when that fails too.
 async fn put_back(staging: &Cluster, state: PreviewState, err: RecoveryError) -> MoveError {
-    let restarted = async {
-        if !staging.is_running().await {
-            staging.start().await?;
-        }
-        wait_paused(staging).await?;
-        staging.wait_healthy(HEALTH_DEADLINE).await
-    }
-    .await;
-    match restarted {
+    match wait_where_configured(staging).await {
         Ok(()) => MoveError::Kept(state, err),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "the preview could not wait at its old target again; discarding it");
-            if let Err(e) = discard_staging(staging).await {
-                tracing::warn!(error = %format!("{e:#}"), "could not remove the preview's copy");
-            }
-            forget_script(staging).await;
+            discard(staging).await;
             MoveError::Lost(err)
         }
     }

@@ -322,3 +322,58 @@ class Previews(unittest.TestCase):
         failed = {"id": "r1", "state": "FAILED", "phase": "cancelling", "error_code": "internal"}
         with self.assertRaisesRegex(exceptions.CommandError, "FAILED in phase cancelling"):
             self.settle(recovery.CancelRecovery, "cancel", failed, ["--wait"])
+
+    def move(self, argv, final):
+        moving = {"id": "r1", "state": "RUNNING", "phase": "replaying", "moves": 1}
+        http = FakeHttp({
+            ("POST", f"/instances/{INST}/recoveries/r1/move"): {"recovery": moving},
+            f"/instances/{INST}": [
+                {"instance": {"status": "ACTIVE"}},
+                {"instance": {"status": "RECOVER", "recovery": {
+                    "id": "r1", "state": "RUNNING", "phase": "replaying", "progress": {}}}},
+                {"instance": {"status": "RECOVER", "recovery": {"id": "r1", "state": "PREVIEW"}}},
+            ],
+            f"/instances/{INST}/recoveries/r1": {"recovery": final},
+        })
+        cmd, args = parse(recovery.MoveRecovery, [INST, "r1", *argv], app_with(http))
+        with unittest.mock.patch("sys.stderr", io.StringIO()) as err, \
+                unittest.mock.patch.object(progress.time, "sleep", lambda s: None):
+            cols, values = cmd.take_action(args)
+        return http, dict(zip(cols, values)), err.getvalue()
+
+    def test_move_posts_the_later_target_and_waits_until_the_preview_waits_again(self):
+        moved = {"id": "r1", "state": "PREVIEW", "phase": "preview", "moves": 1,
+                 "preview": self.PREVIEW, "target": {"kind": "time", "time": "2026-11-30T00:10:00Z"},
+                 "phases": [{"phase": "preview", "move": 0, "duration_ms": 5},
+                            {"phase": "replaying", "move": 1, "duration_ms": 7}]}
+        http, shown, err = self.move(["--time", "2026-11-30T00:10:00Z", "--wait"], moved)
+        self.assertIn(("POST", f"/instances/{INST}/recoveries/r1/move",
+                       {"recovery": {"point_in_time": "2026-11-30T00:10:00Z"}}), http.sent)
+        self.assertEqual(shown["moves"], 1)
+        self.assertEqual(shown["preview"].machine_readable(), self.PREVIEW)
+        self.assertIn("replaying (move 1): 7 ms", shown["phases"].human_readable())
+        self.assertIn("recovery: PREVIEW at 127.0.0.1:45123", err)
+
+    def test_move_bodies_and_refused_flags(self):
+        def body(*argv):
+            _, args = parse(recovery.MoveRecovery, [INST, "r1", *argv])
+            return recovery.move_body(args)["recovery"]
+        self.assertEqual(body("--lsn", "0/5000100", "--timeline", "2"),
+                         {"target": {"lsn": "0/5000100"}, "timeline": 2})
+        self.assertEqual(body("--xid", "812", "--exclusive"),
+                         {"target": {"xid": 812, "inclusive": False}})
+        self.assertEqual(body("--restore-point", "pre-v2"), {"target": {"restore_point": "pre-v2"}})
+        with self.assertRaises(exceptions.CommandError):
+            body("--lsn", "0/1", "--exclusive")
+        for argv in ([], ["--time", "2026-11-30T00:10:00Z", "--lsn", "0/1"], ["--latest"]):
+            with self.assertRaises(SystemExit), \
+                    unittest.mock.patch("sys.stderr", io.StringIO()):
+                parse(recovery.MoveRecovery, [INST, "r1", *argv])
+
+    def test_a_move_that_kept_the_old_preview_fails_the_wait(self):
+        kept = {"id": "r1", "state": "PREVIEW", "phase": "preview", "moves": 1,
+                "preview": self.PREVIEW, "error_code": "target_not_reached",
+                "target": {"kind": "time", "time": "2026-11-30T00:05:00Z"}}
+        with self.assertRaisesRegex(exceptions.CommandError,
+                                    "target_not_reached.*still waits at time 2026-11-30T00:05:00Z"):
+            self.move(["--time", "2026-11-30T00:10:00Z", "--wait"], kept)

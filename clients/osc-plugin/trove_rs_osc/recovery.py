@@ -4,7 +4,7 @@
 `instance recover` brings a running instance back in place, to a backup or to a point of its WAL
 (a time, the latest commit, an LSN, a transaction or a restore point), and with `--wait` follows
 it to the end (see `progress`); with `--preview` it stops at a read-only preview, which `recovery
-confirm` or `recovery cancel` settles.
+confirm` or `recovery cancel` settles, and `recovery move` moves on to a later target.
 """
 
 from osc_lib import exceptions
@@ -17,7 +17,7 @@ RECOVER_FIELDS = ("id", "name", "status", "datastore", "recovered_from_backup", 
                   "target", "timeline", "recovery_id", "preview")
 RECOVERY_FIELDS = ("id", "instance_id", "backup_id", "state", "phase", "target", "progress",
                    "outcome", "error", "error_code", "created", "finished", "duration_ms", "phases",
-                   "preview", "cancel_reason")
+                   "preview", "moves", "moved_from", "cancel_reason")
 WINDOW_FIELDS = ("timeline", "earliest", "latest", "lineage", "gaps", "backups", "timelines",
                  "retention")
 
@@ -86,7 +86,9 @@ class Phases(common.Lines):
     @staticmethod
     def line(p):
         took = "running" if p.get("duration_ms") is None else f"{p['duration_ms']} ms"
-        return f"{p.get('phase')}: {took} (from {p.get('started')})"
+        # A moved preview goes through its phases again: each pass names its move.
+        moved = f" (move {p['move']})" if p.get("move") else ""
+        return f"{p.get('phase')}{moved}: {took} (from {p.get('started')})"
 
 
 class Backups(common.Lines):
@@ -128,7 +130,8 @@ class RecoverInstance(command.ShowOne):
                             help="Follow this timeline's history (default: the current one)")
         parser.add_argument("--preview", action="store_true",
                             help="Stop at a read-only preview of the target on a port of its own; "
-                                 "settle it with `recovery confirm` or `recovery cancel`")
+                                 "settle it with `recovery confirm` or `recovery cancel`, or "
+                                 "move it on with `recovery move`")
         parser.add_argument("--wait", action="store_true",
                             help="Follow the recovery with a progress line on stderr until it "
                                  "ends (with --preview: until the preview is ready); fail if it "
@@ -196,7 +199,7 @@ class ShowRecovery(command.ShowOne):
         record = common.get(self.app, common.instance_path(inst.id, "recoveries", args.recovery))
         return common.show(record["recovery"], RECOVERY_FIELDS, {
             "target": Target, "progress": common.Dict, "outcome": common.Dict, "phases": Phases,
-            "preview": Preview})
+            "preview": Preview, "moved_from": Target})
 
 
 class SettlePreview(command.ShowOne):
@@ -226,7 +229,7 @@ class SettlePreview(command.ShowOne):
                 inst.id, "recoveries", args.recovery))["recovery"]
         return common.show(record, RECOVERY_FIELDS, {
             "target": Target, "progress": common.Dict, "outcome": common.Dict, "phases": Phases,
-            "preview": Preview})
+            "preview": Preview, "moved_from": Target})
 
 
 class ConfirmRecovery(SettlePreview):
@@ -241,6 +244,70 @@ class CancelRecovery(SettlePreview):
 
     action = "cancel"
     ends_in = "CANCELLED"
+
+
+def move_body(args):
+    """The `{"recovery": …}` body for the parsed `recovery move` arguments: one later target."""
+    if args.exclusive and args.xid is None:
+        raise exceptions.CommandError("--exclusive applies to --xid only")
+    rec = {}
+    if args.time:
+        rec["point_in_time"] = args.time
+    elif args.lsn:
+        rec["target"] = {"lsn": args.lsn}
+    elif args.xid is not None:
+        rec["target"] = {"xid": args.xid}
+        if args.exclusive:
+            rec["target"]["inclusive"] = False
+    elif args.restore_point:
+        rec["target"] = {"restore_point": args.restore_point}
+    if args.timeline is not None:
+        rec["timeline"] = args.timeline
+    return {"recovery": rec}
+
+
+class MoveRecovery(command.ShowOne):
+    """Move a recovery's waiting preview on to a later target, without starting over"""
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument("instance", metavar="<instance>", help="Instance (name or ID)")
+        parser.add_argument("recovery", metavar="<recovery>", help="Recovery ID (in state PREVIEW)")
+        target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument("--time", metavar="<time>",
+                            help="To a later time: RFC 3339 with a zone offset")
+        target.add_argument("--lsn", metavar="<X/Y>", help="To a later WAL position")
+        target.add_argument("--xid", metavar="<xid>", type=int,
+                            help="To just after (or, with --exclusive, just before) a transaction "
+                                 "that has not committed before the preview's stop point")
+        target.add_argument("--restore-point", metavar="<name>", help="To a later restore point")
+        parser.add_argument("--exclusive", action="store_true",
+                            help="With --xid: stop just before the transaction")
+        parser.add_argument("--timeline", metavar="<timeline>", type=int,
+                            help="The preview's own timeline (another one is refused)")
+        parser.add_argument("--wait", action="store_true",
+                            help="Follow it until the preview waits again; fail if the move "
+                                 "fails (also when the preview is kept at its old target)")
+        return parser
+
+    def take_action(self, args):
+        body = move_body(args)  # refuses bad flags before any request
+        inst = common.find_instance(self.app, args.instance)
+        if args.wait:
+            shown = common.get(self.app, common.instance_path(inst.id))["instance"]
+        path = common.instance_path(inst.id, "recoveries", args.recovery, "move")
+        record = common.post(self.app, path, body)["recovery"]
+        if args.wait:
+            record = progress.wait(self.app, inst.id, args.recovery, shown.get("fault"),
+                                   until="PREVIEW")
+            # A move that failed early leaves the preview at its old target, saying why.
+            if record.get("error_code"):
+                raise exceptions.CommandError(
+                    f"The move of recovery {args.recovery} failed ({record['error_code']}); the "
+                    f"preview still waits at {target_summary(record.get('target'))}")
+        return common.show(record, RECOVERY_FIELDS, {
+            "target": Target, "progress": common.Dict, "outcome": common.Dict, "phases": Phases,
+            "preview": Preview, "moved_from": Target})
 
 
 class ShowRecoveryWindow(command.ShowOne):

@@ -332,6 +332,14 @@ fn guest_messages_match_their_fixtures() {
             "guest.cancel_preview",
             GuestMethod::CancelPreview { recovery_id: id(4) },
         ),
+        (
+            "guest.move_preview",
+            GuestMethod::MovePreview {
+                recovery_id: id(4),
+                move_seq: 1,
+                target: RecoveryTarget::new(StopPoint::Lsn(0x600_0200), 1, id(1)),
+            },
+        ),
     ];
     for (name, m) in cases {
         check(name, encode(&m, context()));
@@ -394,6 +402,7 @@ fn conductor_messages_match_their_fixtures() {
                 error_code: Some(GuestErrorCode::ChecksumMismatch),
                 outcome: None,
                 preview: None,
+                move_seq: None,
             },
         ),
         (
@@ -415,6 +424,7 @@ fn conductor_messages_match_their_fixtures() {
                 error_code: None,
                 outcome: None,
                 preview: None,
+                move_seq: None,
             },
         ),
         (
@@ -438,6 +448,7 @@ fn conductor_messages_match_their_fixtures() {
                     rewind_skipped: None,
                 }),
                 preview: None,
+                move_seq: None,
             },
         ),
         (
@@ -452,7 +463,32 @@ fn conductor_messages_match_their_fixtures() {
                 error: None,
                 error_code: None,
                 outcome: None,
-                preview: Some(trove_common::rpc::conductor::PreviewReady { port: 54321 }),
+                preview: Some(trove_common::rpc::conductor::PreviewReady {
+                    port: 54321,
+                    stop_lsn: None,
+                    last_commit: None,
+                }),
+                move_seq: None,
+            },
+        ),
+        (
+            "conductor.update_recovery_preview_moved",
+            ConductorMethod::UpdateRecovery {
+                instance_id: id(1),
+                recovery_id: id(4),
+                sent: 1764090001.5,
+                phase: RecoveryPhase::Preview,
+                state: RecoveryState::Preview,
+                progress: None,
+                error: None,
+                error_code: None,
+                outcome: None,
+                preview: Some(trove_common::rpc::conductor::PreviewReady {
+                    port: 54321,
+                    stop_lsn: Some("0/6000200".into()),
+                    last_commit: Some(at()),
+                }),
+                move_seq: Some(1),
             },
         ),
         (

@@ -99,6 +99,7 @@ async fn report(
         error_code: d.error_code,
         outcome: d.outcome,
         preview: None,
+        move_seq: None,
     };
     h.tm.update_recovery(&h.host, msg).await
 }

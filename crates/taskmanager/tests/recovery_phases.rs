@@ -52,6 +52,7 @@ async fn report(
         error_code: failed.then_some(GuestErrorCode::ChecksumMismatch),
         outcome: None,
         preview: None,
+        move_seq: None,
     };
     h.tm.update_recovery(&h.host, msg).await
 }

@@ -1,7 +1,8 @@
 //! Recovery previews: the recovered copy waits, paused at the target and read-only, on a port of
-//! its own while the instance keeps serving; then it is confirmed (cut over, downtime reported),
-//! cancelled (removed, nothing changed) or expires (cancelled by the sweeper). Refusals change
-//! nothing. Checked by the rows inside the managed databases.
+//! its own while the instance keeps serving; it may be moved on to a later target (replay goes on
+//! from the pause, same port); then it is confirmed (cut over, downtime reported), cancelled
+//! (removed, nothing changed) or expires (cancelled by the sweeper). Refusals change nothing.
+//! Checked by the rows inside the managed databases.
 
 use std::time::Duration;
 
@@ -400,5 +401,458 @@ async fn a_guest_agent_restarted_while_a_preview_waits_adopts_it() -> Result<()>
     stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
     let mut live = stack.connect_instance(id).await?;
     assert_eq!(ids(&mut live, "marks").await?, (1..=10).collect::<Vec<_>>());
+    stack.finish().await
+}
+
+/// Posts a move of recovery `rid`'s preview with `{"recovery": recovery}`.
+async fn move_to(
+    stack: &Stack,
+    id: Uuid,
+    rid: &str,
+    recovery: Value,
+) -> Result<(StatusCode, Value)> {
+    stack
+        .post_a(
+            &format!("/instances/{id}/recoveries/{rid}/move"),
+            json!({ "recovery": recovery }),
+        )
+        .await
+}
+
+/// The time just before `mark` is committed; returns once the store holds WAL past it.
+async fn time_before_mark(
+    stack: &Stack,
+    id: Uuid,
+    conn: &mut PgConnection,
+    mark: i32,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    let t = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *conn)
+        .await?;
+    trove_e2e::commit_mark_and_wait_for_the_store(stack, id, conn, mark).await?;
+    Ok(t)
+}
+
+/// A stack whose instance has `marks` 1 to 10 after its backup, then 11 and 12 committed one
+/// after the other and in the store: returns the times just before 11 (T1) and 12 (T2).
+async fn two_points(
+    name: &str,
+) -> Result<(
+    Stack,
+    Uuid,
+    PgConnection,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+)> {
+    let (stack, id, _, mut conn) = trove_e2e::marked_after_a_backup(name).await?;
+    let t1 = time_before_mark(&stack, id, &mut conn, 11).await?;
+    let t2 = time_before_mark(&stack, id, &mut conn, 12).await?;
+    Ok((stack, id, conn, t1, t2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_preview_moves_on_to_a_later_time_while_the_instance_serves_then_is_confirmed()
+-> Result<()> {
+    let (stack, id, mut live, t1, t2) = two_points("pg-preview-move").await?;
+    let (rid, view) = preview_ready(
+        &stack,
+        id,
+        json!({"point_in_time": trove_e2e::rfc3339(t1), "preview": true}),
+    )
+    .await?;
+    let port = view["preview"]["port"].as_u64().context("port")?;
+    let mut preview = connect_preview(&view).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=10).collect::<Vec<_>>()
+    );
+    drop(preview);
+    let expires = view["preview"]["expires_at"]
+        .as_str()
+        .context("expiry")?
+        .to_string();
+
+    let (status, body) = move_to(
+        &stack,
+        id,
+        &rid,
+        json!({"point_in_time": trove_e2e::rfc3339(t2)}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["recovery"]["state"], "RUNNING", "{body}");
+    assert_eq!(body["recovery"]["phase"], "replaying", "{body}");
+    assert_eq!(body["recovery"]["moves"], 1, "{body}");
+    assert_eq!(
+        body["recovery"]["moved_from"]["time"],
+        trove_e2e::rfc3339(t1),
+        "{body}"
+    );
+    assert_eq!(
+        body["recovery"]["target"]["time"],
+        trove_e2e::rfc3339(t2),
+        "{body}"
+    );
+
+    // The instance answers and takes writes all through the move.
+    sqlx::query("INSERT INTO marks VALUES (13)")
+        .execute(&mut live)
+        .await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut served = 0;
+    let moved = loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM marks")
+            .fetch_one(&mut live)
+            .await
+            .context("the live instance stopped answering during the move")?;
+        assert_eq!(n, 13);
+        served += 1;
+        let (_, v) = stack
+            .get_a(&format!("/instances/{id}/recoveries/{rid}"))
+            .await?;
+        let r = v["recovery"].clone();
+        anyhow::ensure!(r["state"] != "FAILED", "the move failed: {r}");
+        if r["state"] == "PREVIEW" {
+            break r;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the moved preview did not wait again within {WAIT:?}: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("preview moved; the live instance answered {served} polls meanwhile");
+    assert_eq!(moved["preview"]["port"], port, "the same port: {moved}");
+    assert_ne!(
+        moved["preview"]["expires_at"].as_str(),
+        Some(expires.as_str()),
+        "the expiry restarted: {moved}"
+    );
+    assert!(moved["error"].is_null(), "{moved}");
+    assert_eq!(moved["target"]["time"], trove_e2e::rfc3339(t2), "{moved}");
+    // The history shows both passes: the first staging, then the move's replay and wait.
+    let phases = moved["phases"].as_array().context("phases")?;
+    let pass = |round: u64| -> Vec<&str> {
+        phases
+            .iter()
+            .filter(|p| p["move"] == round)
+            .filter_map(|p| p["phase"].as_str())
+            .collect()
+    };
+    assert!(
+        pass(0).ends_with(&["replaying", "verifying_target", "preview"]),
+        "{moved}"
+    );
+    assert_eq!(
+        pass(1),
+        vec!["replaying", "verifying_target", "preview"],
+        "{moved}"
+    );
+
+    // Exactly the rows committed before T2; the instance kept its own data.
+    let mut preview = connect_preview(&moved).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=11).collect::<Vec<_>>()
+    );
+    drop(preview);
+    assert_eq!(
+        ids(&mut live, "marks").await?,
+        (1..=13).collect::<Vec<_>>(),
+        "the live data is untouched"
+    );
+    assert_eq!(stack.instance(id).await?["recovery"]["state"], "PREVIEW");
+
+    let (status, body) = settle(&stack, id, &rid, "confirm").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let done = wait_recovery(&stack, id, &rid, "COMPLETED").await?;
+    assert!(done["outcome"]["downtime_ms"].is_u64(), "{done}");
+    // A finished recovery has no preview left to move.
+    let (status, body) = move_to(
+        &stack,
+        id,
+        &rid,
+        json!({"point_in_time": trove_e2e::rfc3339(t2)}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    let mut live = stack.connect_instance(id).await?;
+    assert_eq!(
+        ids(&mut live, "marks").await?,
+        (1..=11).collect::<Vec<_>>(),
+        "the instance now has the data of T2"
+    );
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_preview_is_not_moved_back_or_off_its_timeline() -> Result<()> {
+    let (stack, id, mut live, t1, t2) = two_points("pg-preview-move-back").await?;
+    let (rid, view) = preview_ready(
+        &stack,
+        id,
+        json!({"point_in_time": trove_e2e::rfc3339(t2), "preview": true}),
+    )
+    .await?;
+    let refusals = [
+        // Earlier, or not later: a new preview is needed.
+        (
+            json!({"point_in_time": trove_e2e::rfc3339(t1)}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!({"point_in_time": trove_e2e::rfc3339(t2)}),
+            StatusCode::CONFLICT,
+        ),
+        (json!({"target": {"lsn": "0/1"}}), StatusCode::CONFLICT),
+        (
+            json!({"point_in_time": trove_e2e::rfc3339(t2), "timeline": 7}),
+            StatusCode::CONFLICT,
+        ),
+        // Malformed, or no target to pause at.
+        (json!({"point_in_time": "latest"}), StatusCode::BAD_REQUEST),
+        (
+            json!({"point_in_time": "2026-11-25T17:00:00"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"backup": Uuid::new_v4()}), StatusCode::BAD_REQUEST),
+        (json!({}), StatusCode::BAD_REQUEST),
+    ];
+    for (body, want) in refusals {
+        let (status, answer) = move_to(&stack, id, &rid, body.clone()).await?;
+        assert_eq!(status, want, "{body}: {answer}");
+    }
+    let (_, answer) = move_to(
+        &stack,
+        id,
+        &rid,
+        json!({"point_in_time": trove_e2e::rfc3339(t1)}),
+    )
+    .await?;
+    assert!(answer.to_string().contains("new preview"), "{answer}");
+    let (status, _) = move_to(
+        &stack,
+        id,
+        &Uuid::new_v4().to_string(),
+        json!({"point_in_time": trove_e2e::rfc3339(t2)}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Nothing changed: the preview still waits at T2, never moved.
+    let still = wait_recovery(&stack, id, &rid, "PREVIEW").await?;
+    assert_eq!(still["moves"], 0, "{still}");
+    assert_eq!(still["target"]["time"], trove_e2e::rfc3339(t2), "{still}");
+    assert_eq!(still["preview"]["port"], view["preview"]["port"], "{still}");
+    let mut preview = connect_preview(&still).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=11).collect::<Vec<_>>()
+    );
+    drop(preview);
+    assert_eq!(ids(&mut live, "marks").await?, (1..=12).collect::<Vec<_>>());
+
+    let (status, body) = settle(&stack, id, &rid, "cancel").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_recovery(&stack, id, &rid, "CANCELLED").await?;
+    let (status, body) = move_to(
+        &stack,
+        id,
+        &rid,
+        json!({"point_in_time": trove_e2e::rfc3339(t2)}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_move_the_guest_refuses_keeps_the_preview_where_it_waited() -> Result<()> {
+    let (stack, id, _, mut conn) = trove_e2e::marked_after_a_backup("pg-preview-move-kept").await?;
+    // Transaction `ended` commits 11 before the preview's target: replay has passed it.
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    sqlx::query("INSERT INTO marks VALUES (11)")
+        .execute(&mut *tx)
+        .await?;
+    let ended: i64 = sqlx::query_scalar("SELECT txid_current()")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let t2 = time_before_mark(&stack, id, &mut conn, 12).await?;
+    let t3 = time_before_mark(&stack, id, &mut conn, 13).await?;
+    let (rid, view) = preview_ready(
+        &stack,
+        id,
+        json!({"point_in_time": trove_e2e::rfc3339(t2), "preview": true}),
+    )
+    .await?;
+
+    // The control plane cannot place a transaction; the guest finds it ended before the pause.
+    let (status, body) = move_to(&stack, id, &rid, json!({"target": {"xid": ended}})).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["recovery"]["moved_from"]["kind"], "time", "{body}");
+    let kept = wait_until("the refused move to end", WAIT, || async {
+        let (_, v) = stack
+            .get_a(&format!("/instances/{id}/recoveries/{rid}"))
+            .await?;
+        let r = v["recovery"].clone();
+        anyhow::ensure!(r["state"] != "FAILED", "the preview was lost: {r}");
+        Ok((r["state"] == "PREVIEW").then_some(r))
+    })
+    .await?;
+    assert_eq!(kept["error_code"], "target_not_reached", "{kept}");
+    assert_eq!(kept["moves"], 1, "{kept}");
+    assert!(kept["moved_from"].is_null(), "{kept}");
+    assert_eq!(
+        kept["target"]["kind"], "time",
+        "its old target again: {kept}"
+    );
+    assert_eq!(kept["target"]["time"], trove_e2e::rfc3339(t2), "{kept}");
+    assert_eq!(kept["preview"]["port"], view["preview"]["port"], "{kept}");
+    let mut preview = connect_preview(&kept).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=11).collect::<Vec<_>>()
+    );
+    drop(preview);
+
+    // The next move is number 2, and goes through.
+    let (status, body) = move_to(
+        &stack,
+        id,
+        &rid,
+        json!({"point_in_time": trove_e2e::rfc3339(t3)}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["recovery"]["moves"], 2, "{body}");
+    let moved = wait_until("the second move to end", WAIT, || async {
+        let (_, v) = stack
+            .get_a(&format!("/instances/{id}/recoveries/{rid}"))
+            .await?;
+        let r = v["recovery"].clone();
+        anyhow::ensure!(r["state"] != "FAILED", "the preview was lost: {r}");
+        Ok((r["state"] == "PREVIEW").then_some(r))
+    })
+    .await?;
+    assert!(moved["error_code"].is_null(), "{moved}");
+    assert_eq!(moved["target"]["time"], trove_e2e::rfc3339(t3), "{moved}");
+    let mut preview = connect_preview(&moved).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=12).collect::<Vec<_>>()
+    );
+    drop(preview);
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=13).collect::<Vec<_>>());
+
+    let (status, body) = settle(&stack, id, &rid, "cancel").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_recovery(&stack, id, &rid, "CANCELLED").await?;
+    let after = stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    assert!(after.get("fault").is_none(), "{after}");
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_moves_a_preview_of_a_backup_on_to_a_time() -> Result<()> {
+    let (stack, id, backup, mut conn) = marked_instance("cli-preview-move").await?;
+    let t = time_before_mark(&stack, id, &mut conn, 11).await?;
+    let cli = stack.cli_a();
+    let inst = id.to_string();
+    let shown = cli
+        .json(&[
+            "instance",
+            "recover",
+            &inst,
+            "--backup",
+            &backup,
+            "--preview",
+            "--wait",
+        ])
+        .await?;
+    let rid = shown["recovery_id"].as_str().context("recovery id")?;
+    let mut preview = connect_preview(&shown).await?;
+    assert_eq!(ids(&mut preview, "marks").await?, vec![1, 2, 3]);
+    drop(preview);
+
+    // A preview of a backup's end moves on along the instance's timeline.
+    let moved = cli
+        .json(&[
+            "recovery",
+            "move",
+            &inst,
+            rid,
+            "--time",
+            &trove_e2e::rfc3339(t),
+            "--wait",
+        ])
+        .await?;
+    assert_eq!(moved["state"], "PREVIEW", "{moved}");
+    assert_eq!(moved["moves"], 1, "{moved}");
+    assert_eq!(
+        moved["preview"]["port"], shown["preview"]["port"],
+        "{moved}"
+    );
+    let mut preview = connect_preview(&moved).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=10).collect::<Vec<_>>()
+    );
+    drop(preview);
+    let refused = cli
+        .fails(&["recovery", "move", &inst, rid, "--lsn", "0/1"])
+        .await?;
+    assert!(refused.contains("HTTP 409"), "{refused}");
+    assert!(refused.contains("new preview"), "{refused}");
+
+    let done = cli
+        .json(&["recovery", "cancel", &inst, rid, "--wait"])
+        .await?;
+    assert_eq!(done["state"], "CANCELLED", "{done}");
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=11).collect::<Vec<_>>());
+    stack.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_guest_agent_restarted_right_after_a_move_keeps_the_moved_preview() -> Result<()> {
+    let (mut stack, id, mut live, t1, t2) = two_points("pg-preview-move-restart").await?;
+    let (rid, view) = preview_ready(
+        &stack,
+        id,
+        json!({"point_in_time": trove_e2e::rfc3339(t1), "preview": true}),
+    )
+    .await?;
+    let (status, body) = move_to(
+        &stack,
+        id,
+        &rid,
+        json!({"point_in_time": trove_e2e::rfc3339(t2)}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // The agent stops right after the move arrives (in this in-process stack it finishes the
+    // work it has taken on first); the restarted one adopts the moved preview from its file.
+    stack.stop("guest").await?;
+    stack.start_guest();
+    let moved = wait_recovery(&stack, id, &rid, "PREVIEW").await?;
+    assert!(moved["error_code"].is_null(), "{moved}");
+    assert_eq!(moved["moves"], 1, "{moved}");
+    assert_eq!(moved["target"]["time"], trove_e2e::rfc3339(t2), "{moved}");
+    assert_eq!(moved["preview"]["port"], view["preview"]["port"], "{moved}");
+    let mut preview = connect_preview(&moved).await?;
+    assert_eq!(
+        ids(&mut preview, "marks").await?,
+        (1..=11).collect::<Vec<_>>()
+    );
+    drop(preview);
+    assert_eq!(ids(&mut live, "marks").await?, (1..=12).collect::<Vec<_>>());
+    let (status, body) = settle(&stack, id, &rid, "confirm").await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_recovery(&stack, id, &rid, "COMPLETED").await?;
+    stack.wait_status(id, "ACTIVE", "HEALTHY", WAIT).await?;
+    let mut live = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut live, "marks").await?, (1..=11).collect::<Vec<_>>());
     stack.finish().await
 }

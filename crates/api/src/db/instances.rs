@@ -95,6 +95,7 @@ LEFT JOIN LATERAL (SELECT rc.id, rc.phase, rc.progress, rc.backup_id, rc.updated
                           rc.preview_expires_at
                    FROM recoveries rc
                    LEFT JOIN recovery_phases rp ON rp.recovery_id = rc.id AND rp.phase = rc.phase
+                                         AND rp.round = rc.preview_moves
                    WHERE rc.instance_id = i.id AND rc.state = ANY($2) LIMIT 1) r ON true
 "#;
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use trove_common::{
-    recovery::{TargetKind, format_lsn},
+    recovery::{StopPoint, TargetKind, format_lsn},
     status::{RecoveryPhase, RecoveryState},
 };
 use uuid::Uuid;
@@ -162,9 +162,11 @@ pub async fn settle_preview(
     .bind(id)
     .execute(&mut *conn)
     .await?;
+    // In the round of the last move, if any: the settle follows the preview it settles.
     sqlx::query(
-        "INSERT INTO recovery_phases (recovery_id, phase, rank) VALUES ($1, $2, $3) \
-         ON CONFLICT (recovery_id, phase) DO NOTHING",
+        "INSERT INTO recovery_phases (recovery_id, phase, rank, round) VALUES ($1, $2, $3, \
+         (SELECT preview_moves FROM recoveries WHERE id = $1)) \
+         ON CONFLICT (recovery_id, round, phase) DO NOTHING",
     )
     .bind(id)
     .bind(settle.phase())
@@ -172,4 +174,91 @@ pub async fn settle_preview(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A waiting preview as a move reads it: where it stands, and what a later target must pass.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PreviewStop {
+    /// Kept as text: a state this build does not know is refused as "not a waiting preview".
+    pub state: String,
+    pub backup_id: Uuid,
+    pub target_kind: String,
+    pub target_time: Option<DateTime<Utc>>,
+    pub target_timeline: Option<i32>,
+    pub target_lsn: Option<String>,
+    /// Where the guest reported replay paused, and the last commit replayed before it.
+    pub preview_lsn: Option<String>,
+    pub preview_commit_at: Option<DateTime<Utc>>,
+}
+
+/// Recovery `id` of `instance_id` as a move reads it, locked.
+pub async fn lock_preview_stop(
+    conn: &mut PgConnection,
+    instance_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<PreviewStop>> {
+    sqlx::query_as(
+        "SELECT state, backup_id, target_kind, target_time, target_timeline, target_lsn, \
+         preview_lsn, preview_commit_at FROM recoveries WHERE id = $1 AND instance_id = $2 \
+         FOR UPDATE",
+    )
+    .bind(id)
+    .bind(instance_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a waiting preview's move to `stop` on `timeline` before the taskmanager is asked to
+/// carry it out: the target before it kept in `moved_from` (put back if the move fails with the
+/// preview kept), `RUNNING` again in phase `replaying` of the move's own round of the history,
+/// with a new deadline for the guest. Returns the move's number.
+pub async fn move_preview(
+    conn: &mut PgConnection,
+    id: Uuid,
+    stop: StopPoint,
+    timeline: u32,
+    deadline: DateTime<Utc>,
+) -> sqlx::Result<i32> {
+    let timeline = i32::try_from(timeline).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    // The history's phases of the wait end; the move's round begins at `replaying`.
+    sqlx::query(
+        "UPDATE recovery_phases SET ended_at = now() WHERE recovery_id = $1 AND ended_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    let moves: i32 = sqlx::query_scalar(
+        "UPDATE recoveries SET moved_from = json_build_object('kind', target_kind, \
+         'time', target_time, 'timeline', target_timeline, 'lsn', target_lsn, \
+         'xid', target_xid, 'inclusive', target_inclusive, 'restore_point', target_name), \
+         target_kind = $2, target_time = $3, target_timeline = $4, target_lsn = $5, \
+         target_xid = $6, target_inclusive = $7, target_name = $8, state = $9, phase = $10, \
+         preview_action = 'move', preview_moves = preview_moves + 1, error = NULL, \
+         error_code = NULL, deadline = $11, progress = NULL, updated = now() WHERE id = $1 \
+         RETURNING preview_moves",
+    )
+    .bind(id)
+    .bind(stop.kind())
+    .bind(stop.time())
+    .bind(timeline)
+    .bind(stop.lsn().map(format_lsn))
+    .bind(stop.xid().map(|(x, _)| i64::from(x)))
+    .bind(stop.xid().map(|(_, i)| i))
+    .bind(stop.restore_point().map(|n| n.to_string()))
+    .bind(RecoveryState::Running)
+    .bind(RecoveryPhase::Replaying)
+    .bind(deadline)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO recovery_phases (recovery_id, phase, rank, round) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (recovery_id, round, phase) DO NOTHING",
+    )
+    .bind(id)
+    .bind(RecoveryPhase::Replaying)
+    .bind(RecoveryPhase::Replaying.rank())
+    .bind(moves)
+    .execute(conn)
+    .await?;
+    Ok(moves)
 }

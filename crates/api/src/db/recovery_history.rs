@@ -8,6 +8,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct PhaseRow {
     pub phase: String,
+    /// 0 for the first pass, then the number of the preview's move the phase belongs to.
+    #[serde(default)]
+    pub round: i32,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     /// The first progress reported in the phase and when: the base of the time-left estimate.
@@ -48,6 +51,10 @@ pub struct HistoryRow {
     pub instance_address: Option<String>,
     /// Why a preview was cancelled.
     pub cancel_reason: Option<String>,
+    /// How many times the preview was moved on to a later target.
+    pub preview_moves: i32,
+    /// While a move is under way: the target before it.
+    pub moved_from: Option<Json<serde_json::Value>>,
 }
 
 const SELECT: &str = r#"
@@ -55,11 +62,13 @@ SELECT r.id, r.backup_id, r.target_kind, r.target_time, r.target_timeline,
        r.target_lsn, r.target_xid, r.target_inclusive, r.target_name, r.state, r.phase,
        r.progress, r.outcome, r.error, r.error_code, r.created, r.updated, r.finished,
        (SELECT coalesce(json_agg(json_build_object(
-                   'phase', p.phase, 'started_at', p.started_at, 'ended_at', p.ended_at,
-                   'first_progress', p.first_progress, 'first_progress_at', p.first_progress_at)
-                   ORDER BY p.rank), '[]'::json)
+                   'phase', p.phase, 'round', p.round, 'started_at', p.started_at,
+                   'ended_at', p.ended_at, 'first_progress', p.first_progress,
+                   'first_progress_at', p.first_progress_at)
+                   ORDER BY p.round, p.rank), '[]'::json)
         FROM recovery_phases p WHERE p.recovery_id = r.id) AS phases,
-       r.preview, r.preview_port, r.preview_expires_at, r.cancel_reason,
+       r.preview, r.preview_port, r.preview_expires_at, r.cancel_reason, r.preview_moves,
+       r.moved_from,
        (SELECT i.address FROM instances i WHERE i.id = r.instance_id) AS instance_address
 FROM recoveries r
 "#;

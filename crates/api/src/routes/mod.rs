@@ -14,6 +14,7 @@ pub mod limits;
 pub mod mgmt_instances;
 pub mod openapi;
 pub mod preview;
+pub mod preview_move;
 pub mod quotas;
 pub mod recover;
 pub mod recoveries;
@@ -42,6 +43,7 @@ pub fn tenant() -> Routes {
         .merge(recover::routes())
         .merge(recoveries::routes())
         .merge(preview::routes())
+        .merge(preview_move::routes())
         .merge(recovery_window::routes())
         .merge(restore_points::routes())
         .merge(rewind::routes())

@@ -123,7 +123,8 @@ pub(super) fn view(
     now: DateTime<Utc>,
 ) -> Value {
     let running = RecoveryState::parse(&r.state).is_some_and(|s| !s.is_finished());
-    let current = r.phases.0.iter().find(|p| p.phase == r.phase);
+    // A moved preview passes through a phase again: the current one is the newest pass.
+    let current = r.phases.0.iter().rfind(|p| p.phase == r.phase);
     let phases: Vec<Value> = r
         .phases
         .0
@@ -131,6 +132,7 @@ pub(super) fn view(
         .map(|p| {
             json!({
                 "phase": p.phase,
+                "move": p.round,
                 "started": rfc3339(p.started_at),
                 "ended": p.ended_at.map(rfc3339),
                 "duration_ms": p.ended_at.map(|e| millis(p.started_at, e)),
@@ -177,8 +179,24 @@ pub(super) fn view(
         "phases": phases,
         "preview_requested": r.preview,
         "preview": preview_view(r),
+        "moves": r.preview_moves,
+        "moved_from": r.moved_from.as_ref().map(|m| moved_from_view(&m.0)),
         "cancel_reason": r.cancel_reason,
     })
+}
+
+/// The target before a running move, as the database kept it, with its time written as
+/// `target.time` is (RFC 3339, microseconds, `Z`).
+fn moved_from_view(stored: &Value) -> Value {
+    let mut v = stored.clone();
+    if let Some(t) = v
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+    {
+        v["time"] = json!(rfc3339(t.to_utc()));
+    }
+    v
 }
 
 /// `{"address", "port", "expires_at"}` while the preview waits (state `PREVIEW`), else null.
@@ -190,5 +208,21 @@ fn preview_view(r: &HistoryRow) -> Value {
             "expires_at": r.preview_expires_at.map(rfc3339),
         }),
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_before_a_move_shows_its_time_as_targets_do() {
+        let stored = json!({"kind": "time", "time": "2026-11-30T01:54:35.833134+00:00",
+                            "timeline": 1, "lsn": null});
+        let shown = moved_from_view(&stored);
+        assert_eq!(shown["time"], "2026-11-30T01:54:35.833134Z");
+        assert_eq!(shown["kind"], "time");
+        let lsn = json!({"kind": "lsn", "time": null, "lsn": "0/5000100"});
+        assert_eq!(moved_from_view(&lsn), lsn);
     }
 }

@@ -134,6 +134,11 @@ pub enum ConductorMethod {
         /// With state `PREVIEW`: where the paused, read-only staged copy listens.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         preview: Option<PreviewReady>,
+        /// Ours: the move of a waiting preview this report belongs to (`move_preview`'s
+        /// `move_seq`); absent for the first staging, a confirm and a cancel. The conductor
+        /// ignores a report of an older move, so a late one cannot undo a newer move.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        move_seq: Option<u32>,
     },
     /// Ours: a registered guest host says it is alive and where it is. The conductor takes the
     /// host from the broker-validated sender; `host` must name that same host.
@@ -198,7 +203,13 @@ impl Method for ConductorMethod {
 }
 
 /// A preview ready for reading: the port its server listens on, on the instance's own addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviewReady {
     pub port: u16,
+    /// Where replay paused (`X/Y`): a move must name a target past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_lsn: Option<String>,
+    /// The last commit replayed before the pause, if any: a move to a time must lie after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -101,6 +101,16 @@ pub enum GuestMethod {
     ConfigureRewind {
         window_secs: u32,
     },
+    /// Ours: move the recovery's waiting preview on to `target`, later on the same timeline:
+    /// its paused server restarts and replays on from where it paused (the backup is not
+    /// fetched again), then waits at the new target on the same port. `move_seq` numbers the
+    /// recovery's moves (1, 2, …): a redelivered move the guest has applied is answered from
+    /// what it remembers. Reported with `update_recovery` carrying the same `move_seq`.
+    MovePreview {
+        recovery_id: Uuid,
+        move_seq: u32,
+        target: RecoveryTarget,
+    },
     /// Ours: rewrite the server's `pg_hba.conf` for `access` and reload it (no restart), then
     /// report with the conductor's `update_access`.
     UpdateAccess {

@@ -94,8 +94,9 @@ pub enum TaskManagerMethod {
         backup_id: Uuid,
         recovery_id: Uuid,
     },
-    /// Ours: a preview's confirm or cancel, which the API recorded on the recovery row
-    /// (`preview_action`); the row decides, so a redelivery finds it already sent.
+    /// Ours: a preview's confirm, cancel or move, which the API recorded on the recovery row
+    /// (`preview_action`, and for a move the new target and `preview_moves`); the row decides,
+    /// so a redelivery finds it already sent.
     SettlePreview {
         instance_id: Uuid,
         recovery_id: Uuid,

@@ -8,6 +8,7 @@ mod configuration;
 mod lifecycle;
 mod prepare;
 mod preview;
+mod preview_move;
 mod recovery;
 mod recovery_source;
 mod restore_point;
@@ -98,6 +99,14 @@ impl Agent {
             }
             GuestMethod::CancelPreview { recovery_id } => {
                 self.cancel_preview(&h, recovery_id, rid).await
+            }
+            GuestMethod::MovePreview {
+                recovery_id,
+                move_seq,
+                target,
+            } => {
+                self.move_preview(&h, recovery_id, move_seq, target, rid)
+                    .await
             }
             GuestMethod::ListTransactions {
                 listing_id,

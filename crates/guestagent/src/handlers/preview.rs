@@ -1,5 +1,6 @@
-//! `confirm_preview` and `cancel_preview`: settle a recovery's waiting preview. Both remember
-//! their end like `do_recovery`, so a redelivered message is answered without redoing the work.
+//! `confirm_preview` and `cancel_preview`: settle a recovery's waiting preview (moving it is
+//! `preview_move`'s). Both remember their end like `do_recovery`, so a redelivered message is
+//! answered without redoing the work.
 //! The preview's port and timeline are read from the file `do_recovery` left, so an agent that
 //! restarted while the preview waited adopts it (its server kept running).
 
@@ -55,7 +56,7 @@ impl Agent {
                         duration_ms: Some(duration_ms),
                         ..outcome
                     }),
-                    Done::Previewing(_) => Err(RecoveryError::new(
+                    Done::Previewing(_) | Done::Kept(..) => Err(RecoveryError::new(
                         "in-place recovery",
                         RecoveryPhase::Promoting,
                         Failure::new(
@@ -103,7 +104,7 @@ impl Agent {
     }
 
     /// The remembered end of `recovery_id`, if it finished already.
-    async fn finished_before(&self, h: &Hosted, recovery_id: Uuid) -> Option<Finished> {
+    pub(super) async fn finished_before(&self, h: &Hosted, recovery_id: Uuid) -> Option<Finished> {
         let bytes = tokio::fs::read(h.recovery_result_path(recovery_id))
             .await
             .ok()?;

@@ -18,14 +18,14 @@ use trove_common::{
 };
 use uuid::Uuid;
 
-use super::recovery_source::RecoverySource;
+use super::recovery_source::{MoveSource, RecoverySource};
 use crate::{
     agent::Agent,
     hosted::Hosted,
     postgres::{
-        PreviewState, RecoveryError, RecoveryRequest, Reporters, RewindFailed, confirm_preview,
-        current_timeline, ensure_dir, recover_in_place, rewind_in_place, stage_preview,
-        write_owned,
+        MoveError, PreviewState, RecoveryError, RecoveryRequest, Reporters, RewindFailed,
+        confirm_preview, current_timeline, ensure_dir, move_preview, recover_in_place,
+        rewind_in_place, stage_preview, write_owned,
     },
     rewind_keeper::{copy_of, load_record},
 };
@@ -38,12 +38,31 @@ pub(super) enum Job<'a> {
     Preview(&'a RecoverySource),
     /// A waiting preview confirmed: promotion, then the cut-over.
     Confirm(PreviewState),
+    /// A waiting preview moved on to a later target: move number `seq`. The live instance is
+    /// not touched, so its WAL keeps shipping.
+    Move {
+        state: PreviewState,
+        source: &'a MoveSource,
+        seq: u32,
+    },
+}
+
+impl Job<'_> {
+    /// The move a job's reports belong to; None outside a move.
+    fn move_seq(&self) -> Option<u32> {
+        match self {
+            Self::Move { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
 }
 
 /// How a [`Job`] ended well.
 pub(super) enum Done {
     Recovered(RecoveryOutcome),
     Previewing(PreviewState),
+    /// A move failed, but the preview waits at its old target again.
+    Kept(PreviewState, RecoveryError),
 }
 
 /// The remembered (and reported) end of one recovery.
@@ -121,7 +140,7 @@ impl Agent {
                 duration_ms: Some(duration_ms),
                 ..outcome
             }),
-            Err(e) => Err(e),
+            Ok(Done::Kept(_, e)) | Err(e) => Err(e),
         };
         self.recovery_finished(h, recovery_id, Finished::from_result(result), rid)
             .await;
@@ -144,15 +163,15 @@ impl Agent {
         }
         if let Some(state) = read_preview(h, recovery_id).await {
             tracing::info!(recovery.id = %recovery_id, "preview already waiting, reporting again");
-            self.send_preview(h.id, recovery_id, state, rid).await;
+            self.send_preview(h.id, recovery_id, &state, rid).await;
             return true;
         }
         false
     }
 
-    /// Remembers the waiting preview (a confirm or cancel reads it, also after an agent
+    /// Remembers the waiting preview (a confirm, cancel or move reads it, also after an agent
     /// restart), then reports it.
-    async fn preview_ready(
+    pub(super) async fn preview_ready(
         &self,
         h: &Arc<Hosted>,
         recovery_id: Uuid,
@@ -169,7 +188,7 @@ impl Agent {
         if let Err(e) = remembered.await {
             tracing::warn!(recovery.id = %recovery_id, error = %format!("{e:#}"), "could not remember the preview");
         }
-        self.send_preview(h.id, recovery_id, state, rid).await;
+        self.send_preview(h.id, recovery_id, &state, rid).await;
     }
 
     /// Remembers the end of a recovery (a redelivery is answered from it), forgets its preview
@@ -217,7 +236,12 @@ impl Agent {
         job: Job<'_>,
         rid: Option<String>,
     ) -> Result<Done, RecoveryError> {
-        let last_phase = Mutex::new(RecoveryPhase::Fetching);
+        let move_seq = job.move_seq();
+        let last_phase = Mutex::new(if move_seq.is_some() {
+            RecoveryPhase::Replaying
+        } else {
+            RecoveryPhase::Fetching
+        });
         let progress = Mutex::new(RecoveryProgress::default());
         // The callbacks are sync; a channel wakes the loop below to report a new phase at once.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -235,8 +259,12 @@ impl Agent {
                 current.merge(p);
             }
         };
-        self.stop_streaming(h).await;
-        tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, elapsed_ms = started.elapsed().as_millis() as u64, "WAL streaming paused");
+        // A move leaves the live instance alone: its WAL keeps shipping.
+        let pauses_streaming = move_seq.is_none();
+        if pauses_streaming {
+            self.stop_streaming(h).await;
+            tracing::info!(instance.id = %h.id, recovery.id = %recovery_id, elapsed_ms = started.elapsed().as_millis() as u64, "WAL streaming paused");
+        }
         let reporters = Reporters {
             phase: &phase_cb,
             progress: &progress_cb,
@@ -270,6 +298,13 @@ impl Agent {
                         .await
                         .map(Done::Recovered)
                 }
+                Job::Move { state, source, .. } => {
+                    match move_preview(&h.cluster, state, &source.replay(), reporters).await {
+                        Ok(moved) => Ok(Done::Previewing(moved)),
+                        Err(MoveError::Kept(state, err)) => Ok(Done::Kept(state, err)),
+                        Err(MoveError::Lost(err)) => Err(err),
+                    }
+                }
             }
         };
         tokio::pin!(work);
@@ -286,17 +321,19 @@ impl Agent {
                     .map(|p| *p)
                     .unwrap_or(RecoveryPhase::Fetching);
                 let snapshot = progress.lock().map(|p| p.clone()).ok();
-                self.send_running(h.id, recovery_id, phase, snapshot, rid.clone())
+                self.send_running(h.id, recovery_id, phase, snapshot, move_seq, rid.clone())
                     .await;
             }
         };
         // Whatever happened, the instance runs (new data or its old data): ship its WAL again.
-        self.start_streaming(h).await;
+        if pauses_streaming {
+            self.start_streaming(h).await;
+        }
         // The control plane plans the next point-in-time recovery on the instance's current
         // timeline, so it travels with the outcome instead of waiting for a WAL report.
         let mut outcome = match result? {
             Done::Recovered(outcome) => outcome,
-            previewing @ Done::Previewing(_) => return Ok(previewing),
+            waiting @ (Done::Previewing(_) | Done::Kept(..)) => return Ok(waiting),
         };
         match current_timeline(&h.cluster).await {
             Ok(tl) => outcome.new_timeline = Some(tl),
@@ -350,6 +387,7 @@ impl Agent {
         recovery_id: Uuid,
         phase: RecoveryPhase,
         progress: Option<RecoveryProgress>,
+        move_seq: Option<u32>,
         rid: Option<String>,
     ) {
         let msg = ConductorMethod::UpdateRecovery {
@@ -363,16 +401,19 @@ impl Agent {
             error_code: None,
             outcome: None,
             preview: None,
+            move_seq,
         };
         self.report_best_effort(msg, rid).await
     }
 
-    /// The preview is ready, retried until the broker has it: the user waits for it.
-    async fn send_preview(
+    /// The preview is ready, retried until the broker has it: the user waits for it. After a
+    /// move it carries the move's number, and why the move failed if the preview waits at its
+    /// old target again.
+    pub(super) async fn send_preview(
         &self,
         instance_id: Uuid,
         recovery_id: Uuid,
-        state: PreviewState,
+        state: &PreviewState,
         rid: Option<String>,
     ) {
         let msg = ConductorMethod::UpdateRecovery {
@@ -382,10 +423,15 @@ impl Agent {
             phase: RecoveryPhase::Preview,
             state: RecoveryState::Preview,
             progress: None,
-            error: None,
-            error_code: None,
+            error: state.move_error.clone(),
+            error_code: state.move_error_code,
             outcome: None,
-            preview: Some(PreviewReady { port: state.port }),
+            preview: Some(PreviewReady {
+                port: state.port,
+                stop_lsn: state.stop_lsn.clone(),
+                last_commit: state.last_commit,
+            }),
+            move_seq: (state.moves > 0).then_some(state.moves),
         };
         self.report(msg, rid).await
     }
@@ -409,6 +455,7 @@ impl Agent {
             error_code: f.error_code,
             outcome: f.outcome.clone(),
             preview: None,
+            move_seq: None,
         };
         self.report(msg, rid).await
     }

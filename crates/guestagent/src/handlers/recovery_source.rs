@@ -1,6 +1,6 @@
 //! The one mapping from a recovery as the control plane sends it (a backup's location and an
 //! optional point-in-time target) to the driver's request, shared by `do_recovery` (in place) and
-//! `prepare` (a new instance).
+//! `prepare` (a new instance), and the WAL a preview's move replays.
 
 use std::path::PathBuf;
 
@@ -40,21 +40,69 @@ impl RecoverySource {
                 key: &self.archive,
                 sha256: &self.sha256,
             },
-            replay: self.replay.as_ref().map(|r| Replay {
-                wal: WalSource {
-                    store: &self.store,
-                    dir: &r.wal_dir,
-                    prefetch: self.prefetch,
-                },
-                stop: r.stop,
-                timeline: r.timeline,
-                history_dest: Some(&r.history_dest),
-            }),
+            replay: self
+                .replay
+                .as_ref()
+                .map(|r| r.replay(&self.store, self.prefetch)),
+        }
+    }
+}
+
+/// The WAL a preview's move replays on to its new target; the backup is not read again.
+pub(crate) struct MoveSource {
+    store: trove_common::store::BlobStore,
+    prefetch: usize,
+    replay: ReplaySource,
+}
+
+impl MoveSource {
+    pub(crate) fn replay(&self) -> Replay<'_> {
+        self.replay.replay(&self.store, self.prefetch)
+    }
+}
+
+impl ReplaySource {
+    fn replay<'a>(
+        &'a self,
+        store: &'a trove_common::store::BlobStore,
+        prefetch: usize,
+    ) -> Replay<'a> {
+        Replay {
+            wal: WalSource {
+                store,
+                dir: &self.wal_dir,
+                prefetch,
+            },
+            stop: self.stop,
+            timeline: self.timeline,
+            history_dest: Some(&self.history_dest),
         }
     }
 }
 
 impl Agent {
+    /// Resolves the target of a move of `instance_id`'s preview, refused as not found (before
+    /// anything is touched) when its WAL location is not a key inside the store.
+    pub(crate) fn move_source(
+        &self,
+        instance_id: Uuid,
+        target: &RecoveryTarget,
+    ) -> Result<MoveSource, Failure> {
+        let wal_dir = self
+            .store_key(&target.wal_location)
+            .fail_as(GuestErrorCode::BackupNotFound)?;
+        Ok(MoveSource {
+            store: self.store.clone(),
+            prefetch: self.config.wal_prefetch,
+            replay: ReplaySource {
+                wal_dir,
+                stop: target.stop,
+                timeline: target.timeline,
+                history_dest: self.wal_spool(instance_id),
+            },
+        })
+    }
+
     /// Resolves `backup` and `target` for a recovery of `instance_id`. A location that is not a
     /// key inside the store is refused as not found, before anything is touched.
     pub(crate) fn recovery_source(

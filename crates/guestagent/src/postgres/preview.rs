@@ -5,14 +5,17 @@
 
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use trove_common::{recovery::RecoveryOutcome, status::RecoveryPhase};
+use trove_common::{
+    recovery::RecoveryOutcome, rpc::conductor::GuestErrorCode, status::RecoveryPhase,
+};
 
 use super::allocate_port;
 use super::cluster::Cluster;
 use super::error::{Failure, RecoveryError};
 use super::recover::restore_staged;
-use super::replay::{promote_preview, replay_and_pause};
+use super::replay::{promote_preview, replay_and_pause, replay_position};
 use super::request::{RecoveryRequest, Reporters};
 use super::restore_command::remove_script;
 use super::staging::{Swap, discard_staging, fail_with_rollback, preview_cluster, timed_cut_over};
@@ -22,12 +25,50 @@ const WHAT: &str = "in-place recovery";
 
 /// What a waiting preview needs to be confirmed or cancelled later, also by an agent that
 /// restarted meanwhile (the preview's server outlives the agent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviewState {
     /// Where the preview listens, on the instance's own addresses.
     pub port: u16,
     /// The timeline replay followed; None for the end of a backup.
     pub timeline: Option<u32>,
+    /// The number of the last move applied (0: none), so a redelivered move is answered from
+    /// here instead of being applied again.
+    #[serde(default)]
+    pub moves: u32,
+    /// Where replay paused (`X/Y`) and the last commit it replayed: a move must go past them.
+    #[serde(default)]
+    pub stop_lsn: Option<String>,
+    #[serde(default)]
+    pub last_commit: Option<DateTime<Utc>>,
+    /// Why the last move failed, when the preview waits at its old target again: reported
+    /// with it each time, so a report repeated for a redelivered move says the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub move_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub move_error_code: Option<GuestErrorCode>,
+}
+
+impl PreviewState {
+    /// The preview of `port` along `timeline`, paused where `staging`'s replay stands now.
+    pub(super) async fn paused(staging: &Cluster, port: u16, timeline: Option<u32>) -> Self {
+        // Best effort: without it, the control plane checks a move against the target alone.
+        let (stop_lsn, last_commit) = match replay_position(staging).await {
+            Ok((lsn, last)) => (Some(lsn), last),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "cannot read where the preview paused");
+                (None, None)
+            }
+        };
+        Self {
+            port,
+            timeline,
+            moves: 0,
+            stop_lsn,
+            last_commit,
+            move_error: None,
+            move_error_code: None,
+        }
+    }
 }
 
 /// Builds the preview `request` asks for beside `cluster`'s live data: phases `fetching`,
@@ -48,10 +89,12 @@ pub async fn stage_preview(
     }
     .await;
     match staged {
-        Ok(()) => Ok(PreviewState {
-            port,
-            timeline: request.replay.as_ref().map(|r| r.timeline),
-        }),
+        Ok(()) => {
+            Ok(
+                PreviewState::paused(&staging, port, request.replay.as_ref().map(|r| r.timeline))
+                    .await,
+            )
+        }
         Err(failure) => {
             let err = steps.failed(WHAT, failure);
             let err =
@@ -80,7 +123,7 @@ pub async fn confirm_preview(
         steps.enter(RecoveryPhase::Promoting);
         if !staging.is_running().await {
             return Err(Failure::new(
-                trove_common::rpc::conductor::GuestErrorCode::StartFailed,
+                GuestErrorCode::StartFailed,
                 anyhow::anyhow!("the preview's server is not running"),
             ));
         }
@@ -115,7 +158,7 @@ pub async fn cancel_preview(cluster: &Cluster) -> anyhow::Result<()> {
 }
 
 /// Removes the restore command script a failed preview may leave beside its (removed) copy.
-async fn forget_script(staging: &Cluster) {
+pub(super) async fn forget_script(staging: &Cluster) {
     if let Err(err) = remove_script(&staging.spec().data_dir).await {
         tracing::warn!(error = %format!("{err:#}"), "could not remove the restore command script");
     }

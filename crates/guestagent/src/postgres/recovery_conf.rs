@@ -182,6 +182,22 @@ fn paused_settings(stop: StopPoint, timeline: u32) -> String {
     settings
 }
 
+/// Whether `restored`'s recovery settings already name `stop` (as [`write_target_settings`] or
+/// [`write_paused_settings`] wrote them): a move that an agent restart interrupted after the
+/// server was given its new target.
+pub(super) async fn names_target(restored: &Cluster, stop: StopPoint) -> bool {
+    let path = restored.spec().data_dir.join(RECOVERY_CONF);
+    match tokio::fs::read_to_string(&path).await {
+        Ok(text) => settings_name(&text, stop),
+        Err(_) => false,
+    }
+}
+
+fn settings_name(text: &str, stop: StopPoint) -> bool {
+    let target = target_settings(stop);
+    !target.is_empty() && text.contains(&target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +213,18 @@ mod tests {
         assert!(paused.contains("recovery_target_timeline = '2'\n"));
         assert!(paused.ends_with(
             "recovery_target_lsn = '0/3000028'\nrecovery_target_inclusive = on\nrecovery_target_action = 'pause'\n"
+        ));
+    }
+
+    #[test]
+    fn settings_name_the_target_they_pause_at() {
+        let paused = paused_settings(StopPoint::Lsn(0x300_0028), 2);
+        assert!(settings_name(&paused, StopPoint::Lsn(0x300_0028)));
+        assert!(!settings_name(&paused, StopPoint::Lsn(0x300_0029)));
+        assert!(!settings_name(&paused, StopPoint::Latest));
+        assert!(!settings_name(
+            &backup_end_pause_settings(),
+            StopPoint::Lsn(0x300_0028)
         ));
     }
 

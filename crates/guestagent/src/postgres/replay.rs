@@ -47,7 +47,7 @@ const REPLAY_POLL: Duration = Duration::from_millis(50);
 /// histories fetched, and the segments the backup's manifest says replay will need already on
 /// their way while the archive streams in.
 pub(super) struct Fetching {
-    fetched: Arc<Fetched>,
+    pub(super) fetched: Arc<Fetched>,
     _early: Option<Prefetch>,
 }
 
@@ -286,31 +286,10 @@ pub(super) async fn replay_and_pause(
             };
             let result = async {
                 let plan = preflight(restored, replay, &fetching.fetched).await?;
-                let (reached, log_start) = replay_until_stopped(
-                    restored,
-                    replay,
-                    &plan,
-                    Some(&fetching.fetched),
-                    steps,
-                    Visibility::Listening,
-                )
-                .await?;
-                steps.enter(RecoveryPhase::VerifyingTarget);
-                verify_stop(restored, replay, &plan, reached, log_start)
-                    .await
-                    .fail_as(GuestErrorCode::TargetNotReached)?;
-                // The fetch directory goes below; promotion must not fetch from it. The settings
-                // say so for a restart, the script for a server that missed the reload.
-                write_paused_settings(restored, replay.stop, replay.timeline).await?;
-                reload(restored).await?;
-                Ok::<(), Failure>(())
+                replay_to_pause(restored, replay, &plan, &fetching, steps).await
             }
             .await;
-            let data_dir = &restored.spec().data_dir;
-            if let Err(err) = write_nothing_more_script(restored.runner(), data_dir).await {
-                tracing::warn!(error = %format!("{err:#}"), "could not retire the restore command script");
-            }
-            drop(fetching);
+            end_fetching(restored, fetching).await;
             result?;
         }
     }
@@ -318,6 +297,47 @@ pub(super) async fn replay_and_pause(
         .wait_healthy(HEALTH_DEADLINE)
         .await
         .fail_as(GuestErrorCode::HealthCheckFailed)
+}
+
+/// Starts `restored` listening with `replay`'s target, waits until replay pauses there, proves
+/// the stop point, and leaves settings that keep it paused there across a restart: phases
+/// `replaying` and `verifying_target`. The caller ends `fetching` ([`end_fetching`]) whatever
+/// happened. Shared by a preview's first staging and its moves.
+pub(super) async fn replay_to_pause(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    plan: &Plan,
+    fetching: &Fetching,
+    steps: &mut Steps<'_>,
+) -> Result<(), Failure> {
+    let (reached, log_start) = replay_until_stopped(
+        restored,
+        replay,
+        plan,
+        Some(&fetching.fetched),
+        steps,
+        Visibility::Listening,
+    )
+    .await?;
+    steps.enter(RecoveryPhase::VerifyingTarget);
+    verify_stop(restored, replay, plan, reached, log_start)
+        .await
+        .fail_as(GuestErrorCode::TargetNotReached)?;
+    // The fetch directory goes below; promotion must not fetch from it. The settings say so for
+    // a restart, the script for a server that missed the reload.
+    write_paused_settings(restored, replay.stop, replay.timeline).await?;
+    reload(restored).await?;
+    Ok(())
+}
+
+/// Retires the restore command script (a paused preview must not fetch any more) and stops
+/// what is still fetching, removing the fetch directory.
+pub(super) async fn end_fetching(restored: &Cluster, fetching: Fetching) {
+    let data_dir = &restored.spec().data_dir;
+    if let Err(err) = write_nothing_more_script(restored.runner(), data_dir).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not retire the restore command script");
+    }
+    drop(fetching);
 }
 
 /// Ends the paused replay of a preview (`pg_wal_replay_resume()`) and completes the promotion as
@@ -351,8 +371,9 @@ async fn reload(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
-/// Waits until replay of a copy without a target pauses where the backup is consistent.
-async fn wait_paused(cluster: &Cluster) -> Result<()> {
+/// Waits until replay pauses: where the backup is consistent for a copy without a target, at
+/// the target for one restarted with its paused settings.
+pub(super) async fn wait_paused(cluster: &Cluster) -> Result<()> {
     let until = tokio::time::Instant::now() + RECOVERY_DEADLINE;
     loop {
         let polled = async {
@@ -617,7 +638,7 @@ async fn promote(
     })
 }
 
-async fn replay_position(restored: &Cluster) -> Result<(String, Option<DateTime<Utc>>)> {
+pub(super) async fn replay_position(restored: &Cluster) -> Result<(String, Option<DateTime<Utc>>)> {
     let mut conn = restored.connect().await?;
     let (lsn, last): (Option<String>, Option<DateTime<Utc>>) =
         sqlx::query_as("SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()")

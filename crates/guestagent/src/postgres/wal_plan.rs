@@ -33,8 +33,20 @@ pub(super) async fn preflight(
     replay: &Replay<'_>,
     fetched: &Fetched,
 ) -> Result<Plan, Failure> {
+    let start = read_backup_label(&restored.spec().data_dir).await?;
+    preflight_from(restored, replay, fetched, start).await
+}
+
+/// [`preflight`] of a replay that starts at `start` (LSN, timeline) instead of the backup's
+/// start: a preview moved on replays from its last restartpoint, after its `backup_label` is
+/// gone. The segments already in the copy's `pg_wal` count as present, as the backup's do.
+pub(super) async fn preflight_from(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    fetched: &Fetched,
+    (backup_start, backup_tli): (u64, u32),
+) -> Result<Plan, Failure> {
     let data_dir = &restored.spec().data_dir;
-    let (backup_start, backup_tli) = read_backup_label(data_dir).await?;
     let store = &fetched.files;
     let size = store.segment_size;
     let target_tli = replay.timeline;

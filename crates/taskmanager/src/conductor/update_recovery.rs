@@ -28,6 +28,7 @@ impl TaskManager {
             error_code,
             outcome,
             preview,
+            move_seq,
             ..
         } = msg
         else {
@@ -51,8 +52,10 @@ impl TaskManager {
             InstanceTask::Recovering | InstanceTask::RecoveryError
         );
         // Once a preview waits or was settled, a late (or redelivered) report from before that
-        // must not move it back: only the end of the confirm or cancel counts.
-        if is_late_for_preview(rec.state, rec.preview_action.is_some(), state, phase) {
+        // must not move it back: only the end of the confirm or cancel counts. While a move is
+        // under way, only the reports of that move count.
+        let pending = Pending::of(rec.preview_action.as_deref(), rec.preview_moves);
+        if is_late_for_preview(rec.state, pending, state, phase, move_seq) {
             return Ok(());
         }
         match state {
@@ -64,14 +67,33 @@ impl TaskManager {
                     tracing::warn!(recovery.id = %recovery_id, "preview report without its port ignored");
                     return Ok(());
                 };
-                recoveries::set_preview(
-                    &mut tx,
-                    recovery_id,
-                    ready.port,
-                    self.config.preview_ttl_secs,
-                )
-                .await?;
-                tracing::info!(instance.id = %instance_id, recovery.id = %recovery_id, port = ready.port, "preview ready");
+                match error.as_deref() {
+                    // A move that failed before replay went past the old target: the preview
+                    // waits there again, and the recovery says why the move failed.
+                    Some(why) => {
+                        let code = error_code.map_or(FaultCode::Internal, FaultCode::from);
+                        recoveries::keep_preview(
+                            &mut tx,
+                            recovery_id,
+                            &ready,
+                            self.config.preview_ttl_secs,
+                            why,
+                            code,
+                        )
+                        .await?;
+                        tracing::warn!(instance.id = %instance_id, recovery.id = %recovery_id, error = why, "preview move failed, the preview waits at its old target");
+                    }
+                    None => {
+                        recoveries::set_preview(
+                            &mut tx,
+                            recovery_id,
+                            &ready,
+                            self.config.preview_ttl_secs,
+                        )
+                        .await?;
+                        tracing::info!(instance.id = %instance_id, recovery.id = %recovery_id, port = ready.port, move_seq, "preview ready");
+                    }
+                }
             }
             RecoveryState::Cancelled => {
                 recoveries::finish(
@@ -162,21 +184,54 @@ impl TaskManager {
     }
 }
 
-/// Whether a `state`/`phase` report is from before a preview became ready or was settled
-/// (confirm or cancel asked, `settled`): progress of the staging while the preview waits, or
-/// the preview's own report again.
+/// What the user asked of a preview that the guest has not finished yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Nothing,
+    /// A confirm or a cancel.
+    Settled,
+    /// Move number `n` to a later target.
+    Move(u32),
+}
+
+impl Pending {
+    fn of(action: Option<&str>, moves: i32) -> Self {
+        match action {
+            None => Self::Nothing,
+            Some(recoveries::MOVE) => Self::Move(u32::try_from(moves).unwrap_or(0)),
+            Some(_) => Self::Settled,
+        }
+    }
+}
+
+/// Whether a `state`/`phase` report (of move `move_seq`, None outside a move) is from before a
+/// preview became ready, was settled (confirm or cancel asked) or moved: progress of the
+/// staging or of an older move while the preview waits or moves, or the preview's own report
+/// again.
 fn is_late_for_preview(
     current: RecoveryState,
-    settled: bool,
+    pending: Pending,
     state: RecoveryState,
     phase: RecoveryPhase,
+    move_seq: Option<u32>,
 ) -> bool {
     match state {
         RecoveryState::Running => {
             current == RecoveryState::Preview
-                || (settled && phase.rank() < RecoveryPhase::Promoting.rank())
+                || match pending {
+                    Pending::Nothing => false,
+                    Pending::Settled => phase.rank() < RecoveryPhase::Promoting.rank(),
+                    Pending::Move(n) => move_seq != Some(n),
+                }
         }
-        RecoveryState::Preview => current == RecoveryState::Preview || settled,
+        RecoveryState::Preview => {
+            current == RecoveryState::Preview
+                || match pending {
+                    Pending::Nothing => false,
+                    Pending::Settled => true,
+                    Pending::Move(n) => move_seq != Some(n),
+                }
+        }
         _ => false,
     }
 }
@@ -189,63 +244,66 @@ mod tests {
     fn reports_from_before_a_preview_waited_or_was_settled_are_late() {
         use RecoveryPhase as P;
         use RecoveryState as S;
+        let late = |current, pending, state, phase| {
+            is_late_for_preview(current, pending, state, phase, None)
+        };
         // While staging, progress and the preview's readiness count.
-        assert!(!is_late_for_preview(
+        assert!(!late(
             S::Running,
-            false,
+            Pending::Nothing,
             S::Running,
             P::Replaying
         ));
-        assert!(!is_late_for_preview(
-            S::Running,
-            false,
-            S::Preview,
-            P::Preview
-        ));
+        assert!(!late(S::Running, Pending::Nothing, S::Preview, P::Preview));
         // A waiting preview ignores staging progress and its own readiness again.
-        assert!(is_late_for_preview(
+        assert!(late(
             S::Preview,
-            false,
+            Pending::Nothing,
             S::Running,
             P::VerifyingTarget
         ));
-        assert!(is_late_for_preview(
-            S::Preview,
-            false,
-            S::Preview,
-            P::Preview
-        ));
+        assert!(late(S::Preview, Pending::Nothing, S::Preview, P::Preview));
         // Confirmed: the confirm's phases count, the staging's and the readiness do not.
-        assert!(!is_late_for_preview(
+        assert!(!late(
             S::Running,
-            true,
+            Pending::Settled,
             S::Running,
             P::CuttingOver
         ));
-        assert!(is_late_for_preview(
-            S::Running,
-            true,
-            S::Running,
-            P::Replaying
-        ));
-        assert!(is_late_for_preview(
-            S::Running,
-            true,
-            S::Preview,
-            P::Preview
-        ));
+        assert!(late(S::Running, Pending::Settled, S::Running, P::Replaying));
+        assert!(late(S::Running, Pending::Settled, S::Preview, P::Preview));
         // An end always counts (a finished recovery is filtered before).
-        assert!(!is_late_for_preview(
+        assert!(!late(
             S::Running,
-            true,
+            Pending::Settled,
             S::Cancelled,
             P::Cancelled
         ));
-        assert!(!is_late_for_preview(
-            S::Running,
-            true,
-            S::Completed,
-            P::Done
+        assert!(!late(S::Running, Pending::Settled, S::Completed, P::Done));
+    }
+
+    #[test]
+    fn while_a_preview_moves_only_that_moves_reports_count() {
+        use RecoveryPhase as P;
+        use RecoveryState as S;
+        let moving = Pending::of(Some(recoveries::MOVE), 2);
+        assert_eq!(moving, Pending::Move(2));
+        let late = |state, phase, seq| is_late_for_preview(S::Running, moving, state, phase, seq);
+        assert!(!late(S::Running, P::Replaying, Some(2)));
+        assert!(!late(S::Preview, P::Preview, Some(2)));
+        // The first staging's and the previous move's reports are history.
+        assert!(late(S::Running, P::Replaying, None));
+        assert!(late(S::Preview, P::Preview, None));
+        assert!(late(S::Preview, P::Preview, Some(1)));
+        // A move's failure ends the recovery whatever its number.
+        assert!(!late(S::Failed, P::Replaying, Some(2)));
+        // Moved and waiting again: a redelivered report of the move changes nothing.
+        assert!(is_late_for_preview(
+            S::Preview,
+            Pending::Nothing,
+            S::Preview,
+            P::Preview,
+            Some(2)
         ));
     }
 }

@@ -5,6 +5,7 @@ use sqlx::{PgConnection, types::Json};
 use trove_common::{
     fault::FaultCode,
     recovery::{RecoveryOutcome, RecoveryProgress},
+    rpc::conductor::PreviewReady,
     status::{RecoveryPhase, RecoveryState},
 };
 use uuid::Uuid;
@@ -30,17 +31,22 @@ pub struct Recovery {
     pub target_name: Option<String>,
     /// Asked as a preview: stop before the cut-over.
     pub preview: bool,
-    /// `confirm` or `cancel` once a waiting preview was settled (by the user, or on expiry).
+    /// `confirm` or `cancel` once a waiting preview was settled (by the user, or on expiry);
+    /// `move` while a move to a later target is under way.
     pub preview_action: Option<String>,
+    /// How many moves of the preview were asked: the number of the latest one.
+    pub preview_moves: i32,
 }
 
 const COLUMNS: &str = "id, instance_id, backup_id, state, phase, target_kind, target_time, \
      target_timeline, target_lsn, target_xid, target_inclusive, target_name, preview, \
-     preview_action";
+     preview_action, preview_moves";
 
 /// What a waiting preview becomes: promoted and cut over, or discarded.
 pub const CONFIRM: &str = "confirm";
 pub const CANCEL: &str = "cancel";
+/// A waiting preview is moved on to a later target, and waits there again.
+pub const MOVE: &str = "move";
 
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Recovery>> {
     sqlx::query_as(&format!(
@@ -127,25 +133,62 @@ pub async fn overdue(conn: &mut PgConnection) -> sqlx::Result<Vec<Recovery>> {
     .await
 }
 
-/// The guest's preview is ready: it waits for the user until `ttl_secs` from now.
+/// The guest's preview is ready (first staged, or moved): it waits for the user until
+/// `ttl_secs` from now, the expiry restarting with each move. A pending move is done.
 pub async fn set_preview(
     conn: &mut PgConnection,
     id: Uuid,
-    port: u16,
+    ready: &PreviewReady,
     ttl_secs: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE recoveries SET state = $2, phase = $3, preview_port = $4, \
-         preview_expires_at = now() + make_interval(secs => $5), updated = now() WHERE id = $1",
+         preview_expires_at = now() + make_interval(secs => $5), preview_lsn = $6, \
+         preview_commit_at = $7, preview_action = NULL, moved_from = NULL, error = NULL, \
+         error_code = NULL, updated = now() WHERE id = $1",
     )
     .bind(id)
     .bind(RecoveryState::Preview)
     .bind(RecoveryPhase::Preview)
-    .bind(i32::from(port))
+    .bind(i32::from(ready.port))
     .bind(ttl_secs as f64)
+    .bind(ready.stop_lsn.as_deref())
+    .bind(ready.last_commit)
     .execute(&mut *conn)
     .await?;
     recovery_phases::enter(conn, id, RecoveryPhase::Preview, None).await
+}
+
+/// A move failed before the preview's replay went past its old target: the preview waits
+/// there again (as [`set_preview`], its expiry restarting), its target is the one before the
+/// move, and the recovery keeps why the move failed (`error`, `error_code`).
+pub async fn keep_preview(
+    conn: &mut PgConnection,
+    id: Uuid,
+    ready: &PreviewReady,
+    ttl_secs: i64,
+    error: &str,
+    code: FaultCode,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE recoveries SET target_kind = moved_from->>'kind', \
+         target_time = (moved_from->>'time')::timestamptz, \
+         target_timeline = (moved_from->>'timeline')::integer, target_lsn = moved_from->>'lsn', \
+         target_xid = (moved_from->>'xid')::bigint, \
+         target_inclusive = (moved_from->>'inclusive')::boolean, \
+         target_name = moved_from->>'restore_point' WHERE id = $1 AND moved_from IS NOT NULL",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    set_preview(conn, id, ready, ttl_secs).await?;
+    sqlx::query("UPDATE recoveries SET error = $2, error_code = $3 WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .bind(code)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Waiting previews past their expiry, as (recovery, instance), not locked: the caller locks

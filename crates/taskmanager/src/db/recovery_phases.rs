@@ -1,10 +1,14 @@
 //! The phase history of a recovery (`recovery_phases`): one row per phase entered, closed when
 //! the next one starts or the recovery ends. Callers hold the recovery row's lock, so reports of
-//! one recovery are applied one at a time.
+//! one recovery are applied one at a time. A moved preview passes through its phases again: each
+//! pass is a round of its own (the recovery's `preview_moves` when it is entered).
 
 use sqlx::{PgConnection, types::Json};
 use trove_common::{recovery::RecoveryProgress, status::RecoveryPhase};
 use uuid::Uuid;
+
+/// The recovery's current round, for a query whose `$1` is the recovery's id.
+const ROUND: &str = "(SELECT preview_moves FROM recoveries WHERE id = $1)";
 
 /// Records that the recovery is in `phase` now. A redelivered report finds its row; a late
 /// report of a phase ranked below the newest recorded one is history already and changes
@@ -25,21 +29,23 @@ pub async fn enter(
     ) {
         return Ok(());
     }
-    let newest: Option<i32> =
-        sqlx::query_scalar("SELECT max(rank) FROM recovery_phases WHERE recovery_id = $1")
-            .bind(recovery_id)
-            .fetch_one(&mut *conn)
-            .await?;
+    // Ranks compare within the current round: a move starts over at `replaying`.
+    let newest: Option<i32> = sqlx::query_scalar(&format!(
+        "SELECT max(rank) FROM recovery_phases WHERE recovery_id = $1 AND round = {ROUND}"
+    ))
+    .bind(recovery_id)
+    .fetch_one(&mut *conn)
+    .await?;
     let rank = phase.rank();
     if newest.is_some_and(|n| rank < n) {
         return Ok(());
     }
     if newest.is_none_or(|n| rank > n) {
         close_open(conn, recovery_id).await?;
-        sqlx::query(
-            "INSERT INTO recovery_phases (recovery_id, phase, rank) VALUES ($1, $2, $3) \
-             ON CONFLICT (recovery_id, phase) DO NOTHING",
-        )
+        sqlx::query(&format!(
+            "INSERT INTO recovery_phases (recovery_id, phase, rank, round) \
+             VALUES ($1, $2, $3, {ROUND}) ON CONFLICT (recovery_id, round, phase) DO NOTHING"
+        ))
         .bind(recovery_id)
         .bind(phase)
         .bind(rank)

@@ -97,7 +97,7 @@ impl TaskManager {
     }
 
     /// Sends a settled preview's confirm or cancel (recorded on the row by the API, or by the
-    /// sweeper on expiry) to the instance's guest. The row decides: a redelivery after the
+    /// sweeper on expiry), or its move to the target the row now holds, to the instance's guest. The row decides: a redelivery after the
     /// recovery finished does nothing, one before it sends again, which the guest answers
     /// from what it remembers.
     pub async fn settle_preview(
@@ -119,6 +119,15 @@ impl TaskManager {
         let method = match rec.preview_action.as_deref() {
             Some(recoveries::CONFIRM) => GuestMethod::ConfirmPreview { recovery_id },
             Some(recoveries::CANCEL) => GuestMethod::CancelPreview { recovery_id },
+            Some(recoveries::MOVE) => match move_to_send(&rec) {
+                Ok(method) => method,
+                Err(why) => {
+                    // The API stored a target it planned; one that cannot be rebuilt is left to
+                    // the deadline, which fails the recovery, rather than guessed.
+                    tracing::warn!(recovery.id = %recovery_id, reason = %why, "preview move not sent");
+                    return Ok(());
+                }
+            },
             _ => return Ok(()),
         };
         let Some(host) = inst.filter(|i| !i.deleted).and_then(|i| i.host) else {
@@ -130,6 +139,35 @@ impl TaskManager {
         tracing::info!(instance.id = %instance_id, recovery.id = %recovery_id, action = ?rec.preview_action, "preview settled, sent to the guest");
         Ok(())
     }
+}
+
+/// The move of `rec`'s preview to the target its row holds now, numbered as the row counts its
+/// moves.
+fn move_to_send(rec: &Recovery) -> Result<GuestMethod, String> {
+    let move_seq = u32::try_from(rec.preview_moves).map_err(|e| e.to_string())?;
+    let target = stored(rec)?.ok_or("a preview moves to a point in time, not a backup's end")?;
+    Ok(GuestMethod::MovePreview {
+        recovery_id: rec.id,
+        move_seq,
+        target,
+    })
+}
+
+/// The WAL target the row holds, rebuilt as it was planned; None for a backup's end.
+fn stored(rec: &Recovery) -> Result<Option<RecoveryTarget>, String> {
+    stored_target(
+        &StoredTarget {
+            kind: &rec.target_kind,
+            time: rec.target_time,
+            timeline: rec.target_timeline,
+            lsn: rec.target_lsn.as_deref(),
+            xid: rec.target_xid,
+            inclusive: rec.target_inclusive,
+            name: rec.target_name.as_deref(),
+        },
+        rec.instance_id,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The instance's host, and the backup and WAL target its guest needs to run `rec`, or why it
@@ -152,18 +190,6 @@ fn what_to_send(
     };
     let backup = backup.ok_or("the backup no longer exists")?;
     let location = backup.restorable().ok_or("the backup is not complete")?;
-    let target = stored_target(
-        &StoredTarget {
-            kind: &rec.target_kind,
-            time: rec.target_time,
-            timeline: rec.target_timeline,
-            lsn: rec.target_lsn.as_deref(),
-            xid: rec.target_xid,
-            inclusive: rec.target_inclusive,
-            name: rec.target_name.as_deref(),
-        },
-        rec.instance_id,
-    )
-    .map_err(|e| e.to_string())?;
+    let target = stored(rec)?;
     Ok((host, location, target))
 }

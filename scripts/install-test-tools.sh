@@ -60,6 +60,9 @@ hash=$(plugin_hash)
 build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT
 cp -r "$PLUGIN/." "$build/"
+# A `pip install clients/osc-plugin` run by hand leaves setuptools' build/ and egg-info in the
+# tree; copied along, their older modules could win over the sources (same mtimes after cp).
+rm -rf "$build/build" "$build"/*.egg-info
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation --no-index \
   --no-deps --force-reinstall "$build"
 echo "$hash" >"$PLUGIN_STAMP"

@@ -1,14 +1,15 @@
 //! Rewind: with a window set, the host keeps a delayed copy of the instance, and a recovery to a
 //! time the copy has not applied yet replays only the gap from it; a target the copy has passed
-//! restores a backup instead. The copy is rebuilt after every recovery and removed when the
-//! window is unset. Checked by the rows inside the managed database.
+//! restores a backup instead; a preview inside the window is the copy itself, and moves on and is
+//! confirmed like any preview. The copy is rebuilt after every recovery and removed when the
+//! window is unset or the instance deleted. Checked by the rows inside the managed databases.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::PgConnection;
+use sqlx::{Connection as _, PgConnection, postgres::PgConnectOptions};
 use trove_e2e::{
     Stack, TENANT_A, TOKEN_B, commit_mark_and_wait_for_the_store, marked_after_a_backup, rfc3339,
     time_of, wait_until,
@@ -29,6 +30,19 @@ async fn wait_ready(stack: &Stack, id: Uuid, timeline: Option<i64>) -> Result<Va
         let v = rewind(stack, id).await?;
         let on_timeline = timeline.is_none_or(|t| v["timeline"].as_i64() == Some(t));
         Ok((v["status"] == "READY" && on_timeline).then_some(v))
+    })
+    .await
+}
+
+/// Waits until recovery `rid` of `id` is in `state`; returns its view.
+async fn wait_recovery(stack: &Stack, id: Uuid, rid: &str, state: &str) -> Result<Value> {
+    wait_until(&format!("recovery {rid} to be {state}"), WAIT, || async {
+        let (_, v) = stack
+            .get_a(&format!("/instances/{id}/recoveries/{rid}"))
+            .await?;
+        let r = v["recovery"].clone();
+        anyhow::ensure!(r["state"] != "FAILED", "recovery failed: {r}");
+        Ok((r["state"] == state).then_some(r))
     })
     .await
 }
@@ -56,6 +70,21 @@ async fn recover_to(stack: &Stack, id: Uuid, t: chrono::DateTime<chrono::Utc>) -
         .wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(120))
         .await?;
     Ok(done["outcome"].clone())
+}
+
+/// The rows of `marks` in the preview the recovery `view` shows, as the instance's user.
+async fn preview_marks(view: &Value) -> Result<Vec<i32>> {
+    let p = &view["preview"];
+    let opts = PgConnectOptions::new()
+        .host(p["address"].as_str().context("preview address")?)
+        .port(u16::try_from(p["port"].as_u64().context("preview port")?)?)
+        .username("app")
+        .password("app-secret-1")
+        .database("appdb");
+    let mut preview = PgConnection::connect_with(&opts).await?;
+    let rows = marks(&mut preview).await?;
+    preview.close().await?;
+    Ok(rows)
 }
 
 async fn marks(conn: &mut PgConnection) -> Result<Vec<i32>> {
@@ -195,5 +224,88 @@ async fn a_recovery_inside_the_window_replays_only_the_gap_from_the_delayed_copy
         || async { Ok((!proc_dir.exists() && !copy_dir.exists()).then_some(())) },
     )
     .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_preview_inside_the_window_starts_from_the_delayed_copy_and_moves_on() -> Result<()> {
+    let (stack, id, _, mut conn) = marked_after_a_backup("pg-rewind-preview").await?;
+    let (status, v) = stack
+        .call_a(
+            Method::PUT,
+            &format!("/instances/{id}/rewind"),
+            Some(json!({"rewind": {"window_minutes": 10}})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    wait_ready(&stack, id, None).await?;
+
+    sqlx::query("INSERT INTO marks VALUES (20)")
+        .execute(&mut conn)
+        .await?;
+    let target = now(&mut conn).await?;
+    sqlx::raw_sql("DELETE FROM marks WHERE id <= 5; INSERT INTO marks VALUES (21)")
+        .execute(&mut conn)
+        .await?;
+    let later = now(&mut conn).await?;
+    commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 22).await?;
+
+    let body = stack
+        .recover_accepted(
+            id,
+            json!({"point_in_time": rfc3339(target), "preview": true}),
+        )
+        .await?;
+    let rid = body["recovery"]["recovery_id"]
+        .as_str()
+        .context("recovery id")?
+        .to_string();
+    let view = wait_recovery(&stack, id, &rid, "PREVIEW").await?;
+    let phases: Vec<&str> = view["phases"]
+        .as_array()
+        .context("phases")?
+        .iter()
+        .filter_map(|p| p["phase"].as_str())
+        .collect();
+    // From the copy: no archive was fetched.
+    assert!(!phases.contains(&"fetching"), "{view}");
+    let mut want: Vec<i32> = (1..=10).collect();
+    want.push(20);
+    assert_eq!(preview_marks(&view).await?, want);
+    // The live instance kept its data meanwhile.
+    assert_eq!(marks(&mut conn).await?, [6, 7, 8, 9, 10, 20, 21, 22]);
+    drop(conn);
+
+    // Moved on past the delete, from where the copy paused (the store serves the WAL now).
+    let (status, v) = stack
+        .post_a(
+            &format!("/instances/{id}/recoveries/{rid}/move"),
+            json!({"recovery": {"point_in_time": rfc3339(later)}}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let view = wait_until("the moved preview", WAIT, || async {
+        let v = wait_recovery(&stack, id, &rid, "PREVIEW").await?;
+        Ok((v["moves"] == 1).then_some(v))
+    })
+    .await?;
+    let want = vec![6, 7, 8, 9, 10, 20, 21];
+    assert_eq!(preview_marks(&view).await?, want);
+
+    let (status, v) = stack
+        .call_a(
+            Method::POST,
+            &format!("/instances/{id}/recoveries/{rid}/confirm"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let done = wait_recovery(&stack, id, &rid, "COMPLETED").await?;
+    assert_eq!(done["outcome"]["source"], "rewind", "{done}");
+    stack
+        .wait_status(id, "ACTIVE", "HEALTHY", Duration::from_secs(120))
+        .await?;
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(marks(&mut conn).await?, want);
     Ok(())
 }

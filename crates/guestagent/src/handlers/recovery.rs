@@ -24,8 +24,8 @@ use crate::{
     hosted::Hosted,
     postgres::{
         MoveError, PreviewState, RecoveryError, RecoveryRequest, Reporters, RewindFailed,
-        confirm_preview, current_timeline, ensure_dir, move_preview, recover_in_place,
-        rewind_in_place, stage_preview, write_owned,
+        confirm_preview, current_timeline, ensure_dir, move_preview, preview_from_copy,
+        recover_in_place, rewind_in_place, stage_preview, write_owned,
     },
     rewind_keeper::{copy_of, load_record},
 };
@@ -288,9 +288,15 @@ impl Agent {
                             })
                         })
                 }
-                Job::Preview(source) => stage_preview(&h.cluster, &source.request(), reporters)
-                    .await
-                    .map(Done::Previewing),
+                Job::Preview(source) => {
+                    let request = source.request();
+                    if let Some(state) = self.try_rewind_preview(h, &request, reporters).await {
+                        return Ok(Done::Previewing(state));
+                    }
+                    stage_preview(&h.cluster, &request, reporters)
+                        .await
+                        .map(Done::Previewing)
+                }
                 Job::Confirm(state) => {
                     // Along a timeline, the new one's history goes to the spool, as in a recovery.
                     let dest = state.timeline.map(|_| history_dest.as_path());
@@ -356,13 +362,8 @@ impl Agent {
         let Some(replay) = request.replay.as_ref() else {
             return Err(None);
         };
-        let (copy, applied) = {
-            let mut keep = h.rewind.lock().await;
-            let r = load_record(h, &mut keep).await;
-            if r.window_secs == 0 || r.port.is_none() {
-                return Err(None);
-            }
-            (copy_of(h, &r), r.applied())
+        let Some((copy, applied)) = rewind_copy(h).await else {
+            return Err(None);
         };
         match rewind_in_place(&h.cluster, &copy, replay, applied, reporters).await {
             Ok(outcome) => {
@@ -376,6 +377,33 @@ impl Agent {
             Err(RewindFailed::Failed(err)) => {
                 tracing::warn!(instance.id = %h.id, error = %err, "rewind failed; restoring a backup");
                 Err(Some(err.to_string()))
+            }
+        }
+    }
+
+    /// A preview made from the delayed copy, if the instance keeps one that can reach the
+    /// target; None (the caller restores a backup) otherwise, also after a failed attempt, which
+    /// left the instance as it was.
+    async fn try_rewind_preview(
+        &self,
+        h: &Arc<Hosted>,
+        request: &RecoveryRequest<'_>,
+        reporters: Reporters<'_>,
+    ) -> Option<PreviewState> {
+        let replay = request.replay.as_ref()?;
+        let (copy, applied) = rewind_copy(h).await?;
+        match preview_from_copy(&h.cluster, &copy, replay, applied, reporters).await {
+            Ok(state) => {
+                tracing::info!(instance.id = %h.id, "preview made from the delayed copy");
+                Some(state)
+            }
+            Err(RewindFailed::Unusable(why)) => {
+                tracing::info!(instance.id = %h.id, reason = %why, "delayed copy not usable for the preview; restoring a backup");
+                None
+            }
+            Err(RewindFailed::Failed(err)) => {
+                tracing::warn!(instance.id = %h.id, error = %err, "preview from the delayed copy failed; restoring a backup");
+                None
             }
         }
     }
@@ -459,6 +487,16 @@ impl Agent {
         };
         self.report(msg, rid).await
     }
+}
+
+/// The instance's delayed copy and the newest time its data may hold, if rewind is on and the
+/// copy was built.
+async fn rewind_copy(
+    h: &Hosted,
+) -> Option<(crate::postgres::Cluster, Option<chrono::DateTime<Utc>>)> {
+    let mut keep = h.rewind.lock().await;
+    let r = load_record(h, &mut keep).await;
+    (r.window_secs > 0 && r.port.is_some()).then(|| (copy_of(h, &r), r.applied()))
 }
 
 /// The waiting preview of `recovery_id`, if the agent remembers one.

@@ -81,7 +81,7 @@ pub use recover::recover_in_place;
 pub use request::{RecoveryRequest, Replay, Reporters, WalSource};
 pub use restore::restore_new;
 pub use restore_point::{Created as RestorePointCreated, create_restore_point};
-pub use rewind::{RewindFailed, failed_as_recovery, rewind_in_place};
+pub use rewind::{RewindFailed, preview_from_copy, rewind_in_place};
 pub use rewind_copy::{
     CopyPosition, build_copy, copy_exists, discard_copy, drop_slot, pause_copy, probe_copy,
     rewind_cluster, set_window,

@@ -46,6 +46,10 @@ pub struct PreviewState {
     pub move_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub move_error_code: Option<GuestErrorCode>,
+    /// `rewind` when the preview was made from the delayed copy (None: from a backup); the
+    /// confirmed recovery's outcome says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl PreviewState {
@@ -67,6 +71,7 @@ impl PreviewState {
             last_commit,
             move_error: None,
             move_error_code: None,
+            source: None,
         }
     }
 }
@@ -133,6 +138,7 @@ pub async fn confirm_preview(
         let downtime_ms = timed_cut_over(cluster, &staging, &mut swap, &mut steps).await?;
         Ok(RecoveryOutcome {
             downtime_ms: Some(downtime_ms),
+            source: Some(state.source.clone().unwrap_or_else(|| "backup".to_owned())),
             ..outcome
         })
     }

@@ -113,6 +113,7 @@ pub async fn move_preview(
             let now = PreviewState::paused(&staging, state.port, Some(replay.timeline)).await;
             Ok(PreviewState {
                 moves: state.moves,
+                source: state.source.clone(),
                 ..now
             })
         }

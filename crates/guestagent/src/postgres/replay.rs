@@ -330,6 +330,38 @@ pub(super) async fn replay_to_pause(
     Ok(())
 }
 
+/// As [`replay_to_pause`] for a stopped standby's copy whose `pg_wal` already holds everything
+/// up to `wal_end` (a preview from the delayed copy): no store, the settings keep it paused at
+/// the target with `restore_command = 'false'` from the start. Phases `replaying` and
+/// `verifying_target`; ends with the preview answering.
+pub(super) async fn replay_local_to_pause(
+    restored: &Cluster,
+    replay: &Replay<'_>,
+    wal_end: u64,
+    steps: &mut Steps<'_>,
+) -> Result<(), Failure> {
+    if !replay.stop.pauses() {
+        return Err(Failure::new(
+            GuestErrorCode::TargetNotReached,
+            anyhow::anyhow!("a preview needs a target replay can pause at; \"latest\" is none"),
+        ));
+    }
+    let plan = Plan {
+        store_end: Some(wal_end),
+        needed: Vec::new(),
+    };
+    let (reached, log_start) =
+        replay_until_stopped(restored, replay, &plan, None, steps, Visibility::Listening).await?;
+    steps.enter(RecoveryPhase::VerifyingTarget);
+    verify_stop(restored, replay, &plan, reached, log_start)
+        .await
+        .fail_as(GuestErrorCode::TargetNotReached)?;
+    restored
+        .wait_healthy(HEALTH_DEADLINE)
+        .await
+        .fail_as(GuestErrorCode::HealthCheckFailed)
+}
+
 /// Retires the restore command script (a paused preview must not fetch any more) and stops
 /// what is still fetching, removing the fetch directory.
 pub(super) async fn end_fetching(restored: &Cluster, fetching: Fetching) {

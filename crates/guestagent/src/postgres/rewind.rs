@@ -2,21 +2,23 @@
 //! instead of a base backup. The copy is stopped where it stands, moved into the staging place,
 //! replays only the gap from its position to the target out of its own `pg_wal`, and is then
 //! proven, promoted and cut over exactly like any recovery in place (docs/postgres-recovery.md,
-//! "Rewind").
+//! "Rewind"). A preview can start from the copy the same way.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use trove_common::{recovery::RecoveryOutcome, recovery::StopPoint, status::RecoveryPhase};
 
+use super::allocate_port;
 use super::cluster::Cluster;
 use super::error::{Failure, RecoveryError};
-use super::replay::replay_local_and_promote;
+use super::preview::PreviewState;
+use super::replay::{replay_local_and_promote, replay_local_to_pause};
 use super::request::{Replay, Reporters};
 use super::rewind_copy::{CopyPosition, pause_copy, primary_flush_lsn, probe_copy, wait_received};
 use super::staging::{
-    Swap, carry_timeline_history, discard_staging, fail_with_rollback, staging_cluster,
-    timed_cut_over,
+    Swap, carry_timeline_history, discard_staging, fail_with_rollback, preview_cluster,
+    staging_cluster, timed_cut_over,
 };
 use super::steps::Steps;
 use super::wal_stream::current_timeline;
@@ -89,13 +91,7 @@ pub async fn rewind_in_place(
     let was_running = live.is_running().await;
     let mut swap = Swap::default();
     let result = async {
-        // The copy stops with a restartpoint; its replay continues from there.
-        copy.stop().await?;
-        discard_staging(&staging).await?;
-        tokio::fs::rename(&copy.spec().data_dir, &staging.spec().data_dir)
-            .await
-            .map_err(anyhow::Error::from)?;
-        carry_timeline_history(live, &staging.spec().data_dir).await?;
+        take_copy(live, copy, &staging).await?;
         let outcome = replay_local_and_promote(&staging, replay, wal_end, &mut steps).await?;
         staging.stop().await?;
         let downtime_ms = timed_cut_over(live, &staging, &mut swap, &mut steps).await?;
@@ -115,6 +111,59 @@ pub async fn rewind_in_place(
             ))
         }
     }
+}
+
+/// Builds the preview `replay` asks for from the delayed copy instead of a backup: phases
+/// `verifying` (as for a rewind), `replaying` and `verifying_target`; the copy ends paused at the
+/// target, read-only, on a port of its own with the instance's addresses and client rules, and
+/// is confirmed, moved or cancelled like any preview. The live instance is never touched.
+pub async fn preview_from_copy(
+    live: &Cluster,
+    copy: &Cluster,
+    replay: &Replay<'_>,
+    applied_until: Option<DateTime<Utc>>,
+    reporters: Reporters<'_>,
+) -> Result<PreviewState, RewindFailed> {
+    let mut steps = Steps::new(reporters);
+    steps.enter(RecoveryPhase::Verifying);
+    if !replay.stop.pauses() {
+        return Err(RewindFailed::Unusable(
+            "\"latest\" cannot be previewed".to_owned(),
+        ));
+    }
+    let wal_end = hold_copy(live, copy, replay, applied_until).await?;
+    let port = allocate_port().map_err(|e| RewindFailed::Failed(steps.failed(WHAT, e.into())))?;
+    let staging = preview_cluster(live, port);
+    let was_running = live.is_running().await;
+    let result = async {
+        take_copy(live, copy, &staging).await?;
+        replay_local_to_pause(&staging, replay, wal_end, &mut steps).await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(PreviewState {
+            source: Some("rewind".to_owned()),
+            ..PreviewState::paused(&staging, port, Some(replay.timeline)).await
+        }),
+        Err(failure) => {
+            let err = steps.failed(WHAT, failure);
+            Err(RewindFailed::Failed(
+                fail_with_rollback(live, &staging, &Swap::default(), was_running, err).await,
+            ))
+        }
+    }
+}
+
+/// Stops the copy (fast: a restartpoint, where its replay continues) and moves it into
+/// `staging`'s place, with the live timeline histories carried over (§3.4).
+async fn take_copy(live: &Cluster, copy: &Cluster, staging: &Cluster) -> Result<(), Failure> {
+    copy.stop().await?;
+    discard_staging(staging).await?;
+    tokio::fs::rename(&copy.spec().data_dir, &staging.spec().data_dir)
+        .await
+        .map_err(anyhow::Error::from)?;
+    carry_timeline_history(live, &staging.spec().data_dir).await?;
+    Ok(())
 }
 
 /// Checks that the copy can reach the target, pauses its replay (it must not move past the
@@ -156,21 +205,6 @@ async fn hold_copy(
         tracing::warn!(error = %format!("{e:#}"), "could not resume the delayed copy");
     }
     held
-}
-
-/// The error a failed rewind reports when the caller gives up rather than restoring a backup.
-pub fn failed_as_recovery(failed: RewindFailed) -> RecoveryError {
-    match failed {
-        RewindFailed::Failed(err) => err,
-        RewindFailed::Unusable(why) => RecoveryError::new(
-            WHAT,
-            RecoveryPhase::Verifying,
-            Failure::new(
-                trove_common::rpc::conductor::GuestErrorCode::TargetNotReached,
-                anyhow::anyhow!(why),
-            ),
-        ),
-    }
 }
 
 #[cfg(test)]

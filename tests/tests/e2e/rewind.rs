@@ -101,7 +101,7 @@ async fn now(conn: &mut PgConnection) -> Result<chrono::DateTime<chrono::Utc>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recovery_inside_the_window_replays_only_the_gap_from_the_delayed_copy() -> Result<()> {
-    let (stack, id, _, mut conn) = marked_after_a_backup("pg-rewind").await?;
+    let (mut stack, id, _, mut conn) = marked_after_a_backup("pg-rewind").await?;
     let path = format!("/instances/{id}/rewind");
     assert_eq!(rewind(&stack, id).await?["status"], "OFF");
 
@@ -162,6 +162,21 @@ async fn a_recovery_inside_the_window_replays_only_the_gap_from_the_delayed_copy
         .as_i64()
         .context("timeline")?;
     wait_ready(&stack, id, Some(timeline)).await?;
+
+    // The copy outlives an agent restart: the restarted agent adopts it, it is not rebuilt.
+    let pid_file = stack
+        .instance_dir(id)
+        .join("data.rewind")
+        .join("postmaster.pid");
+    let copy_pid = || -> Result<String> {
+        let text = std::fs::read_to_string(&pid_file)?;
+        Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+    };
+    let pid_before = copy_pid()?;
+    stack.stop("guest").await?;
+    stack.start_guest();
+    wait_ready(&stack, id, Some(timeline)).await?;
+    assert_eq!(copy_pid()?, pid_before);
 
     // Inside the window: only the gap is replayed, from the copy.
     sqlx::query("INSERT INTO marks VALUES (20)")

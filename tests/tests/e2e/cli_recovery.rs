@@ -312,6 +312,16 @@ async fn cli_sets_a_rewind_window_and_undoes_a_transaction_from_the_copy() -> Re
         .fails(&["instance", "rewind", "set", i, "--window", "0"])
         .await?;
     assert!(refused.contains("(HTTP 400)"), "{refused}");
+    // A transaction from before the copy: the copy holds it already.
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    sqlx::query("UPDATE marks SET id = 11 WHERE id = 10")
+        .execute(&mut *tx)
+        .await?;
+    let old_xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 500).await?;
     let set = cli
         .json(&[
             "instance",
@@ -327,6 +337,34 @@ async fn cli_sets_a_rewind_window_and_undoes_a_transaction_from_the_copy() -> Re
     assert_eq!(set["window_minutes"], 10, "{set}");
     let shown = cli.json(&["instance", "rewind", "show", i]).await?;
     assert!(shown["rewindable_from"].is_string(), "{shown}");
+
+    // Undoing that one restores the backup, and says why.
+    drop(conn);
+    let old_xid = old_xid.to_string();
+    let answer = recover_and_wait(&cli, &[i, "--xid", &old_xid, "--exclusive"]).await?;
+    let rid = answer["recovery_id"].as_str().context("recovery id")?;
+    let (_, shown) = stack
+        .get_a(&format!("/instances/{id}/recoveries/{rid}"))
+        .await?;
+    let outcome = &shown["recovery"]["outcome"];
+    assert_eq!(outcome["source"], "backup", "{shown}");
+    assert!(
+        outcome["rewind_skipped"]
+            .as_str()
+            .is_some_and(|w| w.contains(&format!("applied transaction {old_xid}"))),
+        "{shown}"
+    );
+    let mut conn = stack.connect_instance(id).await?;
+    assert_eq!(ids(&mut conn, "marks").await?, (1..=10).collect::<Vec<_>>());
+    // The copy is built again for the new timeline.
+    wait_until("the copy rebuilt", Duration::from_secs(180), || async {
+        let v = cli.json(&["instance", "rewind", "show", i]).await?;
+        Ok(
+            (v["status"] == "READY" && v["timeline"] != shown["recovery"]["target"]["timeline"])
+                .then_some(()),
+        )
+    })
+    .await?;
 
     // The accident, after the copy was built: inside the window.
     let mut tx = sqlx::Connection::begin(&mut conn).await?;

@@ -15,7 +15,9 @@ use super::error::{Failure, RecoveryError};
 use super::preview::PreviewState;
 use super::replay::{replay_local_and_promote, replay_local_to_pause};
 use super::request::{Replay, Reporters};
-use super::rewind_copy::{CopyPosition, pause_copy, primary_flush_lsn, probe_copy, wait_received};
+use super::rewind_copy::{
+    CopyPosition, pause_copy, primary_flush_lsn, probe_copy, wait_received, xid_applied,
+};
 use super::staging::{
     Swap, carry_timeline_history, discard_staging, fail_with_rollback, preview_cluster,
     staging_cluster, timed_cut_over,
@@ -40,8 +42,9 @@ pub enum RewindFailed {
 
 /// Whether the copy at `position` (its data no newer than `applied_until`) can stop at `stop`
 /// along `timeline`: it must follow that timeline and not have applied past the target. A
-/// transaction id has no position to compare before replay; PostgreSQL itself refuses to stop
-/// before the copy's consistent point, and the caller then restores a backup.
+/// transaction id has no position to compare; the caller asks the copy whether it applied it
+/// ([`xid_applied`]), and where the copy cannot tell, PostgreSQL itself refuses to stop before
+/// the copy's consistent point, and the caller then restores a backup.
 pub fn reaches(
     position: &CopyPosition,
     applied_until: Option<DateTime<Utc>>,
@@ -194,6 +197,13 @@ async fn hold_copy(
         let applied = applied_until.max(position.last_commit);
         reaches(&position, applied, replay.stop, replay.timeline)
             .map_err(RewindFailed::Unusable)?;
+        if let StopPoint::Xid { xid, .. } = replay.stop
+            && xid_applied(copy, xid).await == Some(true)
+        {
+            return Err(RewindFailed::Unusable(format!(
+                "the delayed copy has applied transaction {xid} already"
+            )));
+        }
         let end = primary_flush_lsn(live).await.map_err(unusable)?;
         wait_received(copy, end, CATCH_UP).await.map_err(unusable)?;
         Ok(end)

@@ -234,6 +234,27 @@ pub async fn pause_copy(copy: &Cluster, pause: bool) -> Result<()> {
     Ok(())
 }
 
+/// Whether the copy has applied the end of transaction `xid` (commit or abort): Some(true) if
+/// it has, Some(false) if not yet, None if the copy cannot tell (an xid of another epoch, one
+/// whose status was truncated away, or a query error).
+pub async fn xid_applied(copy: &Cluster, xid: u32) -> Option<bool> {
+    let mut conn = copy.connect().await.ok()?;
+    // A 32-bit xid read as one of the current epoch: `pg_xact_status` fails for an xid the copy
+    // has not seen yet ("in the future"), which means not applied.
+    let status: Result<Option<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT pg_xact_status($1::text::xid8)")
+            .bind(i64::from(xid))
+            .fetch_one(&mut conn)
+            .await;
+    let _ = conn.close().await;
+    match status {
+        Ok(Some(s)) => Some(s != "in progress"),
+        Ok(None) => None,
+        Err(sqlx::Error::Database(db)) if db.message().contains("in the future") => Some(false),
+        Err(_) => None,
+    }
+}
+
 /// Waits until the copy has received the primary's WAL up to `lsn` (its replay may be paused:
 /// receiving goes on), polling every 20 ms until `deadline`.
 pub async fn wait_received(copy: &Cluster, lsn: u64, deadline: Duration) -> Result<()> {

@@ -16,12 +16,14 @@ use trove_common::{
 
 use super::{dispatch::Dispatch, path_uuid, table::Routes};
 use crate::{
+    auth::Caller,
     db::{instances, rewind as rewind_db},
     error::{ApiError, ApiResult},
     extract::JsonBody,
     recovery_window::rfc3339,
     state::AppState,
     validate::{self, bad},
+    views::Audience,
 };
 
 pub fn routes() -> Routes {
@@ -45,7 +47,8 @@ pub fn routes() -> Routes {
 
 /// The window and the copy as the guest last reported it. `status` is `OFF` without a window,
 /// `BUILDING` until the guest reports a copy for the window asked (so a change shows at once).
-fn view(row: &rewind_db::RewindRow) -> Value {
+/// A failure's details name host paths and tool output: only an admin reads them.
+fn view(row: &rewind_db::RewindRow, audience: Audience) -> Value {
     let window = row.rewind_window_secs;
     if window == 0 {
         return json!({"window_minutes": 0, "status": "OFF", "rewindable_from": null,
@@ -65,13 +68,17 @@ fn view(row: &rewind_db::RewindRow) -> Value {
         "rewindable_until": ready.then(|| rfc3339(Utc::now())),
         "timeline": status.as_ref().and_then(|s| s.timeline),
         "disk_bytes": status.as_ref().and_then(|s| s.disk_bytes),
-        "error": status.as_ref().and_then(|s| s.error.clone()),
+        "error": status.as_ref().and_then(|s| s.error.clone()).map(|e| match audience {
+            Audience::Admin => e,
+            Audience::Member => "the delayed copy could not be built; the guest tries again every 30 s (an operator sees why)".to_owned(),
+        }),
         "reported": row.rewind_reported_at.map(rfc3339),
     })
 }
 
 async fn show_rewind(
     State(state): State<AppState>,
+    caller: Caller,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let id = path_uuid(&id)?;
@@ -82,7 +89,7 @@ async fn show_rewind(
     let row = rewind_db::find(&mut conn, id)
         .await?
         .ok_or_else(|| ApiError::not_found(id))?;
-    Ok(Json(json!({"rewind": view(&row)})))
+    Ok(Json(json!({"rewind": view(&row, caller.audience())})))
 }
 
 /// The window in minutes from `{"rewind": {"window_minutes": N}}`: 400 unless 1..=1440.
@@ -108,22 +115,24 @@ fn parse_window(body: &Value) -> ApiResult<i32> {
 
 async fn set_rewind(
     State(state): State<AppState>,
+    caller: Caller,
     dispatch: Dispatch,
     Path((tenant, id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = path_uuid(&id)?;
     let secs = parse_window(&body)?;
-    store_window(&state, dispatch, &tenant, id, secs).await
+    store_window(&state, dispatch, &tenant, id, secs, caller.audience()).await
 }
 
 async fn unset_rewind(
     State(state): State<AppState>,
+    caller: Caller,
     dispatch: Dispatch,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = path_uuid(&id)?;
-    store_window(&state, dispatch, &tenant, id, 0).await
+    store_window(&state, dispatch, &tenant, id, 0, caller.audience()).await
 }
 
 /// Stores the window and sends it to the taskmanager in one transaction (the outbox); the guest
@@ -134,6 +143,7 @@ async fn store_window(
     tenant: &str,
     id: uuid::Uuid,
     secs: i32,
+    audience: Audience,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let mut tx = state.pool.begin().await?;
     instances::lock(&mut tx, id, Some(tenant))
@@ -147,7 +157,10 @@ async fn store_window(
         .send(tx, &TaskManagerMethod::ConfigureRewind { instance_id: id })
         .await?;
     tracing::info!(instance.id = %id, window_secs = secs, "rewind window set");
-    Ok((StatusCode::ACCEPTED, Json(json!({"rewind": view(&row)}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"rewind": view(&row, audience)})),
+    ))
 }
 
 #[cfg(test)]
@@ -173,5 +186,41 @@ mod tests {
         ] {
             assert!(parse_window(&bad_body).is_err(), "{bad_body}");
         }
+    }
+
+    fn row(window: i32, status: Value) -> rewind_db::RewindRow {
+        rewind_db::RewindRow {
+            rewind_window_secs: window,
+            rewind_status: Some(sqlx::types::Json(status)),
+            rewind_reported_at: None,
+        }
+    }
+
+    #[test]
+    fn a_failures_details_are_for_admins_and_a_stale_window_shows_building() {
+        let failed = row(
+            600,
+            json!({"window_secs": 600, "state": "FAILED", "error": "pg_basebackup: /srv/x: disk full"}),
+        );
+        assert_eq!(
+            view(&failed, Audience::Admin)["error"],
+            "pg_basebackup: /srv/x: disk full"
+        );
+        let member = view(&failed, Audience::Member);
+        assert_eq!(member["status"], "FAILED");
+        assert!(
+            !member["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("/srv"),
+            "{member}"
+        );
+        // Reported for the old window: the new one is still being applied.
+        let stale = row(1200, json!({"window_secs": 600, "state": "READY"}));
+        assert_eq!(view(&stale, Audience::Member)["status"], "BUILDING");
+        assert_eq!(
+            view(&row(0, Value::Null), Audience::Member)["status"],
+            "OFF"
+        );
     }
 }

@@ -376,7 +376,12 @@ impl Agent {
             }
             Err(RewindFailed::Failed(err)) => {
                 tracing::warn!(instance.id = %h.id, error = %err, "rewind failed; restoring a backup");
-                Err(Some(err.to_string()))
+                // The tenant sees the phase and the code; the details (host paths, server log)
+                // are in the agent's log.
+                Err(Some(format!(
+                    "the recovery from the delayed copy failed during phase {} ({}); the instance was left as it was",
+                    err.phase, err.code
+                )))
             }
         }
     }

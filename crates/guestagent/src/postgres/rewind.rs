@@ -178,7 +178,12 @@ async fn hold_copy(
     replay: &Replay<'_>,
     applied_until: Option<DateTime<Utc>>,
 ) -> Result<u64, RewindFailed> {
-    let unusable = |e: anyhow::Error| RewindFailed::Unusable(format!("{e:#}"));
+    // The reason reaches the tenant (the recovery's outcome): the details, which name host paths,
+    // stay in the agent's log.
+    let unusable = |e: anyhow::Error| {
+        tracing::info!(error = %format!("{e:#}"), "the delayed copy could not be checked");
+        RewindFailed::Unusable("the delayed copy could not be checked".to_owned())
+    };
     if !copy.is_running().await {
         return Err(RewindFailed::Unusable(
             "the delayed copy is not running".to_owned(),

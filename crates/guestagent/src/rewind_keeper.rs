@@ -136,13 +136,6 @@ async fn keep_once(h: &Hosted) -> Result<()> {
         return Ok(());
     }
     let mut rebuild = r.port.is_none() || r.consistent_at.is_none() || !copy_exists(&copy).await;
-    if !rebuild
-        && !copy.is_running().await
-        && let Err(e) = copy.start().await
-    {
-        tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "rewind copy did not start; rebuilding it");
-        rebuild = true;
-    }
     if !rebuild {
         match probe_copy(&copy).await {
             Ok(position) => {
@@ -180,9 +173,18 @@ async fn keep_once(h: &Hosted) -> Result<()> {
                     });
                 }
             }
-            // Starting up, or between restarts: looked at again next tick.
+            // Stopped (an agent or host restart, or a shutdown on a parameter the instance
+            // raised): started again, with the instance's current settings. Still starting up:
+            // looked at again next tick.
             Err(e) => {
-                tracing::debug!(instance.id = %h.id, error = %format!("{e:#}"), "rewind copy not answering")
+                if !copy.is_running().await {
+                    if let Err(e) = copy.start().await {
+                        tracing::warn!(instance.id = %h.id, error = %format!("{e:#}"), "rewind copy did not start; rebuilding it");
+                        rebuild = true;
+                    }
+                } else {
+                    tracing::debug!(instance.id = %h.id, error = %format!("{e:#}"), "rewind copy not answering");
+                }
             }
         }
     }

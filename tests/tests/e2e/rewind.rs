@@ -175,8 +175,30 @@ async fn a_recovery_inside_the_window_replays_only_the_gap_from_the_delayed_copy
     let pid_before = copy_pid()?;
     stack.stop("guest").await?;
     stack.start_guest();
-    wait_ready(&stack, id, Some(timeline)).await?;
+    let ready = wait_ready(&stack, id, Some(timeline)).await?;
     assert_eq!(copy_pid()?, pid_before);
+
+    // A copy whose server died is started again where it stood, not rebuilt.
+    let copy_dir = stack.instance_dir(id).join("data.rewind");
+    let stopped = std::process::Command::new("runuser")
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            "/usr/lib/postgresql/15/bin/pg_ctl",
+            "-D",
+        ])
+        .arg(&copy_dir)
+        .args(["-m", "immediate", "-w", "stop"])
+        .output()?;
+    assert!(stopped.status.success(), "{stopped:?}");
+    let restarted = wait_until("the copy started again", WAIT, || async {
+        let v = rewind(&stack, id).await?;
+        let pid = copy_pid().unwrap_or_default();
+        Ok((v["status"] == "READY" && !pid.is_empty() && pid != pid_before).then_some(v))
+    })
+    .await?;
+    assert_eq!(restarted["rewindable_from"], ready["rewindable_from"]);
 
     // Inside the window: only the gap is replayed, from the copy.
     sqlx::query("INSERT INTO marks VALUES (20)")

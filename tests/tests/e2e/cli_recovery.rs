@@ -12,6 +12,17 @@ use trove_e2e::{
     cli::Cli, commit_mark_and_wait_for_the_store, ids, marked_after_a_backup, wait_until,
 };
 
+/// Runs `sql` in a transaction of its own and commits it; returns the transaction's id.
+async fn committed_xid(conn: &mut sqlx::PgConnection, sql: &str) -> Result<i64> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    sqlx::query(sql).execute(&mut *tx).await?;
+    let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(xid)
+}
+
 /// Runs `instance recover <args> --wait -f json`, which must succeed and end its progress lines
 /// with the completion; returns the 202 answer it printed.
 async fn recover_and_wait(cli: &Cli, args: &[&str]) -> Result<Value> {
@@ -241,14 +252,7 @@ async fn cli_undoes_a_transaction_then_recovers_to_a_time() -> Result<()> {
     let cli = stack.cli_a();
     let inst = id.to_string();
     let i = inst.as_str();
-    let mut tx = sqlx::Connection::begin(&mut conn).await?;
-    sqlx::query("DELETE FROM marks WHERE id > 5")
-        .execute(&mut *tx)
-        .await?;
-    let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let xid = committed_xid(&mut conn, "DELETE FROM marks WHERE id > 5").await?;
     commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
     drop(conn);
 
@@ -313,14 +317,7 @@ async fn cli_sets_a_rewind_window_and_undoes_a_transaction_from_the_copy() -> Re
         .await?;
     assert!(refused.contains("(HTTP 400)"), "{refused}");
     // A transaction from before the copy: the copy holds it already.
-    let mut tx = sqlx::Connection::begin(&mut conn).await?;
-    sqlx::query("UPDATE marks SET id = 11 WHERE id = 10")
-        .execute(&mut *tx)
-        .await?;
-    let old_xid: i64 = sqlx::query_scalar("SELECT txid_current()")
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let old_xid = committed_xid(&mut conn, "UPDATE marks SET id = 11 WHERE id = 10").await?;
     commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 500).await?;
     let set = cli
         .json(&[
@@ -367,14 +364,7 @@ async fn cli_sets_a_rewind_window_and_undoes_a_transaction_from_the_copy() -> Re
     .await?;
 
     // The accident, after the copy was built: inside the window.
-    let mut tx = sqlx::Connection::begin(&mut conn).await?;
-    sqlx::query("DELETE FROM marks WHERE id > 5")
-        .execute(&mut *tx)
-        .await?;
-    let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let xid = committed_xid(&mut conn, "DELETE FROM marks WHERE id > 5").await?;
     commit_mark_and_wait_for_the_store(&stack, id, &mut conn, 1000).await?;
     drop(conn);
 

@@ -76,6 +76,14 @@ async fn connect_preview(view: &Value) -> Result<PgConnection> {
     Ok(PgConnection::connect_with(&opts).await?)
 }
 
+/// The ids in `marks` as the preview `view` shows them, read over its own connection.
+async fn preview_marks(view: &Value) -> Result<Vec<i32>> {
+    let mut preview = connect_preview(view).await?;
+    let rows = ids(&mut preview, "marks").await?;
+    preview.close().await?;
+    Ok(rows)
+}
+
 async fn settle(stack: &Stack, id: Uuid, rid: &str, action: &str) -> Result<(StatusCode, Value)> {
     stack
         .call_a(
@@ -260,9 +268,7 @@ async fn a_cancelled_preview_of_a_backup_leaves_the_instance_as_it_was() -> Resu
     stack.set_host_capacity(&host, 2).await?;
 
     let (rid, view) = preview_ready(&stack, id, json!({"backup": backup, "preview": true})).await?;
-    let mut preview = connect_preview(&view).await?;
-    assert_eq!(ids(&mut preview, "marks").await?, vec![1, 2, 3]);
-    drop(preview);
+    assert_eq!(preview_marks(&view).await?, vec![1, 2, 3]);
     // The waiting preview takes the host's second slot, as placement counts them.
     assert_eq!(slots_used(&stack, &host).await?, 2);
     // A waiting preview keeps the instance busy.
@@ -351,9 +357,7 @@ async fn the_cli_previews_a_backup_then_confirms_it() -> Result<()> {
         .await?;
     let rid = shown["recovery_id"].as_str().context("recovery id")?;
     assert!(shown["preview"]["port"].is_u64(), "{shown}");
-    let mut preview = connect_preview(&shown).await?;
-    assert_eq!(ids(&mut preview, "marks").await?, vec![1, 2, 3]);
-    drop(preview);
+    assert_eq!(preview_marks(&shown).await?, vec![1, 2, 3]);
     let listed = cli.json(&["recovery", "show", &inst, rid]).await?;
     assert_eq!(listed["state"], "PREVIEW", "{listed}");
 
@@ -388,12 +392,7 @@ async fn a_guest_agent_restarted_while_a_preview_waits_adopts_it() -> Result<()>
     // The preview's server outlives the agent; the restarted agent finds the preview on disk.
     stack.stop("guest").await?;
     stack.start_guest();
-    let mut preview = connect_preview(&view).await?;
-    assert_eq!(
-        ids(&mut preview, "marks").await?,
-        (1..=10).collect::<Vec<_>>()
-    );
-    drop(preview);
+    assert_eq!(preview_marks(&view).await?, (1..=10).collect::<Vec<_>>());
     let (status, body) = settle(&stack, id, &rid, "confirm").await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let done = wait_recovery(&stack, id, &rid, "COMPLETED").await?;
@@ -461,12 +460,7 @@ async fn a_preview_moves_on_to_a_later_time_while_the_instance_serves_then_is_co
     )
     .await?;
     let port = view["preview"]["port"].as_u64().context("port")?;
-    let mut preview = connect_preview(&view).await?;
-    assert_eq!(
-        ids(&mut preview, "marks").await?,
-        (1..=10).collect::<Vec<_>>()
-    );
-    drop(preview);
+    assert_eq!(preview_marks(&view).await?, (1..=10).collect::<Vec<_>>());
     let expires = view["preview"]["expires_at"]
         .as_str()
         .context("expiry")?
@@ -550,12 +544,7 @@ async fn a_preview_moves_on_to_a_later_time_while_the_instance_serves_then_is_co
     );
 
     // Exactly the rows committed before T2; the instance kept its own data.
-    let mut preview = connect_preview(&moved).await?;
-    assert_eq!(
-        ids(&mut preview, "marks").await?,
-        (1..=11).collect::<Vec<_>>()
-    );
-    drop(preview);
+    assert_eq!(preview_marks(&moved).await?, (1..=11).collect::<Vec<_>>());
     assert_eq!(
         ids(&mut live, "marks").await?,
         (1..=13).collect::<Vec<_>>(),
@@ -645,12 +634,7 @@ async fn a_preview_is_not_moved_back_or_off_its_timeline() -> Result<()> {
     assert_eq!(still["moves"], 0, "{still}");
     assert_eq!(still["target"]["time"], trove_e2e::rfc3339(t2), "{still}");
     assert_eq!(still["preview"]["port"], view["preview"]["port"], "{still}");
-    let mut preview = connect_preview(&still).await?;
-    assert_eq!(
-        ids(&mut preview, "marks").await?,
-        (1..=11).collect::<Vec<_>>()
-    );
-    drop(preview);
+    assert_eq!(preview_marks(&still).await?, (1..=11).collect::<Vec<_>>());
     assert_eq!(ids(&mut live, "marks").await?, (1..=12).collect::<Vec<_>>());
 
     let (status, body) = settle(&stack, id, &rid, "cancel").await?;
@@ -711,12 +695,7 @@ async fn a_move_the_guest_refuses_keeps_the_preview_where_it_waited() -> Result<
     );
     assert_eq!(kept["target"]["time"], trove_e2e::rfc3339(t2), "{kept}");
     assert_eq!(kept["preview"]["port"], view["preview"]["port"], "{kept}");
-    let mut preview = connect_preview(&kept).await?;
-    assert_eq!(
-        ids(&mut preview, "marks").await?,
-        (1..=11).collect::<Vec<_>>()
-    );
-    drop(preview);
+    assert_eq!(preview_marks(&kept).await?, (1..=11).collect::<Vec<_>>());
 
     // The next move is number 2, and goes through.
     let (status, body) = move_to(
@@ -739,12 +718,7 @@ async fn a_move_the_guest_refuses_keeps_the_preview_where_it_waited() -> Result<
     .await?;
     assert!(moved["error_code"].is_null(), "{moved}");
     assert_eq!(moved["target"]["time"], trove_e2e::rfc3339(t3), "{moved}");
-    let mut preview = connect_preview(&moved).await?;
-    assert_eq!(
-        ids(&mut preview, "marks").await?,
-        (1..=12).collect::<Vec<_>>()
-    );
-    drop(preview);
+    assert_eq!(preview_marks(&moved).await?, (1..=12).collect::<Vec<_>>());
     assert_eq!(ids(&mut conn, "marks").await?, (1..=13).collect::<Vec<_>>());
 
     let (status, body) = settle(&stack, id, &rid, "cancel").await?;
@@ -773,9 +747,7 @@ async fn the_cli_moves_a_preview_of_a_backup_on_to_a_time() -> Result<()> {
         ])
         .await?;
     let rid = shown["recovery_id"].as_str().context("recovery id")?;
-    let mut preview = connect_preview(&shown).await?;
-    assert_eq!(ids(&mut preview, "marks").await?, vec![1, 2, 3]);
-    drop(preview);
+    assert_eq!(preview_marks(&shown).await?, vec![1, 2, 3]);
 
     // A preview of a backup's end moves on along the instance's timeline.
     let moved = cli
@@ -795,12 +767,7 @@ async fn the_cli_moves_a_preview_of_a_backup_on_to_a_time() -> Result<()> {
         moved["preview"]["port"], shown["preview"]["port"],
         "{moved}"
     );
-    let mut preview = connect_preview(&moved).await?;
-    assert_eq!(
-        ids(&mut preview, "marks").await?,
-        (1..=10).collect::<Vec<_>>()
-    );
-    drop(preview);
+    assert_eq!(preview_marks(&moved).await?, (1..=10).collect::<Vec<_>>());
     let refused = cli
         .fails(&["recovery", "move", &inst, rid, "--lsn", "0/1"])
         .await?;
@@ -841,12 +808,7 @@ async fn a_guest_agent_restarted_right_after_a_move_keeps_the_moved_preview() ->
     assert_eq!(moved["moves"], 1, "{moved}");
     assert_eq!(moved["target"]["time"], trove_e2e::rfc3339(t2), "{moved}");
     assert_eq!(moved["preview"]["port"], view["preview"]["port"], "{moved}");
-    let mut preview = connect_preview(&moved).await?;
-    assert_eq!(
-        ids(&mut preview, "marks").await?,
-        (1..=11).collect::<Vec<_>>()
-    );
-    drop(preview);
+    assert_eq!(preview_marks(&moved).await?, (1..=11).collect::<Vec<_>>());
     assert_eq!(ids(&mut live, "marks").await?, (1..=12).collect::<Vec<_>>());
     let (status, body) = settle(&stack, id, &rid, "confirm").await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");

@@ -115,6 +115,7 @@ async fn bench(stack: &Stack, root: &TestRoot, args: &RewindArgs) -> Result<()> 
         );
         let before = cost::cpu_secs(&k.copy_dir)?;
         let t = Instant::now();
+        // The measurement window itself: the copy's CPU over a fixed span of idleness.
         tokio::time::sleep(IDLE_SAMPLE).await;
         k.idle_cpu_share = (cost::cpu_secs(&k.copy_dir)? - before) / t.elapsed().as_secs_f64();
         k.cpu_before_load = cost::cpu_secs(&k.copy_dir)?;

@@ -271,6 +271,7 @@ pub async fn wait_received(copy: &Cluster, lsn: u64, deadline: Duration) -> Resu
                 super::wal_index::format_lsn(lsn)
             );
         }
+        // A bounded poll (`deadline` above): a rewind waits on this, so it polls finely.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

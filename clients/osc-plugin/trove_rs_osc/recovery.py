@@ -22,17 +22,14 @@ WINDOW_FIELDS = ("timeline", "earliest", "latest", "lineage", "gaps", "backups",
                  "retention")
 
 
-def recovery_body(args, backup_id=None):
-    """The `{"recovery": …}` body for the parsed `instance recover` arguments."""
+def named_target(args):
+    """The target part of a `{"recovery": …}` body for `--time`, `--lsn`, `--xid [--exclusive]`
+    or `--restore-point`, plus `--timeline`: what `instance recover` and `recovery move` share."""
     if args.exclusive and args.xid is None:
         raise exceptions.CommandError("--exclusive applies to --xid only")
     rec = {}
-    if args.backup:
-        rec["backup"] = backup_id
-    elif args.time:
+    if args.time:
         rec["point_in_time"] = args.time
-    elif args.latest:
-        rec["point_in_time"] = "latest"
     elif args.lsn:
         rec["target"] = {"lsn": args.lsn}
     elif args.xid is not None:
@@ -43,6 +40,16 @@ def recovery_body(args, backup_id=None):
         rec["target"] = {"restore_point": args.restore_point}
     if args.timeline is not None:
         rec["timeline"] = args.timeline
+    return rec
+
+
+def recovery_body(args, backup_id=None):
+    """The `{"recovery": …}` body for the parsed `instance recover` arguments."""
+    rec = named_target(args)
+    if args.backup:
+        rec["backup"] = backup_id
+    elif args.latest:
+        rec["point_in_time"] = "latest"
     if args.preview:
         rec["preview"] = True
     return {"recovery": rec}
@@ -248,22 +255,7 @@ class CancelRecovery(SettlePreview):
 
 def move_body(args):
     """The `{"recovery": …}` body for the parsed `recovery move` arguments: one later target."""
-    if args.exclusive and args.xid is None:
-        raise exceptions.CommandError("--exclusive applies to --xid only")
-    rec = {}
-    if args.time:
-        rec["point_in_time"] = args.time
-    elif args.lsn:
-        rec["target"] = {"lsn": args.lsn}
-    elif args.xid is not None:
-        rec["target"] = {"xid": args.xid}
-        if args.exclusive:
-            rec["target"]["inclusive"] = False
-    elif args.restore_point:
-        rec["target"] = {"restore_point": args.restore_point}
-    if args.timeline is not None:
-        rec["timeline"] = args.timeline
-    return {"recovery": rec}
+    return {"recovery": named_target(args)}
 
 
 class MoveRecovery(command.ShowOne):

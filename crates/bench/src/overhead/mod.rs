@@ -53,23 +53,35 @@ pub async fn main(argv: impl Iterator<Item = String>) -> Result<()> {
     let Some(args) = args::parse(argv)? else {
         return Ok(());
     };
+    on_stack("overhead", async |stack, root| {
+        bench(stack, root, &args).await
+    })
+    .await
+}
+
+/// Starts the whole stack and a bench root sharing its store, announces both (scripts/bench-stack.sh
+/// reads those lines to stop what a killed run left running), runs `bench` on them until it ends
+/// or Ctrl-C, and tears both down.
+pub(crate) async fn on_stack(
+    which: &str,
+    bench: impl AsyncFnOnce(&Stack, &TestRoot) -> Result<()>,
+) -> Result<()> {
     eprintln!("starting the stack ...");
     let stack = Stack::start(ALL).await?;
     // The driver's cluster and the floor's files live here; it shares the stack's store (whose
     // prefix the stack empties at the end) and reads the instance's objects from it.
-    let root = TestRoot::sharing_store("trove-bench-overhead", stack.store()?)?;
-    // scripts/bench-overhead.sh reads these two paths to stop what a killed run left running.
-    eprintln!("trove-bench overhead: stack in {}", stack.root().display());
+    let root = TestRoot::sharing_store(&format!("trove-bench-{which}"), stack.store()?)?;
+    eprintln!("trove-bench {which}: stack in {}", stack.root().display());
     eprintln!(
-        "trove-bench overhead: bench root in {}",
+        "trove-bench {which}: bench root in {}",
         root.path().display()
     );
     eprintln!(
-        "trove-bench overhead: object store {}",
+        "trove-bench {which}: object store {}",
         root.store().describe()
     );
     let result = tokio::select! {
-        r = bench(&stack, &root, &args) => r,
+        r = bench(&stack, &root) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     drop(root);

@@ -10,10 +10,10 @@ mod cost;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use trove_e2e::{ALL, Stack, wait_until};
+use trove_e2e::{Stack, wait_until};
 use trove_guestagent::testkit::TestRoot;
 use uuid::Uuid;
 
@@ -70,22 +70,10 @@ pub async fn main(argv: impl Iterator<Item = String>) -> Result<()> {
     let Some(args) = parse(argv)? else {
         return Ok(());
     };
-    eprintln!("starting the stack ...");
-    let stack = Stack::start(ALL).await?;
-    let root = TestRoot::sharing_store("trove-bench-rewind", stack.store()?)?;
-    // scripts/bench-rewind.sh reads these two paths to stop what a killed run left running.
-    eprintln!("trove-bench rewind: stack in {}", stack.root().display());
-    eprintln!(
-        "trove-bench rewind: bench root in {}",
-        root.path().display()
-    );
-    let result = tokio::select! {
-        r = bench(&stack, &root, &args) => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
-    };
-    drop(root);
-    stack.shutdown().await;
-    result
+    crate::overhead::on_stack("rewind", async |stack, root| {
+        bench(stack, root, &args).await
+    })
+    .await
 }
 
 /// What keeping the copy cost while the benchmark prepared.
